@@ -1,0 +1,1 @@
+"""Helpers shared by every component. Nothing here imports TensorFlow or Beam."""

@@ -1,0 +1,97 @@
+"""TFRecord files (optionally gzipped) without importing TensorFlow.
+
+Format: per record, uint64 length, masked CRC32C of the length, the bytes, and
+the masked CRC32C of the bytes. Gzip output uses ``mtime=0`` so that the same
+records always give byte-identical files.
+"""
+
+import gzip
+import struct
+
+import google_crc32c
+
+from kubetfx.components.common.errors import InputDataError
+
+GZIP_MAGIC = b"\x1f\x8b"
+# Level 6 (zlib's default) writes ~25% smaller files than level 1 for ~3x the CPU;
+# shards are compressed in parallel, so it stays well inside the time budget.
+GZIP_LEVEL = 6
+
+_LENGTH = struct.Struct("<Q")
+_CRC = struct.Struct("<I")
+_MASK_DELTA = 0xA282EAD8
+
+
+def _masked_crc(data: bytes) -> int:
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def encode_records(records) -> bytes:
+    """Frame serialized records as one uncompressed TFRecord byte string."""
+    parts = []
+    append = parts.append
+    pack_length, pack_crc, masked_crc = _LENGTH.pack, _CRC.pack, _masked_crc
+    for record in records:
+        length = pack_length(len(record))
+        append(length)
+        append(pack_crc(masked_crc(length)))
+        append(record)
+        append(pack_crc(masked_crc(record)))
+    return b"".join(parts)
+
+
+def compress(framed: bytes) -> bytes:
+    return gzip.compress(framed, compresslevel=GZIP_LEVEL, mtime=0)
+
+
+def decode_records(data: bytes, source: str = "<bytes>", verify: bool = True) -> list[bytes]:
+    """Split an uncompressed TFRecord byte string into records.
+
+    Raises InputDataError naming ``source`` and the byte offset on truncation or
+    a CRC mismatch.
+    """
+    records = []
+    append = records.append
+    view = memoryview(data)
+    offset, size = 0, len(data)
+    unpack_length, unpack_crc = _LENGTH.unpack_from, _CRC.unpack_from
+    while offset < size:
+        if offset + 12 > size:
+            raise InputDataError(f"{source}: truncated TFRecord header at byte {offset}")
+        (length,) = unpack_length(view, offset)
+        if verify and unpack_crc(view, offset + 8)[0] != _masked_crc(bytes(view[offset:offset + 8])):
+            raise InputDataError(f"{source}: corrupt TFRecord length at byte {offset} (CRC mismatch); "
+                                 "is this really a TFRecord file?")
+        start, end = offset + 12, offset + 12 + length
+        if end + 4 > size:
+            raise InputDataError(f"{source}: truncated TFRecord at byte {offset} "
+                                 f"(record of {length} bytes runs past the end of the file)")
+        record = bytes(view[start:end])
+        if verify and unpack_crc(view, end)[0] != _masked_crc(record):
+            raise InputDataError(f"{source}: corrupt TFRecord data at byte {offset} (CRC mismatch)")
+        append(record)
+        offset = end + 4
+    return records
+
+
+def read_file(path: str, verify: bool = True) -> list[bytes]:
+    """Read all records of a TFRecord file, gzipped or not (detected by magic bytes)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if data[:2] == GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as err:
+            raise InputDataError(f"{path}: not a valid gzip file ({err})") from None
+    return decode_records(data, source=path, verify=verify)
+
+
+def write_file(path: str, records, compressed: bool = True) -> int:
+    """Write records to ``path``; returns the number of bytes written."""
+    data = encode_records(records)
+    if compressed:
+        data = compress(data)
+    with open(path, "wb") as handle:
+        handle.write(data)
+    return len(data)

@@ -1,0 +1,1 @@
+"""ExampleGen: CSV / Parquet / TFRecord input -> deterministic train/eval(/test) splits of tf.Examples."""

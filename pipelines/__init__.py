@@ -1,0 +1,1 @@
+"""kubetfx pipelines and the CLI that runs them locally or compiles them for Kubeflow."""

@@ -1,0 +1,5 @@
+import sys
+
+from kubetfx.pipelines.cli import main
+
+sys.exit(main())

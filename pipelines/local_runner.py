@@ -1,0 +1,117 @@
+"""Run a pipeline on the embedded default: kfp.local's SubprocessRunner and a local root.
+
+KFP's local runner is chatty (it prints every task's full executor input); we
+keep the whole log in a file and show a person the task statuses, our error
+messages and a summary of where each artifact landed.
+"""
+
+import io
+import json
+import os
+import re
+import sys
+import time
+
+_SHOW = re.compile(r"finished with status|kubetfx: |Error|error:")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _FilteredStdout(io.TextIOBase):
+    """Send everything to the log file, and only the interesting lines to the terminal."""
+
+    def __init__(self, terminal, log):
+        self._terminal, self._log, self._pending = terminal, log, ""
+
+    def write(self, text: str) -> int:
+        self._log.write(text)
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            if _SHOW.search(line):
+                self._terminal.write(_ANSI.sub("", line).strip() + "\n")
+        self._terminal.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self._log.flush()
+        self._terminal.flush()
+
+
+def _task_outputs(run_dir: str) -> dict[str, dict]:
+    """Task name -> {output name: {"uri", "metadata"}} from kfp.local's executor_output.json files."""
+    tasks = {}
+    for task in sorted(os.listdir(run_dir)):
+        output_file = os.path.join(run_dir, task, "executor_output.json")
+        if not os.path.isfile(output_file):
+            continue
+        with open(output_file) as handle:
+            artifacts = json.load(handle).get("artifacts", {})
+        tasks[task] = {name: entry["artifacts"][0] for name, entry in artifacts.items() if entry.get("artifacts")}
+    return tasks
+
+
+def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: dict | None = None) -> int:
+    """Run ``entry`` locally under ``root``; print a summary; return a process exit code."""
+    from kfp import local
+
+    root = os.path.abspath(root)
+    pipeline_root = os.path.join(root, "pipeline-root")
+    logs_dir = os.path.join(root, "logs")
+    os.makedirs(pipeline_root, exist_ok=True)
+    os.makedirs(logs_dir, exist_ok=True)
+    arguments = entry.local_arguments(os.path.join(root, "data"))
+    arguments.update(overrides or {})
+    pipeline_func = entry.pipeline_func()
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
+    before = set(os.listdir(pipeline_root))
+    log_path = os.path.join(logs_dir, f"{entry.name}-{time.strftime('%Y%m%d-%H%M%S')}.log")
+    print(f"Running the {entry.name} pipeline locally (kfp.local SubprocessRunner)")
+    print(f"  pipeline root: {pipeline_root}")
+    print(f"  full log:      {log_path}")
+    started = time.time()
+    failed = None
+    with open(log_path, "w") as log:
+        real_stdout = sys.stdout
+        if not verbose:
+            sys.stdout = _FilteredStdout(real_stdout, log)
+        try:
+            pipeline_func(**arguments)
+        except RuntimeError as err:  # kfp.local: "Pipeline ... finished with status FAILURE"
+            failed = _ANSI.sub("", str(err))
+        finally:
+            sys.stdout = real_stdout
+    elapsed = time.time() - started
+    new_runs = sorted(set(os.listdir(pipeline_root)) - before)
+    run_dir = os.path.join(pipeline_root, new_runs[-1]) if new_runs else None
+    if failed:
+        print(f"\nFAILED after {elapsed:.1f} s: {failed}\nSee the messages above and the full log: {log_path}")
+        return 1
+    print(f"\nPipeline {entry.name} succeeded in {elapsed:.1f} s. Run directory: {run_dir}")
+    if run_dir:
+        print_summary(_task_outputs(run_dir))
+    return 0
+
+
+def print_summary(tasks: dict[str, dict]) -> None:
+    for task, outputs in tasks.items():
+        print(f"\n  {task}")
+        for name, artifact in sorted(outputs.items()):
+            print(f"    {name:<12} {artifact['uri']}")
+            summary = _one_line(artifact.get("metadata", {}))
+            if summary:
+                print(f"    {'':<12} {summary}")
+
+
+def _one_line(metadata: dict) -> str:
+    """The few metadata facts a person looks for first."""
+    parts = []
+    if "row_counts" in metadata:
+        parts.append("rows " + ", ".join(f"{k}={int(v)}" for k, v in metadata["row_counts"].items()))
+    if "features" in metadata:
+        parts.append(f"{int(metadata['features'])} features")
+    if "anomalies_found" in metadata:
+        counts = metadata.get("anomaly_counts", {})
+        parts.append(f"anomalies found: {int(metadata['anomalies_found'])}"
+                     + (" (" + ", ".join(f"{k}={int(v)}" for k, v in counts.items()) + ")" if counts else ""))
+    return "; ".join(parts)

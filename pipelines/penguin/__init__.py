@@ -1,0 +1,1 @@
+"""The penguin pipeline: Palmer Penguins species classification, TFX's reference example."""

@@ -1,0 +1,1 @@
+"""Synthetic tabular data generators for scale tests and benchmarks."""

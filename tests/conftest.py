@@ -1,0 +1,49 @@
+"""Shared fixtures: real penguin data and real TFX-layout artifacts built from it."""
+
+import os
+
+import pyarrow as pa
+import pytest
+
+from kubetfx.components.common import examples, layout, tfrecord
+from kubetfx.pipelines.penguin import data as penguin_data
+
+
+@pytest.fixture(scope="session")
+def penguins_table() -> pa.Table:
+    """The 333 complete Palmer Penguins rows as an Arrow table."""
+    return penguin_data.load_table(drop_missing=True)
+
+
+@pytest.fixture(scope="session")
+def penguins_raw_table() -> pa.Table:
+    """All 344 rows, with missing values."""
+    return penguin_data.load_table(drop_missing=False)
+
+
+def write_examples_artifact(directory: str, split_tables: dict[str, pa.Table]) -> str:
+    """Write a TFX-layout Examples artifact (gzipped tf.Example TFRecords per split)."""
+    for split, table in split_tables.items():
+        split_dir = layout.split_dir(directory, split)
+        os.makedirs(split_dir, exist_ok=True)
+        tfrecord.write_file(os.path.join(split_dir, layout.examples_file_name(0, 1)),
+                            examples.encode_examples(table))
+    return directory
+
+
+@pytest.fixture
+def make_examples_artifact(tmp_path):
+    """Factory: ``make_examples_artifact({"train": table, "eval": table})`` -> artifact dir."""
+    counter = iter(range(1000))
+
+    def _make(split_tables: dict[str, pa.Table]) -> str:
+        return write_examples_artifact(str(tmp_path / f"examples-{next(counter)}"), split_tables)
+
+    return _make
+
+
+@pytest.fixture
+def penguin_examples(make_examples_artifact, penguins_table) -> str:
+    """Penguins split 2:1 by row position (train/eval)."""
+    cut = penguins_table.num_rows * 2 // 3
+    return make_examples_artifact({"train": penguins_table.slice(0, cut), "eval": penguins_table.slice(cut)})
