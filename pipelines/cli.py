@@ -9,8 +9,8 @@ from kubetfx.pipelines.registry import PIPELINES
 
 def _compile(name: str, output: str, image: str | None) -> int:
     if image:  # must be set before the component modules are imported
-        from kubetfx.components.common import image as image_config
-        os.environ[image_config.IMAGE_ENV_VAR] = image
+        from kubetfx.components.common.image import set_component_image
+        set_component_image(image)
     from kfp import compiler
 
     pipeline_func = PIPELINES[name].pipeline_func()

@@ -11,8 +11,10 @@ import os
 import re
 import sys
 import time
+import warnings
 
-_SHOW = re.compile(r"finished with status|kubetfx: |Error|error:")
+_SHOW = re.compile(r"finished with status|kubetfx: ")
+_KFP_LOG_LINE = re.compile(r"^\s*\d\d:\d\d:\d\d\.\d+ - |^\s*\[KFP Executor")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -21,14 +23,20 @@ class _FilteredStdout(io.TextIOBase):
 
     def __init__(self, terminal, log):
         self._terminal, self._log, self._pending = terminal, log, ""
+        self._in_error = False  # inside a multi-line "kubetfx: ..." message
 
     def write(self, text: str) -> int:
         self._log.write(text)
         self._pending += text
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
-            if _SHOW.search(line):
-                self._terminal.write(_ANSI.sub("", line).strip() + "\n")
+            line = _ANSI.sub("", line)
+            if self._in_error and (_KFP_LOG_LINE.search(line) or not line.strip()):
+                self._in_error = False
+            if "kubetfx: " in line:
+                self._in_error = True
+            if self._in_error or _SHOW.search(line):
+                self._terminal.write(line.strip() + "\n")
         self._terminal.flush()
         return len(text)
 
@@ -40,10 +48,8 @@ class _FilteredStdout(io.TextIOBase):
 def _task_outputs(run_dir: str) -> dict[str, dict]:
     """Task name -> {output name: {"uri", "metadata"}} from kfp.local's executor_output.json files."""
     tasks = {}
-    for task in sorted(os.listdir(run_dir)):
-        output_file = os.path.join(run_dir, task, "executor_output.json")
-        if not os.path.isfile(output_file):
-            continue
+    output_files = [(os.path.join(run_dir, task, "executor_output.json"), task) for task in os.listdir(run_dir)]
+    for output_file, task in sorted((f for f in output_files if os.path.isfile(f[0])), key=lambda f: os.path.getmtime(f[0])):
         with open(output_file) as handle:
             artifacts = json.load(handle).get("artifacts", {})
         tasks[task] = {name: entry["artifacts"][0] for name, entry in artifacts.items() if entry.get("artifacts")}
@@ -63,6 +69,9 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
     arguments.update(overrides or {})
     pipeline_func = entry.pipeline_func()
 
+    # kfp.local warns that our image and display names are not used locally: expected, not news.
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+    warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
     before = set(os.listdir(pipeline_root))
     log_path = os.path.join(logs_dir, f"{entry.name}-{time.strftime('%Y%m%d-%H%M%S')}.log")
@@ -87,7 +96,7 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
     if failed:
         print(f"\nFAILED after {elapsed:.1f} s: {failed}\nSee the messages above and the full log: {log_path}")
         return 1
-    print(f"\nPipeline {entry.name} succeeded in {elapsed:.1f} s. Run directory: {run_dir}")
+    print(f"\nPipeline {entry.name} succeeded in {elapsed:.1f} s. Run directory: {os.path.relpath(run_dir or pipeline_root)}")
     if run_dir:
         print_summary(_task_outputs(run_dir))
     return 0
@@ -97,7 +106,7 @@ def print_summary(tasks: dict[str, dict]) -> None:
     for task, outputs in tasks.items():
         print(f"\n  {task}")
         for name, artifact in sorted(outputs.items()):
-            print(f"    {name:<12} {artifact['uri']}")
+            print(f"    {name:<12} {os.path.relpath(artifact['uri'])}")
             summary = _one_line(artifact.get("metadata", {}))
             if summary:
                 print(f"    {'':<12} {summary}")

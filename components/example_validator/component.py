@@ -1,5 +1,7 @@
 """KFP interface of ExampleValidator (logic lives in executor.py)."""
 
+from typing import Optional
+
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Output
 
@@ -14,13 +16,13 @@ def example_validator(
     report: Output[Markdown],
     comparison_statistics: Input[Artifact] = None,
     comparison_mode: str = "drift",
-    linf_threshold: float = -1.0,
-    jsd_threshold: float = -1.0,
+    linf_threshold: Optional[float] = None,
+    jsd_threshold: Optional[float] = None,
     fail_on_anomalies: bool = True,
 ):
     """Checks statistics against the schema (+ drift/skew vs comparison_statistics); writes TFMD Anomalies.
 
-    A negative threshold means "use the schema's comparator thresholds only".
+    Thresholds left unset use the schema's drift/skew comparators only.
     """
     from kubetfx.components.common.entrypoint import call
     from kubetfx.components.example_validator import executor
@@ -30,6 +32,5 @@ def example_validator(
         report_path=report.path,
         comparison_statistics_dir=comparison_statistics.path if comparison_statistics else None,
         comparison_mode=comparison_mode,
-        linf_threshold=linf_threshold if linf_threshold >= 0 else None,
-        jsd_threshold=jsd_threshold if jsd_threshold >= 0 else None,
+        linf_threshold=linf_threshold, jsd_threshold=jsd_threshold,
         fail_on_anomalies=fail_on_anomalies))
