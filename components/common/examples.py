@@ -164,6 +164,13 @@ def read_split_records(examples_dir: str, split: str) -> list[bytes]:
 
 
 def read_split(examples_dir: str, split: str) -> pa.RecordBatch:
-    """Decode one split of an Examples artifact into Arrow (large_list columns)."""
-    records = read_split_records(examples_dir, split)
-    return decode_examples(records, source=layout.split_dir(examples_dir, split))
+    """Decode one split of an Examples artifact into Arrow (large_list columns).
+
+    Decodes file by file so only one file's serialized records are held at once.
+    """
+    tables = []
+    for path in split_files(examples_dir, split):
+        batch = decode_examples(tfrecord.read_file(path), source=path)
+        tables.append(pa.Table.from_batches([batch]))
+    table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+    return pa.RecordBatch.from_arrays([column.combine_chunks() for column in table.columns], schema=table.schema)
