@@ -4,19 +4,16 @@ Per-species feature distributions are fitted on the real Palmer Penguins rows,
 so the generated data has the same columns, types and roughly the same shape.
 """
 
-import argparse
-import os
-
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from kubetfx.pipelines.penguin import data as penguin_data
+from kubetfx.pipelines.synthetic import writer
 
 NUMERIC = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
 
 
-def generate(num_rows: int, seed: int = 0, missing_fraction: float = 0.0) -> pa.Table:
+def generate(num_rows: int, seed: int = 0) -> pa.Table:
     rng = np.random.default_rng(seed)
     real = penguin_data.load_table(drop_missing=True).to_pydict()
     species_names = sorted(set(real["species"]))
@@ -37,32 +34,12 @@ def generate(num_rows: int, seed: int = 0, missing_fraction: float = 0.0) -> pa.
         columns[name] = values
     columns["sex"] = np.where(rng.random(num_rows) < 0.5, "male", "female").astype(object)
     columns["year"] = rng.integers(2007, 2010, num_rows)
-    table = pa.table(columns)
-    if missing_fraction:
-        arrays = []
-        for name in table.column_names:
-            mask = pa.array(rng.random(num_rows) < missing_fraction) if name != "species" else None
-            column = table.column(name).combine_chunks()
-            arrays.append(pa.array(column.to_pylist(), mask=mask, type=column.type) if mask is not None else column)
-        table = pa.table(dict(zip(table.column_names, arrays)))
-    return table
+    return pa.table(columns)
 
 
 def write_csv(path: str, num_rows: int, seed: int = 0) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    pacsv.write_csv(generate(num_rows, seed), path + ".tmp")
-    os.replace(path + ".tmp", path)
-    return path
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", required=True, help="CSV file to write")
-    args = parser.parse_args(argv)
-    print(write_csv(args.output, args.rows, args.seed))
+    return writer.write_csv(generate, path, num_rows, seed)
 
 
 if __name__ == "__main__":
-    main()
+    writer.main(generate, __doc__, 1_000_000)
