@@ -9,10 +9,14 @@ from kubetfx.components.common import fileio, layout
 from kubetfx.components.common.errors import ConfigError, InputDataError
 
 
-def write_statistics(artifact_dir: str, split: str, stats: statistics_pb2.DatasetFeatureStatisticsList) -> str:
-    path = os.path.join(layout.split_dir(artifact_dir, split), layout.STATISTICS_FILE)
-    fileio.atomic_write(path, stats.SerializeToString(deterministic=True))
+def _write_split_proto(artifact_dir: str, split: str, file_name: str, message) -> str:
+    path = os.path.join(layout.split_dir(artifact_dir, split), file_name)
+    fileio.atomic_write(path, message.SerializeToString(deterministic=True))
     return path
+
+
+def write_statistics(artifact_dir: str, split: str, stats: statistics_pb2.DatasetFeatureStatisticsList) -> str:
+    return _write_split_proto(artifact_dir, split, layout.STATISTICS_FILE, stats)
 
 
 def read_statistics(artifact_dir: str, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
@@ -68,9 +72,7 @@ def read_schema(path: str) -> schema_pb2.Schema:
 
 
 def write_anomalies(artifact_dir: str, split: str, anomalies: anomalies_pb2.Anomalies) -> str:
-    path = os.path.join(layout.split_dir(artifact_dir, split), layout.ANOMALIES_FILE)
-    fileio.atomic_write(path, anomalies.SerializeToString(deterministic=True))
-    return path
+    return _write_split_proto(artifact_dir, split, layout.ANOMALIES_FILE, anomalies)
 
 
 def read_anomalies(artifact_dir: str, split: str) -> anomalies_pb2.Anomalies:

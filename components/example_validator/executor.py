@@ -365,35 +365,34 @@ def _check_string_domain(name, steps, feature, stats, domain: schema_pb2.StringD
         f"({_num(unexpected_mass)} of {_num(total)}){constraint}.")]
 
 
-def _check_int_domain(name, steps, stats, domain: schema_pb2.IntDomain) -> list[Finding]:
+_RANGE_ANOMALIES = {  # domain kind -> (below-min type, above-max type)
+    "int_domain": (_T.INT_TYPE_SMALL_INT, _T.INT_TYPE_BIG_INT),
+    "float_domain": (_T.FLOAT_TYPE_SMALL_FLOAT, _T.FLOAT_TYPE_BIG_FLOAT),
+}
+
+
+def _check_range(name, steps, stats, domain, kind: str) -> list[Finding]:
+    """Values below ``domain.min`` or above ``domain.max`` (int_domain or float_domain)."""
     findings = []
     num = stats.num_stats
-    if domain.HasField("min") and num.min < domain.min:
-        findings.append(Finding(
-            name, steps, _T.INT_TYPE_SMALL_INT, "Out-of-range values",
-            f"Feature '{name}' has values as small as {_num(num.min)}, below the schema's int_domain "
-            f"min {domain.min}."))
-    if domain.HasField("max") and num.max > domain.max:
-        findings.append(Finding(
-            name, steps, _T.INT_TYPE_BIG_INT, "Out-of-range values",
-            f"Feature '{name}' has values as large as {_num(num.max)}, above the schema's int_domain "
-            f"max {domain.max}."))
+    small, big = _RANGE_ANOMALIES[kind]
+    for bound, value, anomaly, side, direction in (("min", num.min, small, "small", "below"),
+                                                   ("max", num.max, big, "large", "above")):
+        limit = getattr(domain, bound)
+        if domain.HasField(bound) and (value < limit if bound == "min" else value > limit):
+            findings.append(Finding(
+                name, steps, anomaly, "Out-of-range values",
+                f"Feature '{name}' has values as {side} as {_num(value)}, {direction} the schema's {kind} "
+                f"{bound} {_num(limit) if kind == 'float_domain' else limit}."))
     return findings
 
 
+def _check_int_domain(name, steps, stats, domain: schema_pb2.IntDomain) -> list[Finding]:
+    return _check_range(name, steps, stats, domain, "int_domain")
+
+
 def _check_float_domain(name, steps, stats, domain: schema_pb2.FloatDomain) -> list[Finding]:
-    findings = []
-    num = stats.num_stats
-    if domain.HasField("min") and num.min < domain.min:
-        findings.append(Finding(
-            name, steps, _T.FLOAT_TYPE_SMALL_FLOAT, "Out-of-range values",
-            f"Feature '{name}' has values as small as {_num(num.min)}, below the schema's float_domain "
-            f"min {_num(float(domain.min))}."))
-    if domain.HasField("max") and num.max > domain.max:
-        findings.append(Finding(
-            name, steps, _T.FLOAT_TYPE_BIG_FLOAT, "Out-of-range values",
-            f"Feature '{name}' has values as large as {_num(num.max)}, above the schema's float_domain "
-            f"max {_num(float(domain.max))}."))
+    findings = _check_range(name, steps, stats, domain, "float_domain")
     num_nan = _num_nan(stats)
     if domain.disallow_nan and num_nan > 0:
         findings.append(Finding(
