@@ -1,0 +1,131 @@
+"""Load a user module (by import path or file path) and a function from it.
+
+``module_file`` is either a Python import path (``my_pkg.my_module``) or a path to
+a local ``.py`` file (``/path/module.py``). Every
+problem becomes a ``ConfigError`` that names the module, the function and the
+parameter that pointed at it, instead of a bare ImportError/AttributeError.
+Nothing here imports TensorFlow; the user module may.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from types import ModuleType
+
+from kubetfx.components.common.errors import ConfigError
+
+_FILE_MODULE_PREFIX = "kubetfx_user_module_"
+
+
+def is_file_path(module_file: str) -> bool:
+    """A file path (``x.py``, ``./x``, ``/a/b``) rather than a dotted import path."""
+    return module_file.endswith(".py") or os.sep in module_file or module_file.startswith(".")
+
+
+def where(err: BaseException, path: str | None = None) -> str:
+    """``file:line`` of the innermost frame inside the user's file (or the last frame)."""
+    if isinstance(err, SyntaxError) and err.filename:
+        return f"{err.filename}:{err.lineno}" + (f":{err.offset}" if err.offset else "")
+    frames = traceback.extract_tb(err.__traceback__)
+    inside = [f for f in frames if path and os.path.abspath(f.filename) == path] or frames[-1:]
+    return f"{inside[-1].filename}:{inside[-1].lineno}" if inside else "?"
+
+
+def last_line(err: BaseException) -> str:
+    """The last non-empty line of an exception's message (library errors can be pages long)."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[-1]}" if lines else type(err).__name__
+
+
+def _load_file(path: str, parameter: str) -> ModuleType:
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"{parameter}: module file '{path}' not found")
+    digest = hashlib.sha256(path.encode()).hexdigest()[:10]
+    stem = os.path.splitext(os.path.basename(path))[0]
+    name = f"{_FILE_MODULE_PREFIX}{stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{parameter}: '{path}' cannot be loaded as a Python module (is it a .py file?)")
+    module = importlib.util.module_from_spec(spec)
+    # Sibling modules of the file (helpers next to it) are importable while it loads.
+    directory = os.path.dirname(path)
+    sys.path.insert(0, directory)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as err:
+        sys.modules.pop(name, None)
+        if isinstance(err, (KeyboardInterrupt, SystemExit)):
+            raise
+        kind = "has a syntax error" if isinstance(err, SyntaxError) else "failed to import"
+        raise ConfigError(f"{parameter}: module file '{path}' {kind} at {where(err, path)}: "
+                          f"{last_line(err)}") from err
+    finally:
+        if directory in sys.path:
+            sys.path.remove(directory)
+    return module
+
+
+def _load_import_path(module_name: str, parameter: str) -> ModuleType:
+    try:
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError) as err:  # a parent package is missing or the name is malformed
+        found, cause = None, err
+    else:
+        cause = None
+    if found is None:
+        detail = f" ({last_line(cause)})" if cause else ""
+        raise ConfigError(f"{parameter}: module '{module_name}' not found on the Python path{detail}; "
+                          "give an importable module name or a path to a .py file")
+    try:
+        return importlib.import_module(module_name)
+    except BaseException as err:
+        if isinstance(err, (KeyboardInterrupt, SystemExit)):
+            raise
+        origin = found.origin if found.origin and os.path.isfile(found.origin) else None
+        kind = "has a syntax error" if isinstance(err, SyntaxError) else "failed to import"
+        raise ConfigError(f"{parameter}: module '{module_name}' {kind} at {where(err, origin)}: "
+                          f"{last_line(err)}") from err
+
+
+def load_module(module_file: str, parameter: str = "module_file") -> ModuleType:
+    """Import ``module_file`` (import path or file path); ConfigError on any failure."""
+    module_file = (module_file or "").strip()
+    if not module_file:
+        raise ConfigError(f"{parameter} is empty: give an import path or a path to a .py file")
+    if is_file_path(module_file):
+        return _load_file(module_file, parameter)
+    return _load_import_path(module_file, parameter)
+
+
+def load_function(module_file: str, function_name: str, parameter: str = "module_file",
+                  function_parameter: str = "function"):
+    """The callable ``function_name`` of the module ``module_file``.
+
+    ``parameter``/``function_parameter`` name the component parameters in errors.
+    """
+    if not function_name or not function_name.isidentifier():
+        raise ConfigError(f"{function_parameter} must be a Python identifier, got {function_name!r}")
+    module = load_module(module_file, parameter)
+    function = getattr(module, function_name, None)
+    if function is None:
+        defined = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                         and getattr(v, "__module__", None) == module.__name__)
+        raise ConfigError(f"{parameter}: module '{module_file}' has no function '{function_name}' "
+                          f"({function_parameter}); it defines: {', '.join(defined) or 'no public functions'}")
+    if not callable(function):
+        raise ConfigError(f"{parameter}: '{function_name}' in module '{module_file}' is a "
+                          f"{type(function).__name__}, not a function ({function_parameter})")
+    return function
+
+
+def source_file(function) -> str | None:
+    """The file a function was defined in, if known."""
+    code = getattr(function, "__code__", None)
+    return os.path.abspath(code.co_filename) if code is not None else None

@@ -1,0 +1,89 @@
+"""The built-in trainer (no module file): the same FnArgs a user ``run_fn`` gets, Keras 3 inside.
+
+Reads the transformed examples, decides classification/regression, trains the
+default DNN under a distribution strategy (MirroredStrategy with more than one
+GPU), evaluates it and exports the SavedModel. Returns what kubetfx_model.json records.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from kubetfx.components.common.errors import InputDataError
+from kubetfx.components.trainer import data, default_model, export, problem as problem_lib
+
+EVALUATE_BATCH = 1024  # final metrics: large batches, the model is called eagerly per batch
+
+
+def strategy_and_devices():
+    """MirroredStrategy over all GPUs when there are several, else the default strategy."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        strategy, name = tf.distribute.MirroredStrategy(), "MirroredStrategy"
+    else:
+        strategy, name = tf.distribute.get_strategy(), "default"
+    devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+    print(f"Trainer: training on {', '.join(devices)} ({name} strategy)", flush=True)
+    return strategy, name, devices
+
+
+def set_seeds(seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None) -> dict:
+    seed = fn_args.seed
+    set_seeds(seed)
+    tfo = tft.TFTransformOutput(fn_args.transform_graph_path)
+    schema = tfo.transformed_metadata.schema
+    label_key = problem_lib.transformed_label_key(label, tfo.transformed_feature_spec())
+    train_labels = data.scan_labels(fn_args, fn_args.train_files, schema, label_key)
+    eval_labels = data.scan_labels(fn_args, fn_args.eval_files, schema, label_key)
+    if eval_labels.size == 0:
+        raise InputDataError("the eval split of the transformed examples has no examples")
+    problem = problem_lib.decide(tfo, label, train_labels, label_vocabulary)
+    inputs = problem_lib.model_inputs(tfo, problem.label_key)
+    names = [i.name for i in inputs]
+    batch = hp["batch_size"]
+    train_ds = data.training_dataset(fn_args, fn_args.train_files, schema, problem, names, batch, True, seed)
+    eval_ds = data.training_dataset(fn_args, fn_args.eval_files, schema, problem, names, batch, False, seed)
+    epochs, steps_per_epoch = default_model.schedule(hp, int(train_labels.size), fn_args.train_steps or 0)
+
+    strategy, strategy_name, devices = strategy_and_devices()
+    with strategy.scope():
+        model = default_model.build(inputs, problem, hp, seed)
+    fitted = default_model.fit(model, train_ds, eval_ds, hp, epochs, fn_args.eval_steps or 0, fn_args.model_run_dir)
+    metrics = {}
+    for split, files in (("train", fn_args.train_files), ("eval", fn_args.eval_files)):
+        dataset = data.training_dataset(fn_args, files, schema, problem, names, max(batch, EVALUATE_BATCH), False,
+                                        seed)
+        metrics.update(default_model.evaluate(model, dataset, problem, split))
+
+    input_specs = {i.name: tfo.transformed_feature_spec()[i.name] for i in inputs}
+    export.save(fn_args.serving_model_dir, model, tfo, problem, input_specs)
+    raw_spec = tfo.raw_feature_spec()
+    examples_seen = int(train_labels.size) * fitted["epochs_run"]
+    return {
+        "problem_type": problem.kind,
+        "label": label,
+        "transformed_label": problem.label_key,
+        "class_names": problem.class_names,
+        "label_normalization": None if problem.kind == problem_lib.CLASSIFICATION
+        else {"mean": problem.label_mean, "std": problem.label_std},
+        "raw_features": [{"name": n, "dtype": raw_spec[n].dtype.name} for n in sorted(raw_spec) if n != label],
+        "transformed_features": names,
+        "train_examples": int(train_labels.size),
+        "eval_examples": int(eval_labels.size),
+        "epochs_run": fitted["epochs_run"],
+        "best_epoch": fitted["best_epoch"],
+        "steps_per_epoch": steps_per_epoch,
+        "fit_seconds": round(fitted["fit_seconds"], 3),
+        "examples_per_second": round(examples_seen / fitted["fit_seconds"], 1) if fitted["fit_seconds"] else None,
+        "devices": devices,
+        "distribution_strategy": strategy_name,
+        "metrics": metrics,
+        "history": fitted["history"],
+    }

@@ -1,0 +1,37 @@
+"""KFP interface of Trainer (logic lives in executor.py)."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+from kubetfx.components.common.image import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def trainer(
+    examples: Input[Dataset],
+    transform_graph: Input[Artifact],
+    schema: Input[Artifact],
+    model: Output[Model],
+    model_run: Output[Artifact],
+    metrics: Output[Metrics],
+    report: Output[Markdown],
+    module_file: str = "",
+    label_column: str = "",
+    hyperparameters: dict = {},
+    train_steps: int = 0,
+    eval_steps: int = 0,
+    seed: int = 42,
+):
+    """Trains a TFX run_fn (module_file) or the built-in Keras DNN on transformed examples; one SavedModel."""
+    from kubetfx.components.common.entrypoint import call
+    from kubetfx.components.trainer import executor
+
+    result = call(
+        executor.run, examples_dir=examples.path, transform_graph_dir=transform_graph.path,
+        schema_path=schema.path, model_dir=model.path, model_run_dir=model_run.path, report_path=report.path,
+        module_file=module_file, label_column=label_column, hyperparameters=hyperparameters,
+        train_steps=train_steps, eval_steps=eval_steps, seed=seed)
+    model_run.metadata.update(result.pop("model_run"))
+    model.metadata.update(result)
+    for name, value in result["metrics"].items():
+        metrics.log_metric(name, value)

@@ -1,0 +1,91 @@
+"""The built-in Keras 3 DNN: build, train (early stopping, TensorBoard), evaluate.
+
+Inputs are the transformed features: float features go in as they are,
+vocabulary-encoded integer features are one-hot encoded (an extra last slot takes
+OOV / out-of-range indices). Hidden ReLU layers (``hidden_units``, optional
+dropout), then softmax over the classes or one linear unit (standardized target).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+import numpy as np
+
+from kubetfx.components.trainer.problem import CLASSIFICATION, ModelInput, Problem
+
+
+def build(inputs: list[ModelInput], problem: Problem, hp: dict, seed: int) -> keras.Model:
+    tensors, parts = {}, []
+    for spec in inputs:
+        tensor = keras.Input(shape=(spec.width,), name=spec.name, dtype=spec.dtype)
+        tensors[spec.name] = tensor
+        if spec.kind == "categorical":
+            last = spec.num_tokens - 1
+            index = keras.ops.where(keras.ops.logical_or(tensor < 0, tensor > last), last, tensor)
+            mode = "one_hot" if spec.width == 1 else "multi_hot"
+            parts.append(keras.layers.CategoryEncoding(spec.num_tokens, output_mode=mode)(index))
+        else:
+            parts.append(keras.ops.cast(tensor, "float32"))
+    hidden = keras.layers.Concatenate()(parts) if len(parts) > 1 else parts[0]
+    for i, units in enumerate(hp["hidden_units"]):
+        hidden = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(hidden)
+        if hp["dropout"] > 0:
+            hidden = keras.layers.Dropout(hp["dropout"], seed=seed + i)(hidden)
+    if problem.kind == CLASSIFICATION:
+        output = keras.layers.Dense(len(problem.class_names), activation="softmax", name="probabilities")(hidden)
+        loss, metrics = "sparse_categorical_crossentropy", [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    else:
+        output = keras.layers.Dense(1, name="prediction")(hidden)
+        loss, metrics = "mse", [keras.metrics.MeanAbsoluteError(name="mae")]
+    model = keras.Model(tensors, output, name="kubetfx_dnn")
+    model.compile(optimizer=keras.optimizers.Adam(hp["learning_rate"]), loss=loss, metrics=metrics)
+    return model
+
+
+def schedule(hp: dict, train_examples: int, train_steps: int) -> tuple[int, int]:
+    """(epochs, steps per epoch). ``train_steps`` > 0 overrides ``epochs``: whole epochs covering them."""
+    steps_per_epoch = max(1, math.ceil(train_examples / hp["batch_size"]))
+    if train_steps and train_steps > 0:
+        return max(1, math.ceil(train_steps / steps_per_epoch)), steps_per_epoch
+    return hp["epochs"], steps_per_epoch
+
+
+def fit(model: keras.Model, train_ds, eval_ds, hp: dict, epochs: int, eval_steps: int, log_dir: str) -> dict:
+    """Train; returns epochs run, best epoch, seconds and the per-epoch history."""
+    callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir)]
+    if hp["early_stopping_patience"] > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=hp["early_stopping_patience"],
+                                                       restore_best_weights=True))
+    validation = eval_ds.repeat() if eval_steps else eval_ds
+    start = time.perf_counter()
+    history = model.fit(train_ds, validation_data=validation, validation_steps=eval_steps or None, epochs=epochs,
+                        callbacks=callbacks, shuffle=False, verbose=2)  # the dataset shuffles
+    seconds = time.perf_counter() - start
+    losses = history.history.get("val_loss", [])
+    return {"epochs_run": len(history.history.get("loss", [])),
+            "best_epoch": int(np.argmin(losses)) + 1 if losses else None,
+            "fit_seconds": seconds,
+            "history": {k: [float(v) for v in values] for k, values in history.history.items()}}
+
+
+def evaluate(model: keras.Model, dataset, problem: Problem, prefix: str) -> dict:
+    """Loss and accuracy (classification) or MAE/RMSE in label units (regression) on ``dataset``."""
+    targets, outputs = [], []
+    for features, target in dataset:
+        outputs.append(model(features, training=False).numpy())
+        targets.append(target.numpy())
+    if not targets:
+        return {}
+    y, out = np.concatenate(targets), np.concatenate(outputs)
+    if problem.kind == CLASSIFICATION:
+        probabilities = np.clip(out, 1e-7, 1.0)
+        loss = float(-np.mean(np.log(probabilities[np.arange(len(y)), y])))
+        return {f"{prefix}_loss": loss, f"{prefix}_accuracy": float(np.mean(np.argmax(out, axis=1) == y))}
+    prediction = out.reshape(-1)
+    loss = float(np.mean((prediction - y) ** 2))
+    error = (prediction - y) * problem.label_std
+    return {f"{prefix}_loss": loss, f"{prefix}_mae": float(np.mean(np.abs(error))),
+            f"{prefix}_rmse": float(np.sqrt(np.mean(error ** 2)))}

@@ -1,0 +1,203 @@
+"""Trainer executor: a user ``run_fn(fn_args)`` (TFX module file) or the built-in Keras 3 DNN.
+
+Inputs: the transformed Examples (``Split-train``/``Split-eval``), the transform
+graph and the raw schema. Output: ``<model_dir>/Format-Serving`` (one SavedModel)
+and ``<model_dir>/kubetfx_model.json``; TensorBoard logs in ``model_run_dir``.
+Both directories are written atomically, so a failed run leaves no model a
+Pusher could pick up. User modules run with tf_keras (``TF_USE_LEGACY_KERAS=1``)
+when ``keras="auto"`` — TFX module files are Keras 2 code; see keras_mode.py.
+Nothing heavy is imported before the parameters are validated.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+from kubetfx.components.common import examples, fileio, layout, module_loader, provenance, tfmd
+from kubetfx.components.common.errors import ConfigError, InputDataError, KubetfxError
+from kubetfx.components.trainer import hyperparameters as hp_lib, keras_mode
+from kubetfx.components.trainer.fn_args import FnArgs, make_data_accessor
+
+ARTIFACT_TYPE = "Model"
+MODEL_RUN_TYPE = "ModelRun"
+SERVING_DIR = "Format-Serving"
+MODEL_INFO_FILE = "kubetfx_model.json"
+TRAIN_SPLIT, EVAL_SPLIT = "train", "eval"
+VERSION_PACKAGES = ("kubetfx", "tensorflow", "keras", "tf-keras", "tensorflow-transform", "tfx-bsl")
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _non_negative_int(name: str, value) -> int:
+    if value is None or value == "":
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{name}: expected an int >= 0, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _json_dict(name: str, value) -> dict | None:
+    if value is None or value == "" or value == {}:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{name}: not a valid JSON object ({err})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: expected a dict (JSON object), got {type(value).__name__}")
+    return value
+
+
+def _check_module_exists(module_file: str) -> None:
+    """Fail fast (before any process or TensorFlow start) on a module that cannot be found."""
+    if module_loader.is_file_path(module_file):
+        if not os.path.isfile(os.path.abspath(module_file)):
+            raise ConfigError(f"module_file: module file '{os.path.abspath(module_file)}' not found")
+        return
+    try:
+        found = importlib.util.find_spec(module_file)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise ConfigError(f"module_file: module '{module_file}' not found on the Python path; "
+                          "give an importable module name or a path to a .py file")
+
+
+def _split_pattern(examples_dir: str, split: str) -> str:
+    examples.split_files(examples_dir, split)  # raises InputDataError naming the splits present
+    return os.path.join(layout.split_dir(examples_dir, split), "*")
+
+
+def _transform_summary(transform_graph_dir: str) -> dict:
+    from kubetfx.components.transform.executor import read_summary
+
+    if not os.path.isdir(os.path.join(transform_graph_dir, "transform_fn")):
+        raise InputDataError(f"{transform_graph_dir} is not a transform graph (no transform_fn/ directory)")
+    return read_summary(transform_graph_dir)
+
+
+# --------------------------------------------------------------------------- user module
+
+
+def _run_user_module(fn_args: FnArgs, module_file: str, run_fn: str) -> dict:
+    function = module_loader.load_function(module_file, run_fn, "module_file", "run_fn")
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(fn_args.seed)
+    try:
+        returned = function(fn_args)
+    except KubetfxError:
+        raise
+    except Exception as err:
+        location = module_loader.where(err, module_loader.source_file(function))
+        raise ConfigError(f"run_fn '{run_fn}' of module '{module_file}' failed at {location}: "
+                          f"{module_loader.last_line(err)}") from err
+    if not os.path.isfile(os.path.join(fn_args.serving_model_dir, "saved_model.pb")):
+        raise ConfigError(f"run_fn '{run_fn}' of module '{module_file}' returned without writing a SavedModel to "
+                          f"fn_args.serving_model_dir ({fn_args.serving_model_dir})")
+    metrics = {}
+    if isinstance(returned, dict):
+        metrics = {k: float(v) for k, v in returned.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {"problem_type": "custom", "metrics": metrics}
+
+
+def _raw_features(transform_graph_dir: str, label: str) -> list[dict]:
+    import tensorflow_transform as tft
+
+    spec = tft.TFTransformOutput(transform_graph_dir).raw_feature_spec()
+    return [{"name": n, "dtype": spec[n].dtype.name} for n in sorted(spec) if n != label]
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir: str, model_run_dir: str,
+        report_path: str | None = None, metrics_path: str | None = None, module_file: str = "",
+        run_fn: str = "run_fn", label_column: str = "", train_steps: int = 0, eval_steps: int = 0,
+        hyperparameters: dict | str | None = None, custom_config=None, seed: int = 42, keras: str = "auto",
+        _isolated: bool = False) -> dict:
+    """Train and export; returns the Model artifact metadata (with ``metrics`` and ``model_run``)."""
+    call = {k: v for k, v in locals().items() if k != "_isolated"}
+    schema = tfmd.read_schema(schema_path)
+    schema_file = tfmd.schema_path(schema_path) if os.path.isdir(schema_path) else schema_path
+    summary = _transform_summary(transform_graph_dir)
+    label = label_column or summary.get("label_column") or ""
+    features = [f.name for f in schema.feature]
+    if label and label not in features:
+        raise ConfigError(f"label_column '{label}' is not a feature of the schema {schema_file} "
+                          f"(features: {', '.join(features) or 'none'})")
+    if not module_file:
+        if not label:
+            raise ConfigError("label_column is required by the built-in trainer (the transform graph records none)")
+        if summary.get("transforms") and not summary.get("label_column"):
+            raise ConfigError(f"the transform graph {transform_graph_dir} was built without a label_column, so the "
+                              f"built-in preprocessing treated '{label}' as a feature (scaled/encoded); rerun "
+                              f"Transform with label_column='{label}'")
+        if summary.get("label_column") and summary["label_column"] != label:
+            raise ConfigError(f"label_column '{label}' differs from the label the transform graph was built for "
+                              f"('{summary['label_column']}'); rerun Transform with label_column='{label}'")
+    train_steps = _non_negative_int("train_steps", train_steps)
+    eval_steps = _non_negative_int("eval_steps", eval_steps)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed: expected an int, got {type(seed).__name__} {seed!r}")
+    hp = hp_lib.parse(hyperparameters) if not module_file else _json_dict("hyperparameters", hyperparameters)
+    config = _json_dict("custom_config", custom_config)
+    patterns = {split: _split_pattern(examples_dir, split) for split in (TRAIN_SPLIT, EVAL_SPLIT)}
+    if module_file:
+        _check_module_exists(module_file)
+        if not run_fn or not run_fn.isidentifier():
+            raise ConfigError(f"run_fn must be a Python identifier, got {run_fn!r}")
+    legacy = keras_mode.wanted_legacy(keras, module_file)
+    if not keras_mode.prepare(legacy):
+        if _isolated:
+            raise KubetfxError("cannot switch Keras in the trainer subprocess (TensorFlow imported too early)")
+        print("Trainer: TensorFlow in this process uses the other Keras; training in a subprocess", flush=True)
+        return keras_mode.run_in_subprocess(call, legacy)
+
+    from kubetfx.components.trainer import summaries
+
+    summaries.ensure_scalar_summaries()  # keras TensorBoard callbacks work without the tensorboard package
+    with fileio.atomic_directory(model_dir) as model_tmp, fileio.atomic_directory(model_run_dir) as run_tmp:
+        fn_args = FnArgs(
+            working_dir=run_tmp, train_files=[patterns[TRAIN_SPLIT]], eval_files=[patterns[EVAL_SPLIT]],
+            train_steps=train_steps or None, eval_steps=eval_steps or None, schema_path=schema_file,
+            schema_file=schema_file, transform_graph_path=transform_graph_dir, transform_output=transform_graph_dir,
+            data_accessor=make_data_accessor(), serving_model_dir=os.path.join(model_tmp, SERVING_DIR),
+            model_run_dir=run_tmp, hyperparameters=hp, custom_config=config, label_column=label or None, seed=seed)
+        if module_file:
+            info = _run_user_module(fn_args, module_file, run_fn)
+            info.update(label=label, raw_features=_raw_features(transform_graph_dir, label),
+                        train_examples=(summary.get("row_counts") or {}).get(TRAIN_SPLIT),
+                        eval_examples=(summary.get("row_counts") or {}).get(EVAL_SPLIT))
+        else:
+            from kubetfx.components.trainer import builtin
+
+            info = builtin.run(fn_args, label, hp, summary.get("label_vocabulary"))
+        from kubetfx.components.trainer import export
+
+        info.update(
+            module_file=module_file, run_fn=run_fn if module_file else "builtin",
+            hyperparameters=hp, seed=seed, train_steps=train_steps, eval_steps=eval_steps,
+            keras="tf_keras" if module_file and keras_mode.effective_legacy() else "keras3",
+            serving_model_dir=SERVING_DIR,
+            signatures=export.describe_signatures(fn_args.serving_model_dir),
+            package_versions=provenance.package_versions(VERSION_PACKAGES))
+        fileio.atomic_write(os.path.join(model_tmp, MODEL_INFO_FILE), json.dumps(info, indent=2, sort_keys=True))
+
+    metrics = info.get("metrics") or {}
+    if metrics_path:
+        fileio.atomic_write(metrics_path, json.dumps(metrics, indent=2, sort_keys=True))
+    if report_path:
+        from kubetfx.components.trainer import report as trainer_report
+
+        fileio.atomic_write(report_path, trainer_report.render(info))
+    metadata = {layout.TFX_TYPE: ARTIFACT_TYPE, **{k: v for k, v in info.items() if k != "history"}}
+    metadata["model_run"] = {layout.TFX_TYPE: MODEL_RUN_TYPE, "tensorboard_log_dir": ".",
+                             "epochs_run": info.get("epochs_run")}
+    return metadata

@@ -1,0 +1,15 @@
+"""``tfx.components`` names that module files use: FnArgs, DataAccessor, TunerFnResult."""
+
+from typing import Any, NamedTuple
+
+from kubetfx.components.trainer.fn_args import DataAccessor, FnArgs
+
+
+class TunerFnResult(NamedTuple):
+    """What a TFX ``tuner_fn`` returns (kubetfx has no Tuner component; kept so module files import)."""
+
+    tuner: Any
+    fit_kwargs: dict
+
+
+__all__ = ["DataAccessor", "FnArgs", "TunerFnResult"]

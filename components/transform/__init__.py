@@ -1,0 +1,1 @@
+"""Transform: tf.Transform preprocessing on Beam (TFX Transform on Kubeflow Pipelines)."""

@@ -1,0 +1,30 @@
+"""KFP interface of Transform (logic lives in executor.py)."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+
+from kubetfx.components.common.image import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def transform(
+    examples: Input[Dataset],
+    schema: Input[Artifact],
+    transform_graph: Output[Artifact],
+    transformed_examples: Output[Dataset],
+    report: Output[Markdown],
+    module_file: str = "",
+    label_column: str = "",
+    beam_pipeline_args: list = [],
+):
+    """tf.Transform on Beam: analyzes the train split, transforms every split (TFX Transform)."""
+    from kubetfx.components.common.entrypoint import call
+    from kubetfx.components.transform import executor
+
+    result = call(
+        executor.run, examples_dir=examples.path, schema_path=schema.path,
+        transform_graph_dir=transform_graph.path, transformed_examples_dir=transformed_examples.path,
+        report_path=report.path, module_file=module_file, label_column=label_column,
+        beam_pipeline_args=beam_pipeline_args)
+    transformed_examples.metadata.update(result.pop("transformed_examples"))
+    transform_graph.metadata.update(result)
