@@ -47,3 +47,19 @@ def penguin_examples(make_examples_artifact, penguins_table) -> str:
     """Penguins split 2:1 by row position (train/eval)."""
     cut = penguins_table.num_rows * 2 // 3
     return make_examples_artifact({"train": penguins_table.slice(0, cut), "eval": penguins_table.slice(cut)})
+
+
+@pytest.fixture(scope="session")
+def penguin_pipeline_artifacts(tmp_path_factory) -> dict:
+    """Real artifacts up to Transform: examples, schema, transform_graph, transformed (dirs)."""
+    from pipeline_cache import penguin_pipeline
+
+    return penguin_pipeline(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def penguin_model(tmp_path_factory, penguin_pipeline_artifacts) -> dict:
+    """A real model trained by the built-in trainer: {"model": dir with Format-Serving/, "pipeline": ...}."""
+    from pipeline_cache import train
+
+    return train(tmp_path_factory, "default", penguin_pipeline_artifacts, hyperparameters={"epochs": 30}, seed=42)

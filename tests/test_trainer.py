@@ -17,7 +17,8 @@ from kubetfx.components.common import examples
 from kubetfx.components.common.errors import ConfigError, InputDataError
 from kubetfx.components.trainer import executor, hyperparameters
 
-from test_transform import TFX_MODULE, penguin_pipeline, tfx_penguin_pipeline  # noqa: I001 - shared session cache
+from pipeline_cache import penguin_pipeline, train  # noqa: I001 - shared session cache
+from test_transform import TFX_MODULE, tfx_penguin_pipeline  # noqa: I001
 
 SPECIES = {"Adelie", "Chinstrap", "Gentoo"}
 RAW_INPUTS = {"bill_depth_mm": "float32", "bill_length_mm": "float32", "body_mass_g": "int64",
@@ -25,21 +26,6 @@ RAW_INPUTS = {"bill_depth_mm": "float32", "bill_length_mm": "float32", "body_mas
 CLASSIFICATION_OUTPUTS = {"probabilities": ("float32", [-1, 3]), "class_ids": ("int64", [-1]),
                           "classes": ("string", [-1]), "class_names": ("string", [-1, 3])}
 FAST = {"epochs": 3, "early_stopping_patience": 0}
-
-_RUNS: dict = {}
-
-
-def _train(tmp_path_factory, name: str, pipeline: dict, **kwargs) -> dict:
-    if name not in _RUNS:
-        root = tmp_path_factory.mktemp(f"trainer-{name}")
-        paths = {"model": str(root / "model"), "model_run": str(root / "model_run"),
-                 "report": str(root / "trainer.md"), "metrics": str(root / "metrics.json")}
-        result = executor.run(pipeline["transformed"], pipeline["transform_graph"], pipeline["schema"],
-                              paths["model"], paths["model_run"], report_path=paths["report"],
-                              metrics_path=paths["metrics"], **kwargs)
-        _RUNS[name] = {**paths, "result": result, "pipeline": pipeline}
-    return _RUNS[name]
-
 
 @pytest.fixture(scope="session")
 def penguins(tmp_path_factory):
@@ -49,7 +35,7 @@ def penguins(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, penguins):
     """The built-in trainer on penguins (species), default hyperparameters but fewer epochs."""
-    return _train(tmp_path_factory, "default", penguins, hyperparameters={"epochs": 30}, seed=42)
+    return train(tmp_path_factory, "default", penguins, hyperparameters={"epochs": 30}, seed=42)
 
 
 def _model_info(run: dict) -> dict:
@@ -167,7 +153,7 @@ def test_no_training_serving_skew_in_a_fresh_process(trained, penguins):
 def test_same_seed_gives_identical_predictions(tmp_path_factory, penguins):
     import tensorflow as tf
 
-    runs = [_train(tmp_path_factory, name, penguins, hyperparameters=FAST, seed=seed)
+    runs = [train(tmp_path_factory, name, penguins, hyperparameters=FAST, seed=seed)
             for name, seed in (("seed7-a", 7), ("seed7-b", 7), ("seed8", 8))]
     records = tf.constant(examples.read_split_records(penguins["examples"], "eval"))
     probabilities = [tf.saved_model.load(os.path.join(run["model"], "Format-Serving"))
@@ -188,7 +174,7 @@ def test_report(trained):
 def test_regression_on_a_numeric_label(tmp_path_factory):
     pipeline = penguin_pipeline(tmp_path_factory, label="body_mass_g")
     assert pipeline["metadata"]["transforms"]["body_mass_g"] == "identity"
-    run = _train(tmp_path_factory, "regression", pipeline, hyperparameters={"epochs": 30})
+    run = train(tmp_path_factory, "regression", pipeline, hyperparameters={"epochs": 30})
     info = _model_info(run)
     assert info["problem_type"] == "regression" and info["class_names"] == []
     assert info["label_normalization"]["mean"] > 3000
@@ -254,7 +240,7 @@ def test_tfx_penguin_module_trains_and_serves(tmp_path_factory):
     import tensorflow as tf
 
     pipeline = tfx_penguin_pipeline(tmp_path_factory)
-    run = _train(tmp_path_factory, "tfx", pipeline, module_file=TFX_MODULE, train_steps=100, eval_steps=5)
+    run = train(tmp_path_factory, "tfx", pipeline, module_file=TFX_MODULE, train_steps=100, eval_steps=5)
     info = _model_info(run)
     assert info["problem_type"] == "custom" and info["keras"] == "tf_keras" and info["run_fn"] == "run_fn"
     assert info["train_steps"] == 100 and info["label"] == "species"

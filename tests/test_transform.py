@@ -22,39 +22,13 @@ from kubetfx.components.schema_gen import executor as schema_gen
 from kubetfx.components.statistics_gen import executor as statistics_gen
 from kubetfx.components.transform import default_preprocessing, executor
 from kubetfx.pipelines.penguin import data as penguin_data
+from pipeline_cache import _CACHE, _schema, penguin_pipeline  # noqa: F401 - shared session cache
 
 TFX_MODULE = os.path.join(os.path.dirname(__file__), "data", "penguin_tfx_module.py")
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
 CATEGORICAL = ["island", "sex"]
 TFX_FEATURES = ["culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", "body_mass_g"]
 SPECIES_IDS = {"Adelie": 0, "Chinstrap": 1, "Gentoo": 2}
-
-_CACHE: dict = {}
-
-
-def _schema(examples_dir: str, root, label: str) -> str:
-    statistics_dir, schema_dir = str(root / "statistics"), str(root / "schema")
-    statistics_gen.run(examples_dir, statistics_dir)
-    schema_gen.run(statistics_dir, schema_dir, label_column=label)
-    return schema_dir
-
-
-def penguin_pipeline(tmp_path_factory, label: str = "species") -> dict:
-    """ExampleGen -> StatisticsGen -> SchemaGen -> Transform (built-in preprocessing_fn), once per label."""
-    key = f"default-{label}"
-    if key not in _CACHE:
-        root = tmp_path_factory.mktemp(f"penguins-{label}")
-        csv = penguin_data.write_span(str(root / "data"))
-        examples_dir = str(root / "examples")
-        example_gen.run(csv, examples_dir, label_column=label)
-        schema_dir = _schema(examples_dir, root, label)
-        graph, transformed = str(root / "transform_graph"), str(root / "transformed_examples")
-        report = str(root / "transform.md")
-        metadata = executor.run(examples_dir, schema_dir, graph, transformed, report_path=report, label_column=label)
-        _CACHE[key] = {"examples": examples_dir, "schema": schema_dir, "transform_graph": graph,
-                       "transformed": transformed, "report": report, "metadata": metadata, "root": root}
-    return _CACHE[key]
-
 
 def tfx_penguin_table(table: pa.Table) -> pa.Table:
     """The penguins as TFX's example ships them (penguins_processed.csv): culmen_* names, integer

@@ -160,9 +160,6 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         print("Trainer: TensorFlow in this process uses the other Keras; training in a subprocess", flush=True)
         return keras_mode.run_in_subprocess(call, legacy)
 
-    from kubetfx.components.trainer import summaries
-
-    summaries.ensure_scalar_summaries()  # keras TensorBoard callbacks work without the tensorboard package
     with fileio.atomic_directory(model_dir) as model_tmp, fileio.atomic_directory(model_run_dir) as run_tmp:
         fn_args = FnArgs(
             working_dir=run_tmp, train_files=[patterns[TRAIN_SPLIT]], eval_files=[patterns[EVAL_SPLIT]],
