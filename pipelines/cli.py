@@ -4,16 +4,22 @@ import argparse
 import os
 import sys
 
+from kubetfx.components.common.errors import KubetfxError
 from kubetfx.pipelines.registry import PIPELINES
 
 
-def _compile(name: str, output: str, image: str | None) -> int:
+def _compile(name: str, output: str, image: str | None, config_path: str | None, cpu_only: bool) -> int:
     if image:  # must be set before the component modules are imported
         from kubetfx.components.common.image import set_component_image
         set_component_image(image)
     from kfp import compiler
 
-    pipeline_func = PIPELINES[name].pipeline_func()
+    from kubetfx.pipelines import config as pipeline_config
+
+    config = pipeline_config.load(config_path)
+    if cpu_only:
+        config = config.cpu_only()
+    pipeline_func = PIPELINES[name].make(config)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     compiler.Compiler().compile(pipeline_func, package_path=output)
     print(f"Compiled the {name} pipeline to {output}")
@@ -37,10 +43,18 @@ def main(argv=None) -> int:
     comp.add_argument("pipeline", nargs="?", default="penguin", choices=sorted(PIPELINES))
     comp.add_argument("--output", "-o", default=None, help="YAML path (default: build/<pipeline>.yaml)")
     comp.add_argument("--image", default=None, help="component image (default: $KUBETFX_IMAGE or the built-in)")
+    comp.add_argument("--config", default=None,
+                      help="pipeline config YAML: Trainer GPU pool (count, node selector, tolerations), resources")
+    comp.add_argument("--cpu-only", action="store_true", help="compile the Trainer without GPU requests")
 
     args = parser.parse_args(argv)
     if args.command == "compile":
-        return _compile(args.pipeline, args.output or os.path.join("build", f"{args.pipeline}.yaml"), args.image)
+        try:
+            return _compile(args.pipeline, args.output or os.path.join("build", f"{args.pipeline}.yaml"),
+                            args.image, args.config, args.cpu_only)
+        except KubetfxError as err:
+            print(f"kubetfx: {err}", file=sys.stderr)
+            return 2
     from kubetfx.pipelines import local_runner
 
     overrides = {}

@@ -67,7 +67,7 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
     os.makedirs(logs_dir, exist_ok=True)
     arguments = entry.local_arguments(os.path.join(root, "data"))
     arguments.update(overrides or {})
-    pipeline_func = entry.pipeline_func()
+    pipeline_func = entry.make()
 
     # kfp.local warns that our image and display names are not used locally: expected, not news.
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
@@ -96,7 +96,7 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
     if failed:
         print(f"\nFAILED after {elapsed:.1f} s: {failed}\nSee the messages above and the full log: {log_path}")
         return 1
-    print(f"\nPipeline {entry.name} succeeded in {elapsed:.1f} s. Run directory: {os.path.relpath(run_dir or pipeline_root)}")
+    print(f"\nPipeline {entry.name} succeeded in {elapsed:.1f} s. Run directory: {_display(run_dir or pipeline_root)}")
     if run_dir:
         print_summary(_task_outputs(run_dir))
     return 0
@@ -106,10 +106,16 @@ def print_summary(tasks: dict[str, dict]) -> None:
     for task, outputs in tasks.items():
         print(f"\n  {task}")
         for name, artifact in sorted(outputs.items()):
-            print(f"    {name:<12} {os.path.relpath(artifact['uri'])}")
+            print(f"    {name:<20} {_display(artifact['uri'])}")
             summary = _one_line(artifact.get("metadata", {}))
             if summary:
-                print(f"    {'':<12} {summary}")
+                print(f"    {'':<20} {summary}")
+
+
+def _display(path: str) -> str:
+    """Relative to the working directory when inside it (shorter), else absolute."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def _one_line(metadata: dict) -> str:
@@ -123,4 +129,6 @@ def _one_line(metadata: dict) -> str:
         counts = metadata.get("anomaly_counts", {})
         parts.append(f"anomalies found: {int(metadata['anomalies_found'])}"
                      + (" (" + ", ".join(f"{k}={int(v)}" for k, v in counts.items()) + ")" if counts else ""))
+    if isinstance(metadata.get("metrics"), dict):
+        parts.append(", ".join(f"{k}={v:.4g}" for k, v in metadata["metrics"].items() if isinstance(v, (int, float))))
     return "; ".join(parts)

@@ -4,29 +4,53 @@ import dataclasses
 import os
 from typing import Callable
 
+CHURN_LOCAL_ROWS = 50_000
+
 
 @dataclasses.dataclass(frozen=True)
 class PipelineEntry:
     name: str
-    pipeline_func: Callable[[], Callable]
+    make: Callable  # PipelineConfig | None -> @dsl.pipeline function
     local_arguments: Callable[[str], dict]  # local data root -> pipeline arguments
 
 
-def _penguin_pipeline():
-    from kubetfx.pipelines.penguin.pipeline import penguin_pipeline
+def _span_pattern(root: str, file_name: str) -> str:
+    from kubetfx.components.common.storage import SPAN_TOKEN
 
-    return penguin_pipeline
+    return os.path.join(os.path.abspath(root), f"span-{SPAN_TOKEN}", file_name)
+
+
+def _make_penguin(config=None):
+    from kubetfx.pipelines.penguin import pipeline
+
+    return pipeline.make(config)
 
 
 def _penguin_local_arguments(data_root: str) -> dict:
-    from kubetfx.components.common.storage import SPAN_TOKEN
     from kubetfx.pipelines.penguin import data
 
-    penguins_root = os.path.join(data_root, "penguins")
-    data.write_span(penguins_root, span=1)
-    return {"input_uri": os.path.join(os.path.abspath(penguins_root), f"span-{SPAN_TOKEN}", "penguins.csv")}
+    root = os.path.join(data_root, "penguins")
+    data.write_span(root, span=1)
+    return {"input_uri": _span_pattern(root, "penguins.csv")}
+
+
+def _make_churn(config=None):
+    from kubetfx.pipelines.churn import pipeline
+
+    return pipeline.make(config)
+
+
+def _churn_local_arguments(data_root: str) -> dict:
+    from kubetfx.pipelines.synthetic import churn
+
+    root = os.path.join(data_root, "churn")
+    path = os.path.join(root, "span-1", "churn.csv")
+    if not os.path.exists(path):
+        churn.write_csv(path, CHURN_LOCAL_ROWS)
+    return {"input_uri": _span_pattern(root, "churn.csv")}
 
 
 PIPELINES = {
-    "penguin": PipelineEntry("penguin", _penguin_pipeline, _penguin_local_arguments),
+    "penguin": PipelineEntry("penguin", _make_penguin, _penguin_local_arguments),
+    "churn": PipelineEntry("churn", _make_churn, _churn_local_arguments),
 }

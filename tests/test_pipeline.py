@@ -14,16 +14,90 @@ from kubetfx.pipelines import cli
 IMAGE = "registry.example.com/team/kubetfx:test"
 
 
+CLUSTER_CONFIG = """
+trainer_gpu:
+  count: 2
+  node_selector: {cloud.google.com/gke-nodepool: a100-pool}
+  tolerations:
+    - {key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}
+    - {key: dedicated, operator: Equal, value: ml, effect: NoExecute}
+resources:
+  trainer: {cpu_request: "4", memory_limit: 16Gi}
+"""
+
+
+def compile_pipeline(tmp_path, *extra, name="penguin"):
+    """Compile in a fresh process, as `make compile` does (the image is read at import time)."""
+    output = str(tmp_path / f"{name}.yaml")
+    result = subprocess.run([sys.executable, "-m", "kubetfx.pipelines", "compile", name,
+                             "--image", IMAGE, "--output", output, *extra], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"Compiled the {name} pipeline to {output}" in result.stdout
+    with open(output) as handle:
+        documents = list(yaml.safe_load_all(handle))  # pipeline spec, then the Kubernetes platform spec
+    spec = documents[0]
+    for extra in documents[1:]:
+        spec.update(extra)
+    return output, spec
+
+
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    """Compile in a fresh process, as `make compile` does (the image is read at import time)."""
-    output = str(tmp_path_factory.mktemp("compiled") / "penguin.yaml")
-    result = subprocess.run([sys.executable, "-m", "kubetfx.pipelines", "compile", "penguin",
-                             "--image", IMAGE, "--output", output], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert f"Compiled the penguin pipeline to {output}" in result.stdout
-    with open(output) as handle:
-        return output, yaml.safe_load(handle)
+    directory = tmp_path_factory.mktemp("compiled")
+    (directory / "cluster.yaml").write_text(CLUSTER_CONFIG)
+    return compile_pipeline(directory, "--config", str(directory / "cluster.yaml"))
+
+
+def trainer_settings(spec):
+    container = spec["deploymentSpec"]["executors"]["exec-trainer"]["container"]
+    platform = spec.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
+    return container.get("resources", {}), platform.get("exec-trainer", {})
+
+
+def test_trainer_requests_gpus_on_the_gpu_pool(compiled):
+    resources, kubernetes = trainer_settings(compiled[1])
+    assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert resources["accelerator"]["resourceCount"] == "2"
+    assert resources["cpuRequest"] == 4.0 and resources["memoryLimit"] > 17
+    assert kubernetes["nodeSelector"]["labels"] == {"cloud.google.com/gke-nodepool": "a100-pool"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in kubernetes["tolerations"]
+    assert {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoExecute"} in kubernetes["tolerations"]
+    # Only the Trainer goes to the GPU pool.
+    executors = compiled[1]["deploymentSpec"]["executors"]
+    assert [name for name, e in executors.items() if "accelerator" in e["container"].get("resources", {})] \
+        == ["exec-trainer"]
+
+
+def test_cpu_only_compile(tmp_path):
+    (tmp_path / "cluster.yaml").write_text(CLUSTER_CONFIG)
+    _, spec = compile_pipeline(tmp_path, "--config", str(tmp_path / "cluster.yaml"), "--cpu-only")
+    resources, kubernetes = trainer_settings(spec)
+    assert "accelerator" not in resources and "nodeSelector" not in kubernetes
+
+
+def test_default_compile_requests_one_gpu(tmp_path):
+    resources, kubernetes = trainer_settings(compile_pipeline(tmp_path)[1])
+    assert resources["accelerator"]["resourceCount"] == "1"
+    assert kubernetes["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_churn_pipeline_compiles(tmp_path):
+    path, _ = compile_pipeline(tmp_path, "--cpu-only", name="churn")
+    assert kfp_components.load_component_from_file(path).name == "kubetfx-churn"
+
+
+@pytest.mark.parametrize("config, message", [
+    ("trainer_gpu: {count: -1}", "trainer_gpu.count must be an integer >= 0"),
+    ("trainer_gpu: {gpus: 1}", "unknown field"),
+    ("resources: {trainer: {cpu_request: lots}}", "resources.trainer.cpu_request 'lots' is not a Kubernetes quantity"),
+    ("trainer_gpu: {tolerations: [{operator: Maybe}]}", "operator must be Exists or Equal"),
+])
+def test_bad_config_is_a_clear_error(tmp_path, config, message):
+    (tmp_path / "bad.yaml").write_text(config)
+    result = subprocess.run([sys.executable, "-m", "kubetfx.pipelines", "compile", "penguin", "--config",
+                             str(tmp_path / "bad.yaml"), "--output", str(tmp_path / "x.yaml")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_compiled_yaml_reads_back(compiled):
@@ -51,6 +125,9 @@ def test_pipeline_dag_wires_the_components(compiled):
     assert tasks["statistics-gen"]["inputs"]["artifacts"]["examples"]["taskOutputArtifact"]["producerTask"] \
         == "example-gen"
     assert set(tasks["example-validator"]["inputs"]["artifacts"]) == {"statistics", "schema"}
+    assert "example-validator" in tasks["transform"]["dependentTasks"]  # anomalies stop training
+    assert tasks["trainer"]["inputs"]["artifacts"]["examples"]["taskOutputArtifact"] == \
+        {"outputArtifactKey": "transformed_examples", "producerTask": "transform"}
 
 
 def test_local_run_end_to_end(tmp_path, capsys):
@@ -58,12 +135,14 @@ def test_local_run_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert exit_code == 0, out
     assert "Pipeline penguin succeeded" in out
-    assert "rows train=" in out and "anomalies found: 0" in out
+    assert "rows train=" in out and "anomalies found: 0" in out and "eval_accuracy=" in out
     run_dirs = os.listdir(tmp_path / "local" / "pipeline-root")
     assert len(run_dirs) == 1
     run_dir = tmp_path / "local" / "pipeline-root" / run_dirs[0]
     for task, artifact in (("example-gen", "examples/Split-train"), ("statistics-gen", "statistics/Split-eval/FeatureStats.pb"),
-                           ("schema-gen", "schema/schema.pbtxt"), ("example-validator", "anomalies/Split-train/SchemaDiff.pb")):
+                           ("schema-gen", "schema/schema.pbtxt"), ("example-validator", "anomalies/Split-train/SchemaDiff.pb"),
+                           ("transform", "transform_graph/transform_fn"),
+                           ("trainer", "model/Format-Serving/saved_model.pb")):
         assert (run_dir / task / artifact).exists(), f"{task}/{artifact}"
     with open(run_dir / "example-gen" / "executor_output.json") as handle:
         metadata = json.load(handle)["artifacts"]["examples"]["artifacts"][0]["metadata"]

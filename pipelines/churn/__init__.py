@@ -1,0 +1,1 @@
+"""The churn pipeline: binary classification on synthetic customer data at any scale."""

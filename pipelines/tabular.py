@@ -1,0 +1,61 @@
+"""The kubetfx tabular pipeline, built for a dataset's label and a deployment config.
+
+ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer.
+The same function runs on kfp.local and compiles for a cluster; the config only
+adds Kubernetes settings (GPU pool, resources) that kfp.local ignores.
+"""
+
+from kfp import dsl
+
+from kubetfx.components.example_gen.component import example_gen
+from kubetfx.components.example_validator.component import example_validator
+from kubetfx.components.schema_gen.component import schema_gen
+from kubetfx.components.statistics_gen.component import statistics_gen
+from kubetfx.components.trainer.component import trainer
+from kubetfx.components.transform.component import transform
+from kubetfx.pipelines import kubernetes_settings
+from kubetfx.pipelines.config import PipelineConfig
+
+
+def build(name: str, description: str, label: str, config: PipelineConfig | None = None):
+    """A ``@dsl.pipeline`` function for data labelled ``label``."""
+    config = config or PipelineConfig()
+
+    def configure(task, display_name: str):
+        task.set_display_name(display_name)
+        kubernetes_settings.apply_resources(task, config.resources.get(task.name.replace("-", "_")))
+        return task
+
+    @dsl.pipeline(name=name, description=description)
+    def pipeline(
+        input_uri: str,
+        label_column: str = label,
+        splits: str = "train:2,eval:1",
+        schema_file: str = "",
+        fail_on_anomalies: bool = True,
+        module_file: str = "",
+        hyperparameters: dict = {},
+        train_steps: int = 0,
+        seed: int = 42,
+    ):
+        """``input_uri``: CSV/Parquet/TFRecord file, directory, glob or ``{SPAN}`` pattern (local, gs://, s3://).
+        ``module_file``: a TFX-style module with ``preprocessing_fn`` and ``run_fn`` (empty: built-ins)."""
+        examples = configure(example_gen(input_uri=input_uri, label_column=label_column, splits=splits),
+                             "ExampleGen")
+        statistics = configure(statistics_gen(examples=examples.outputs["examples"]), "StatisticsGen")
+        schema = configure(schema_gen(statistics=statistics.outputs["statistics"], label_column=label_column,
+                                      schema_file=schema_file), "SchemaGen")
+        validation = configure(example_validator(statistics=statistics.outputs["statistics"],
+                                                 schema=schema.outputs["schema"],
+                                                 fail_on_anomalies=fail_on_anomalies), "ExampleValidator")
+        transformed = configure(transform(examples=examples.outputs["examples"], schema=schema.outputs["schema"],
+                                          module_file=module_file, label_column=label_column), "Transform")
+        transformed.after(validation)  # anomalies stop the pipeline before any training
+        trained = configure(trainer(examples=transformed.outputs["transformed_examples"],
+                                    transform_graph=transformed.outputs["transform_graph"],
+                                    schema=schema.outputs["schema"], module_file=module_file,
+                                    label_column=label_column, hyperparameters=hyperparameters,
+                                    train_steps=train_steps, seed=seed), "Trainer")
+        kubernetes_settings.apply_gpu_pool(trained, config.trainer_gpu)
+
+    return pipeline
