@@ -34,8 +34,9 @@ test: install ## run the test suite
 compile: install ## compile the penguin pipeline to build/penguin.yaml (IMAGE=... sets the component image)
 	$(PY) -m kubetfx.pipelines compile penguin --image $(IMAGE) --output build/penguin.yaml
 
-bench: install ## benchmark ExampleGen..ExampleValidator on 1,000,000 synthetic rows (BENCH_ROWS=...)
+bench: install ## benchmarks on 1,000,000 synthetic rows: data validation, then Transform + Trainer (BENCH_ROWS=...)
 	$(PY) tests/benchmarks/bench_data_validation.py --rows $(BENCH_ROWS)
+	$(PY) tests/benchmarks/bench_model.py --rows $(BENCH_ROWS)
 
 image: ## build the component image (IMAGE=...; needs docker or buildah)
 	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then \

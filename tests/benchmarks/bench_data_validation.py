@@ -9,31 +9,8 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 
-_STEP = r"""
-import json, resource, sys, time
-started = time.time()
-from kubetfx.components.{module} import executor
-executor.run(**json.loads(sys.argv[1]))
-print(json.dumps({{"seconds_in_process": time.time() - started,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "tensorflow_imported": "tensorflow" in sys.modules}}))
-"""
-
-
-def _run_step(module: str, kwargs: dict) -> dict:
-    started = time.time()
-    result = subprocess.run([sys.executable, "-c", _STEP.format(module=module), json.dumps(kwargs)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"{module} failed:\n{result.stderr[-3000:]}")
-    measured = json.loads(result.stdout.strip().splitlines()[-1])
-    measured["wall_seconds"] = time.time() - started
-    return measured
-
+from step_runner import print_header, print_row, run_step
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -61,15 +38,14 @@ def main() -> None:
                                "report_path": os.path.join(run_dir, "anomalies.md")}),
     ]
     print(f"\n{args.rows:,} rows, {os.cpu_count()} cores, one process per component\n")
-    print(f"{'component':<20}{'wall s':>9}{'in-proc s':>11}{'peak RSS MB':>13}{'TF imported':>13}")
+    print_header()
     total = 0.0
     results = {}
     for module, kwargs in steps:
-        measured = _run_step(module, kwargs)
-        results[module] = measured
+        measured = run_step(module, kwargs)
+        results[module] = {k: v for k, v in measured.items() if k != "result"}
         total += measured["wall_seconds"]
-        print(f"{module:<20}{measured['wall_seconds']:>9.2f}{measured['seconds_in_process']:>11.2f}"
-              f"{measured['peak_rss_mb']:>13.0f}{str(measured['tensorflow_imported']):>13}")
+        print_row(module, measured)
     print(f"{'total':<20}{total:>9.2f}")
     results["total_wall_seconds"] = total
     results["rows"] = args.rows
