@@ -1,0 +1,459 @@
+"""The TFMA EvalConfig: parse the user's (text proto or JSON, inline or a file), derive a default, validate.
+
+The format is TFX's: ``tensorflow_model_analysis.proto.config_pb2.EvalConfig``, e.g.::
+
+    model_specs { label_key: "species" prediction_key: "probabilities"
+                  preprocessing_function_names: "transform_features" }
+    slicing_specs {}
+    slicing_specs { feature_keys: "island" }
+    metrics_specs {
+      metrics { class_name: "ExampleCount" }
+      metrics { class_name: "SparseCategoricalAccuracy"
+        threshold { value_threshold { lower_bound { value: 0.6 } }
+                    change_threshold { direction: HIGHER_IS_BETTER absolute { value: -1e-10 } } } }
+    }
+
+Fields of the (single) candidate ModelSpec that the user leaves empty are filled
+from the Trainer's ``kubetfx_model.json``: ``signature_name`` (serving_default),
+``label_key`` (the transformed label) together with
+``preprocessing_function_names: "transform_features"`` (the raw label is a string;
+TFMA reads the vocabulary-encoded label from that signature), ``prediction_key``
+(``probabilities`` / ``predictions``).
+
+Without a config the default is derived from ``kubetfx_model.json`` and the eval data:
+
+* classification: ExampleCount, SparseCategoricalAccuracy, SparseCategoricalCrossentropy,
+  MultiClassConfusionMatrixPlot; accuracy must be >= max(0.6, the majority-class
+  accuracy) and not worse than the baseline (HIGHER_IS_BETTER, absolute -1e-10);
+* regression: ExampleCount, MeanSquaredError, MeanAbsoluteError, MeanLabel,
+  MeanPrediction; MSE must be <= the MSE of predicting the mean label, and not
+  worse than the baseline (LOWER_IS_BETTER, absolute 1e-10);
+* the thresholds apply to the Overall slice (a per-slice gate on a 13-example
+  slice rejects models for noise); every slice is computed and reported;
+* slices: Overall plus each string feature with 2..10 values in the eval data
+  (or the ``slice_features`` given).
+
+Validation happens before TFMA runs, each problem a ConfigError naming it:
+unknown metric classes, slicing features that are neither in the examples nor
+transformed features, signatures / label / prediction keys the model lacks,
+change thresholds without a direction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from google.protobuf import json_format, text_format
+
+from kubetfx.components.common import storage
+from kubetfx.components.common.errors import ConfigError
+from kubetfx.components.evaluator.models import ModelRef
+
+SERVING_SIGNATURE = "serving_default"
+TRANSFORM_SIGNATURE = "transform_features"
+MIN_ACCURACY = 0.6
+CHANGE_TOLERANCE = 1e-10
+MAX_SLICE_VALUES = 10
+CONFIG_FILE_SUFFIXES = (".pbtxt", ".textproto", ".txt", ".json", ".config", ".cfg")
+
+
+def _config_pb2():
+    from tensorflow_model_analysis.proto import config_pb2
+
+    return config_pb2
+
+
+def to_text(config) -> str:
+    return text_format.MessageToString(config)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _looks_like_path(text: str) -> bool:
+    if "\n" in text or "{" in text or ":" in text.split("://", 1)[-1]:
+        return False
+    return text.lower().endswith(CONFIG_FILE_SUFFIXES) or os.path.isfile(text) or "://" in text
+
+
+def load(eval_config: str):
+    """Parse ``eval_config`` (inline text proto / JSON, or a path to a .pbtxt/.json file); None if empty."""
+    if eval_config is None:
+        return None
+    if not isinstance(eval_config, str):
+        raise ConfigError(f"eval_config: expected a string (text proto, JSON or a file path), "
+                          f"got {type(eval_config).__name__}")
+    text = eval_config.strip()
+    if not text:
+        return None
+    source = "eval_config"
+    if _looks_like_path(text):
+        source = f"eval_config file {text}"
+        try:
+            text = storage.read_bytes(text).decode("utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"eval_config file {text} not found") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{source} cannot be read: {err}") from None
+        if not text.strip():
+            raise ConfigError(f"{source} is empty")
+    config_pb2 = _config_pb2()
+    config = config_pb2.EvalConfig()
+    if text.lstrip().startswith("{"):
+        try:
+            json_format.Parse(text, config)
+        except json_format.ParseError as err:
+            raise ConfigError(f"{source}: not a valid EvalConfig in JSON: {err}") from None
+    else:
+        try:
+            text_format.Parse(text, config)
+        except text_format.ParseError as err:
+            raise ConfigError(f"{source}: not a valid EvalConfig text proto: {err} "
+                              "(the format is tensorflow_model_analysis EvalConfig, as in TFX)") from None
+    return config
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def _is_string_column(column) -> bool:
+    import pyarrow as pa
+
+    value_type = column.type.value_type if hasattr(column.type, "value_type") else column.type
+    return pa.types.is_binary(value_type) or pa.types.is_large_binary(value_type) or \
+        pa.types.is_string(value_type) or pa.types.is_large_string(value_type)
+
+
+def string_features(batch) -> set[str]:
+    return {name for name in batch.schema.names if _is_string_column(batch.column(name))}
+
+
+def default_slice_features(batch, label: str) -> list[str]:
+    """String features of the eval data with 2..MAX_SLICE_VALUES distinct values (not the label)."""
+    import pyarrow.compute as pc
+
+    names = []
+    for name in sorted(batch.schema.names):
+        column = batch.column(name)
+        if name == label or not _is_string_column(column):
+            continue
+        distinct = len(pc.unique(pc.list_flatten(column)))
+        if 2 <= distinct <= MAX_SLICE_VALUES:
+            names.append(name)
+    return names
+
+
+def candidate_model_spec(candidate: ModelRef):
+    """The ModelSpec for a Trainer model, from its kubetfx_model.json and signatures."""
+    spec = _config_pb2().ModelSpec()
+    fill_model_spec(spec, candidate)
+    return spec
+
+
+def fill_model_spec(spec, model: ModelRef) -> list[str]:
+    """Fill the empty fields of ``spec`` from the model's description; returns the names filled."""
+    filled = []
+    info = model.info
+    if not spec.signature_name and SERVING_SIGNATURE in model.signatures:
+        spec.signature_name = SERVING_SIGNATURE
+        filled.append("signature_name")
+    if not spec.label_key and not spec.label_keys:
+        label = info.get("transformed_label") or info.get("label")
+        transform = model.signatures.get(TRANSFORM_SIGNATURE)
+        if label and transform and label in transform["outputs"] and not spec.preprocessing_function_names:
+            spec.preprocessing_function_names.append(TRANSFORM_SIGNATURE)
+            filled.append("preprocessing_function_names")
+        elif info.get("label"):
+            label = info["label"]
+        if label:
+            spec.label_key = label
+            filled.append("label_key")
+    if not spec.prediction_key and not spec.prediction_keys:
+        outputs = (model.signatures.get(spec.signature_name or SERVING_SIGNATURE) or {}).get("outputs", [])
+        wanted = {"classification": "probabilities", "regression": "predictions"}.get(model.problem_type)
+        if wanted and wanted in outputs:
+            spec.prediction_key = wanted
+            filled.append("prediction_key")
+    return filled
+
+
+def _threshold_overall(metric, value_threshold: dict, higher_is_better: bool):
+    config_pb2 = _config_pb2()
+    per_slice = metric.per_slice_thresholds.add()
+    per_slice.slicing_specs.add()  # the Overall slice
+    threshold = per_slice.threshold
+    for bound, value in value_threshold.items():
+        getattr(threshold.value_threshold, bound).value = value
+    change = threshold.change_threshold
+    if higher_is_better:
+        change.direction = config_pb2.MetricDirection.HIGHER_IS_BETTER
+        change.absolute.value = -CHANGE_TOLERANCE
+    else:
+        change.direction = config_pb2.MetricDirection.LOWER_IS_BETTER
+        change.absolute.value = CHANGE_TOLERANCE
+
+
+def default_config(candidate: ModelRef, slice_features: list[str], no_skill: dict):
+    """The default EvalConfig for a Trainer model (see the module docstring)."""
+    config_pb2 = _config_pb2()
+    problem = candidate.problem_type
+    if problem not in ("classification", "regression"):
+        origin = (f"the model was trained by the user module {candidate.info.get('module_file')}"
+                  if candidate.info.get("module_file") else f"{candidate.saved_model_dir} has no kubetfx_model.json "
+                                                            "from the built-in trainer")
+        raise ConfigError(f"no eval_config given and none can be derived: {origin}; give an eval_config "
+                          "(TFMA EvalConfig text proto or JSON) with model_specs (label_key, prediction_key) "
+                          "and metrics_specs")
+    config = config_pb2.EvalConfig()
+    config.model_specs.append(candidate_model_spec(candidate))
+    config.slicing_specs.add()
+    for name in slice_features:
+        config.slicing_specs.add().feature_keys.append(name)
+    metrics = config.metrics_specs.add()
+    metrics.metrics.add(class_name="ExampleCount")
+    if problem == "classification":
+        accuracy = metrics.metrics.add(class_name="SparseCategoricalAccuracy")
+        lower = max(MIN_ACCURACY, float(no_skill.get("accuracy") or 0.0))
+        _threshold_overall(accuracy, {"lower_bound": round(lower, 6)}, higher_is_better=True)
+        metrics.metrics.add(class_name="SparseCategoricalCrossentropy")
+        metrics.metrics.add(class_name="MultiClassConfusionMatrixPlot")
+    else:
+        mse = metrics.metrics.add(class_name="MeanSquaredError")
+        bound = {"upper_bound": float(no_skill["mean_squared_error"])} if no_skill.get("mean_squared_error") else {}
+        _threshold_overall(mse, bound, higher_is_better=False)
+        for name in ("MeanAbsoluteError", "MeanLabel", "MeanPrediction"):
+            metrics.metrics.add(class_name=name)
+    return config
+
+
+def complete(config, candidate: ModelRef) -> list[str]:
+    """Fill the user config's candidate ModelSpec gaps from kubetfx_model.json; returns notes."""
+    config_pb2 = _config_pb2()
+    candidates = [spec for spec in config.model_specs if not spec.is_baseline]
+    if len(candidates) > 1:
+        raise ConfigError(f"eval_config has {len(candidates)} candidate model_specs "
+                          f"({', '.join(repr(s.name) for s in candidates)}); the Evaluator evaluates one model "
+                          "(plus the baseline from the model repository)")
+    if not candidates:  # no model_specs (or only a baseline one): the candidate gets a fresh spec
+        specs = [config_pb2.ModelSpec()] + [copy for copy in config.model_specs]
+        del config.model_specs[:]
+        config.model_specs.extend(specs)
+        candidates = [config.model_specs[0]]
+    notes = []
+    filled = fill_model_spec(candidates[0], candidate)
+    if filled:
+        notes.append(f"model_specs: {', '.join(filled)} filled in from kubetfx_model.json")
+    if not candidates[0].label_key and not candidates[0].label_keys:
+        raise ConfigError("eval_config: the model spec has no label_key and the model has no kubetfx_model.json "
+                          "naming its label; set model_specs { label_key: \"...\" }")
+    if not config.metrics_specs or not any(spec.metrics for spec in config.metrics_specs):
+        raise ConfigError("eval_config has no metrics_specs with metrics; add e.g. "
+                          "metrics_specs { metrics { class_name: \"ExampleCount\" } }")
+    if not config.slicing_specs:
+        config.slicing_specs.add()
+        notes.append("slicing_specs: none given, the Overall slice added")
+    return notes
+
+
+def ensure_confusion_matrix(config) -> bool:
+    """Add MultiClassConfusionMatrixPlot (classification) if absent; True if added."""
+    for spec in config.metrics_specs:
+        if any(m.class_name == "MultiClassConfusionMatrixPlot" for m in spec.metrics):
+            return False
+    config.metrics_specs[0].metrics.add(class_name="MultiClassConfusionMatrixPlot")
+    return True
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+def count_change_thresholds(config) -> int:
+    count = 0
+    for spec in config.metrics_specs:
+        for metric in spec.metrics:
+            count += int(metric.threshold.HasField("change_threshold"))
+            count += sum(int(t.threshold.HasField("change_threshold")) for t in metric.per_slice_thresholds)
+            count += sum(int(t.threshold.HasField("change_threshold")) for t in metric.cross_slice_thresholds)
+        count += sum(int(t.HasField("change_threshold")) for t in spec.thresholds.values())
+        for group in list(spec.per_slice_thresholds.values()) + list(spec.cross_slice_thresholds.values()):
+            count += sum(int(t.threshold.HasField("change_threshold")) for t in group.thresholds)
+    return count
+
+
+def apply_baseline(config, has_baseline: bool):
+    """TFX semantics: with a baseline, add it as a copy of the candidate spec ("candidate"/"baseline");
+    without one, drop the baseline spec and every change threshold (rubber stamp)."""
+    from tensorflow_model_analysis.utils import config_util
+
+    if has_baseline:
+        baselines = [s for s in config.model_specs if s.is_baseline]
+        candidates = [s for s in config.model_specs if not s.is_baseline]
+        if baselines:  # the user configured the baseline spec: just make the names unambiguous
+            candidates[0].name = candidates[0].name or "candidate"
+            baselines[0].name = baselines[0].name or "baseline"
+        else:
+            candidates[0].name = ""  # TFMA adds the baseline copy only to an unnamed single spec
+    try:
+        return config_util.update_eval_config_with_defaults(config, has_baseline=has_baseline,
+                                                            rubber_stamp=not has_baseline)
+    except (ValueError, RuntimeError) as err:
+        raise ConfigError(f"eval_config: {err}") from None
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _slicing_features(config) -> list[tuple[str, str]]:
+    """(feature, where) for every feature a slicing spec names."""
+    found = []
+
+    def add(spec, where):
+        for key in spec.feature_keys:
+            found.append((key, where))
+        for key in spec.feature_values:
+            found.append((key, where))
+
+    for spec in config.slicing_specs:
+        add(spec, "slicing_specs")
+    for spec in config.cross_slicing_specs:
+        add(spec.baseline_spec, "cross_slicing_specs")
+        for slicing in spec.slicing_specs:
+            add(slicing, "cross_slicing_specs")
+    for metrics_spec in config.metrics_specs:
+        for metric in metrics_spec.metrics:
+            for threshold in metric.per_slice_thresholds:
+                for slicing in threshold.slicing_specs:
+                    add(slicing, f"per_slice_thresholds of {metric.class_name}")
+        for name, group in metrics_spec.per_slice_thresholds.items():
+            for threshold in group.thresholds:
+                for slicing in threshold.slicing_specs:
+                    add(slicing, f"per_slice_thresholds of {name}")
+    return found
+
+
+def _thresholds(config):
+    """(metric name, MetricThreshold) for every threshold in the config."""
+    for spec in config.metrics_specs:
+        for metric in spec.metrics:
+            if metric.HasField("threshold"):
+                yield metric.class_name, metric.threshold
+            for group in list(metric.per_slice_thresholds) + list(metric.cross_slice_thresholds):
+                yield metric.class_name, group.threshold
+        for name, threshold in spec.thresholds.items():
+            yield name, threshold
+        for name, group in list(spec.per_slice_thresholds.items()) + list(spec.cross_slice_thresholds.items()):
+            for item in group.thresholds:
+                yield name, item.threshold
+
+
+def _check_model_spec(spec, model: ModelRef, raw_features: set[str], string_features: set[str]) -> None:
+    what = model.describe()
+    signature = spec.signature_name or SERVING_SIGNATURE
+    if signature not in model.signatures:
+        raise ConfigError(f"eval_config: model_specs signature_name '{signature}' is not a signature of the "
+                          f"{what} (signatures: {', '.join(sorted(model.signatures))})")
+    transformed: set[str] = set()
+    for name in spec.preprocessing_function_names:
+        if name not in model.signatures:
+            raise ConfigError(f"eval_config: preprocessing_function_names '{name}' is not a signature of the "
+                              f"{what} (signatures: {', '.join(sorted(model.signatures))})")
+        transformed |= set(model.signatures[name]["outputs"])
+    labels = [spec.label_key] if spec.label_key else list(spec.label_keys.values())
+    for label in labels:
+        if label not in raw_features and label not in transformed:
+            where = f"the examples ({', '.join(sorted(raw_features))})"
+            if spec.preprocessing_function_names:
+                where += f" or the outputs of {', '.join(spec.preprocessing_function_names)}"
+            raise ConfigError(f"eval_config: label_key '{label}' is not in {where}")
+        if label in string_features and label not in transformed:
+            hint = ""
+            if label in model.signatures.get(TRANSFORM_SIGNATURE, {}).get("outputs", []):
+                hint = (f"; add preprocessing_function_names: \"{TRANSFORM_SIGNATURE}\" so TFMA reads the "
+                        "vocabulary-encoded label the model was trained on")
+            raise ConfigError(f"eval_config: label_key '{label}' is a string feature of the examples; TFMA's metrics "
+                              f"need numeric labels (class ids){hint}")
+    outputs = model.signatures[signature]["outputs"]
+    keys = [spec.prediction_key] if spec.prediction_key else list(spec.prediction_keys.values())
+    for key in keys:
+        if key not in outputs:
+            raise ConfigError(f"eval_config: prediction_key '{key}' is not an output of signature '{signature}' "
+                              f"of the {what} (outputs: {', '.join(outputs)})")
+
+
+def validate(config, candidate: ModelRef, baseline: ModelRef | None, raw_features: set[str],
+             string_features: set[str] = frozenset()) -> None:
+    """Everything that can be checked before TFMA runs; ConfigError naming the offending entry."""
+    from tensorflow_model_analysis.metrics import metric_specs
+    from tensorflow_model_analysis.utils import config_util
+
+    try:
+        config_util.verify_eval_config(config)
+    except ValueError as err:
+        raise ConfigError(f"eval_config: {str(err).splitlines()[0]}") from None
+    for spec in config.model_specs:
+        model = baseline if spec.is_baseline else candidate
+        if model is not None:
+            _check_model_spec(spec, model, raw_features, string_features)
+    seen = set()
+    for metrics_spec in config.metrics_specs:
+        for metric in metrics_spec.metrics:
+            key = (metric.class_name, metric.module, metric.config)
+            if key in seen:
+                continue
+            seen.add(key)
+            if not metric.class_name:
+                raise ConfigError("eval_config: a metrics entry has no class_name")
+            try:
+                metric_specs.metric_instance(metric)
+            except Exception as err:  # TFMA/Keras raise ValueError, ImportError, AttributeError, TypeError
+                origin = f" from module '{metric.module}'" if metric.module else ""
+                detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                detail = detail.split(". Please ensure")[0]
+                raise ConfigError(f"eval_config: unknown or invalid metric '{metric.class_name}'{origin}: "
+                                  f"{detail[:300]} (use a TFMA metric such as ExampleCount, "
+                                  "SparseCategoricalAccuracy, MeanSquaredError, or a tf_keras.metrics class name)") \
+                    from None
+    known = set(raw_features)
+    for model in (candidate, baseline):
+        for spec in config.model_specs:
+            for name in spec.preprocessing_function_names:
+                if model is not None and name in model.signatures:
+                    known |= set(model.signatures[name]["outputs"])
+    for feature, where in _slicing_features(config):
+        if feature not in known:
+            raise ConfigError(f"eval_config: {where} slices on feature '{feature}', which is neither in the "
+                              f"examples nor a transformed feature (features: {', '.join(sorted(known))})")
+
+
+def validate_thresholds(config) -> None:
+    """Thresholds TFMA would only reject while validating; checked before a missing baseline drops them."""
+    config_pb2 = _config_pb2()
+    directions = (config_pb2.MetricDirection.HIGHER_IS_BETTER, config_pb2.MetricDirection.LOWER_IS_BETTER)
+    for name, threshold in _thresholds(config):
+        if not threshold.HasField("change_threshold"):
+            continue
+        change = threshold.change_threshold
+        if change.direction not in directions:
+            raise ConfigError(f"eval_config: the change_threshold of '{name}' needs direction: HIGHER_IS_BETTER "
+                              "or LOWER_IS_BETTER")
+        if not (change.HasField("absolute") or change.HasField("relative")):
+            raise ConfigError(f"eval_config: the change_threshold of '{name}' needs an absolute or relative value")
+
+
+def parse_slice_features(value) -> list[str] | None:
+    """``slice_features`` as a list (a list, a JSON list or a comma-separated string); None if unset."""
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"slice_features: not a valid JSON list ({err})") from None
+        else:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"slice_features: expected a list of feature names, got {value!r}")
+    return list(dict.fromkeys(value))
