@@ -48,3 +48,17 @@ image: ## build the component image (IMAGE=...; needs docker or buildah)
 clean: ## remove local runs, compiled pipelines and caches (keeps .venv)
 	rm -rf build $(ROOT) bench-results .pytest_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+# --- serving (the KServe predictor) ---
+SERVE_MODEL ?= penguin
+HTTP_PORT   ?= 8080
+GRPC_PORT   ?= 8081
+.PHONY: serve bench-serve
+
+serve: install ## serve the latest pushed model of kubetfx-local/model-repository (KServe V1/V2 REST :8080, gRPC :8081)
+	$(PY) -m kubetfx.components.predictor --model_repository $(ROOT)/model-repository --model_name $(SERVE_MODEL) \
+		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
+
+bench-serve: install ## benchmark the predictor vs a naive kserve.Model with hey (installs hey with apt-get if missing)
+	command -v hey >/dev/null || (apt-get update && apt-get install -y hey)
+	$(PY) tests/benchmarks/bench_serving.py

@@ -1,6 +1,7 @@
 """``python -m kubetfx.pipelines`` / ``kubetfx``: run pipelines locally or compile them for Kubeflow."""
 
 import argparse
+import json
 import os
 import sys
 
@@ -26,6 +27,14 @@ def _compile(name: str, output: str, image: str | None, config_path: str | None,
     return 0
 
 
+def _parse_value(text: str):
+    """--set values: JSON when they parse (numbers, true/false, {...} for dict parameters), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="kubetfx", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,7 +46,8 @@ def main(argv=None) -> int:
     run.add_argument("--root", default="kubetfx-local", help="local directory for data, pipeline root and logs")
     run.add_argument("--verbose", action="store_true", help="show kfp.local's full task logs")
     run.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
-                     help="override a pipeline parameter, e.g. --set fail_on_anomalies=false")
+                     help="override a pipeline parameter (JSON values are parsed), e.g. "
+                          "--set fail_on_anomalies=false --set 'hyperparameters={\"epochs\": 5}'")
 
     comp = commands.add_parser("compile", help="compile a pipeline to KFP IR YAML")
     comp.add_argument("pipeline", nargs="?", default="penguin", choices=sorted(PIPELINES))
@@ -62,7 +72,7 @@ def main(argv=None) -> int:
         key, sep, value = item.partition("=")
         if not sep:
             parser.error(f"--set takes PARAM=VALUE, got '{item}'")
-        overrides[key] = {"true": True, "false": False}.get(value.lower(), value)
+        overrides[key] = _parse_value(value)
     return local_runner.run(PIPELINES[args.pipeline], root=args.root, verbose=args.verbose, overrides=overrides)
 
 

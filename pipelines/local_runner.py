@@ -65,7 +65,7 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
     logs_dir = os.path.join(root, "logs")
     os.makedirs(pipeline_root, exist_ok=True)
     os.makedirs(logs_dir, exist_ok=True)
-    arguments = entry.local_arguments(os.path.join(root, "data"))
+    arguments = entry.local_arguments(root)
     arguments.update(overrides or {})
     pipeline_func = entry.make()
 
@@ -98,7 +98,9 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
         return 1
     print(f"\nPipeline {entry.name} succeeded in {elapsed:.1f} s. Run directory: {_display(run_dir or pipeline_root)}")
     if run_dir:
-        print_summary(_task_outputs(run_dir))
+        tasks = _task_outputs(run_dir)
+        print_summary(tasks)
+        print_outcome(tasks)
     return 0
 
 
@@ -110,6 +112,25 @@ def print_summary(tasks: dict[str, dict]) -> None:
             summary = _one_line(artifact.get("metadata", {}))
             if summary:
                 print(f"    {'':<20} {summary}")
+
+
+def print_outcome(tasks: dict[str, dict]) -> None:
+    """The one thing a person wants to know last: was a model pushed, and why (not)."""
+    blessings = [(task, outputs["blessing"].get("metadata", {})) for task, outputs in tasks.items()
+                 if "blessing" in outputs]
+    for task, metadata in blessings:
+        verdict = "BLESSED" if metadata.get("blessed") else "NOT BLESSED"
+        print(f"\n{task}: {verdict}")
+        for reason in metadata.get("reasons") or [metadata.get("reason", "")]:
+            if reason:
+                print(f"  - {reason}")
+    pushed = next((outputs["pushed_model"].get("metadata", {}) for outputs in tasks.values()
+                   if "pushed_model" in outputs), None)
+    if pushed and pushed.get("pushed"):
+        print(f"\nPushed model version {int(pushed['version'])}: {pushed['destination']}")
+    else:
+        reason = (pushed or {}).get("reason") or "a blessing was negative, so the Pusher did not run"
+        print(f"\nNo model pushed: {reason}")
 
 
 def _display(path: str) -> str:

@@ -11,7 +11,7 @@ CHURN_LOCAL_ROWS = 50_000
 class PipelineEntry:
     name: str
     make: Callable  # PipelineConfig | None -> @dsl.pipeline function
-    local_arguments: Callable[[str], dict]  # local data root -> pipeline arguments
+    local_arguments: Callable[[str], dict]  # local root (data/, model-repository/ inside) -> pipeline arguments
 
 
 def _span_pattern(root: str, file_name: str) -> str:
@@ -26,12 +26,17 @@ def _make_penguin(config=None):
     return pipeline.make(config)
 
 
-def _penguin_local_arguments(data_root: str) -> dict:
+def model_repository(local_root: str) -> str:
+    """The embedded default's model repository (what `make serve` serves)."""
+    return os.path.join(os.path.abspath(local_root), "model-repository")
+
+
+def _penguin_local_arguments(local_root: str) -> dict:
     from kubetfx.pipelines.penguin import data
 
-    root = os.path.join(data_root, "penguins")
+    root = os.path.join(local_root, "data", "penguins")
     data.write_span(root, span=1)
-    return {"input_uri": _span_pattern(root, "penguins.csv")}
+    return {"input_uri": _span_pattern(root, "penguins.csv"), "push_destination": model_repository(local_root)}
 
 
 def _make_churn(config=None):
@@ -40,14 +45,14 @@ def _make_churn(config=None):
     return pipeline.make(config)
 
 
-def _churn_local_arguments(data_root: str) -> dict:
+def _churn_local_arguments(local_root: str) -> dict:
     from kubetfx.pipelines.synthetic import churn
 
-    root = os.path.join(data_root, "churn")
+    root = os.path.join(local_root, "data", "churn")
     path = os.path.join(root, "span-1", "churn.csv")
     if not os.path.exists(path):
         churn.write_csv(path, CHURN_LOCAL_ROWS)
-    return {"input_uri": _span_pattern(root, "churn.csv")}
+    return {"input_uri": _span_pattern(root, "churn.csv"), "push_destination": model_repository(local_root)}
 
 
 PIPELINES = {

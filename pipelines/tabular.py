@@ -1,14 +1,18 @@
 """The kubetfx tabular pipeline, built for a dataset's label and a deployment config.
 
-ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer.
+ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer
+-> Evaluator + InfraValidator -> Pusher (only when both blessed).
 The same function runs on kfp.local and compiles for a cluster; the config only
 adds Kubernetes settings (GPU pool, resources) that kfp.local ignores.
 """
 
 from kfp import dsl
 
+from kubetfx.components.evaluator.component import evaluator
 from kubetfx.components.example_gen.component import example_gen
 from kubetfx.components.example_validator.component import example_validator
+from kubetfx.components.infra_validator.component import infra_validator
+from kubetfx.components.pusher.component import pusher
 from kubetfx.components.schema_gen.component import schema_gen
 from kubetfx.components.statistics_gen.component import statistics_gen
 from kubetfx.components.trainer.component import trainer
@@ -17,7 +21,7 @@ from kubetfx.pipelines import kubernetes_settings
 from kubetfx.pipelines.config import PipelineConfig
 
 
-def build(name: str, description: str, label: str, config: PipelineConfig | None = None):
+def build(name: str, description: str, label: str, model_name: str, config: PipelineConfig | None = None):
     """A ``@dsl.pipeline`` function for data labelled ``label``."""
     config = config or PipelineConfig()
 
@@ -29,6 +33,8 @@ def build(name: str, description: str, label: str, config: PipelineConfig | None
     @dsl.pipeline(name=name, description=description)
     def pipeline(
         input_uri: str,
+        push_destination: str,
+        model_name: str = model_name,
         label_column: str = label,
         splits: str = "train:2,eval:1",
         schema_file: str = "",
@@ -37,9 +43,14 @@ def build(name: str, description: str, label: str, config: PipelineConfig | None
         hyperparameters: dict = {},
         train_steps: int = 0,
         seed: int = 42,
+        eval_config: str = "",
+        deploy: dict = {},
     ):
         """``input_uri``: CSV/Parquet/TFRecord file, directory, glob or ``{SPAN}`` pattern (local, gs://, s3://).
-        ``module_file``: a TFX-style module with ``preprocessing_fn`` and ``run_fn`` (empty: built-ins)."""
+        ``push_destination``: model repository base (local path, gs://, s3://, a mounted PVC).
+        ``module_file``: a TFX-style module with ``preprocessing_fn`` and ``run_fn`` (empty: built-ins).
+        ``eval_config``: TFMA EvalConfig (text proto or JSON; empty: derived from the problem type).
+        ``deploy``: KServe InferenceService settings for the Pusher (empty: push only)."""
         examples = configure(example_gen(input_uri=input_uri, label_column=label_column, splits=splits),
                              "ExampleGen")
         statistics = configure(statistics_gen(examples=examples.outputs["examples"]), "StatisticsGen")
@@ -57,5 +68,15 @@ def build(name: str, description: str, label: str, config: PipelineConfig | None
                                     label_column=label_column, hyperparameters=hyperparameters,
                                     train_steps=train_steps, seed=seed), "Trainer")
         kubernetes_settings.apply_gpu_pool(trained, config.trainer_gpu)
+        evaluation = configure(evaluator(examples=examples.outputs["examples"], model=trained.outputs["model"],
+                                         eval_config=eval_config, baseline_repository=push_destination,
+                                         model_name=model_name), "Evaluator")
+        infra = configure(infra_validator(model=trained.outputs["model"], examples=examples.outputs["examples"]),
+                          "InfraValidator")
+        with dsl.If(evaluation.outputs["Output"] == True, name="model-blessed"):  # noqa: E712 - KFP condition
+            with dsl.If(infra.outputs["Output"] == True, name="infra-blessed"):  # noqa: E712
+                configure(pusher(model=trained.outputs["model"], model_blessing=evaluation.outputs["blessing"],
+                                 infra_blessing=infra.outputs["blessing"], push_destination=push_destination,
+                                 model_name=model_name, deploy=deploy), "Pusher")
 
     return pipeline

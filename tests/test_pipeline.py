@@ -130,12 +130,16 @@ def test_pipeline_dag_wires_the_components(compiled):
         {"outputArtifactKey": "transformed_examples", "producerTask": "transform"}
 
 
-def test_local_run_end_to_end(tmp_path, capsys):
+def test_local_run_end_to_end_then_a_bad_candidate_is_not_pushed(tmp_path, capsys):
     exit_code = cli.main(["run", "penguin", "--local", "--root", str(tmp_path / "local")])
     out = capsys.readouterr().out
     assert exit_code == 0, out
     assert "Pipeline penguin succeeded" in out
     assert "rows train=" in out and "anomalies found: 0" in out and "eval_accuracy=" in out
+    assert "rubber stamp" in out  # first run: no baseline in the repository
+    repository = tmp_path / "local" / "model-repository" / "penguin"
+    assert f"Pushed model version 1: {repository / '1'}" in out
+    assert (repository / "1" / "saved_model.pb").is_file() and (repository / "1" / "kubetfx_model.json").is_file()
     run_dirs = os.listdir(tmp_path / "local" / "pipeline-root")
     assert len(run_dirs) == 1
     run_dir = tmp_path / "local" / "pipeline-root" / run_dirs[0]
@@ -147,6 +151,15 @@ def test_local_run_end_to_end(tmp_path, capsys):
     with open(run_dir / "example-gen" / "executor_output.json") as handle:
         metadata = json.load(handle)["artifacts"]["examples"]["artifacts"][0]["metadata"]
     assert sum(metadata["row_counts"].values()) == 333 and metadata["span"] == 1
+
+    # A deliberately bad candidate (one training step, tiny learning rate) against the pushed baseline.
+    exit_code = cli.main(["run", "penguin", "--local", "--root", str(tmp_path / "local"), "--set", "train_steps=1",
+                          "--set", 'hyperparameters={"learning_rate": 1e-7}'])
+    out = capsys.readouterr().out
+    assert exit_code == 0, out
+    assert "evaluator: NOT BLESSED" in out and "baseline version 1" in out
+    assert "No model pushed" in out
+    assert sorted(os.listdir(repository)) == ["1"]
 
 
 def test_local_run_fails_clearly_on_anomalies(tmp_path, capsys):

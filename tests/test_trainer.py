@@ -51,7 +51,7 @@ def test_default_trainer_learns_penguins(trained):
     assert result["tfx_type"] == "Model" and result["problem_type"] == "classification"
     assert result["metrics"]["eval_accuracy"] > 0.9
     assert set(result["metrics"]) == {"train_loss", "train_accuracy", "eval_loss", "eval_accuracy"}
-    assert sorted(os.listdir(trained["model"])) == ["Format-Serving", "kubetfx_model.json"]
+    assert sorted(os.listdir(trained["model"])) == ["Format-Serving", "kubetfx_model.json", "schema.pbtxt"]
     assert os.path.isfile(os.path.join(trained["model"], "Format-Serving", "saved_model.pb"))
     with open(trained["metrics"], encoding="utf-8") as handle:
         assert json.load(handle) == result["metrics"]

@@ -12,7 +12,7 @@ No TensorFlow import: the SavedModel is copied as files.
 import json
 import os
 
-from kubetfx.components.common import blessing, fileio, model_repository, provenance, report
+from kubetfx.components.common import blessing, fileio, layout, model_repository, provenance, report
 from kubetfx.components.common.errors import ConfigError, KubetfxError
 
 SERVING_DIR = "Format-Serving"  # TFX's layout of a Model artifact
@@ -84,9 +84,9 @@ def run(model_dir: str, model_blessing_dir: str, infra_blessing_dir: str | None,
         raise ConfigError(f"model artifact {model_dir} has no SavedModel: {serving_dir}/"
                           f"{model_repository.SAVED_MODEL_FILE} not found (expected the Trainer's output)")
     extra = {}
-    model_json = os.path.join(model_dir, model_repository.MODEL_METADATA_FILE)
-    if os.path.isfile(model_json):
-        extra[model_repository.MODEL_METADATA_FILE] = model_json
+    for name in (model_repository.MODEL_METADATA_FILE, layout.SCHEMA_FILE):  # model facts + training schema
+        if os.path.isfile(os.path.join(model_dir, name)):
+            extra[name] = os.path.join(model_dir, name)
 
     api = None
     if settings is not None and settings.apply:

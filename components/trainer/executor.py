@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 
 from kubetfx.components.common import examples, fileio, layout, module_loader, provenance, tfmd
 from kubetfx.components.common.errors import ConfigError, InputDataError, KubetfxError
@@ -186,6 +187,8 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
             signatures=export.describe_signatures(fn_args.serving_model_dir),
             package_versions=provenance.package_versions(VERSION_PACKAGES))
         fileio.atomic_write(os.path.join(model_tmp, MODEL_INFO_FILE), json.dumps(info, indent=2, sort_keys=True))
+        # The training schema travels with the model: the predictor validates requests against it.
+        shutil.copyfile(schema_file, os.path.join(model_tmp, layout.SCHEMA_FILE))
 
     metrics = info.get("metrics") or {}
     if metrics_path:

@@ -1,0 +1,413 @@
+"""InfraValidator: serve the candidate model with the real predictor and send it real requests.
+
+Starts ``python -m kubetfx.components.predictor --model_dir <candidate>`` (the same server the
+``kubetfx-predictor`` ServingRuntime runs) on free loopback ports, waits for the model to be
+ready, reads the V2 model metadata, sends ``num_requests`` V1 requests built from raw examples of
+``split`` (label dropped) and checks each answer's shape: one prediction per instance,
+probabilities over the class names summing to 1 (classification) or a finite number
+(regression). The server is always stopped, also on failure.
+
+Verdict: ``INFRA_BLESSED`` / ``INFRA_NOT_BLESSED`` + ``blessing.json`` with the reasons
+(``common/blessing.py``). A server that does not come up (corrupt model, port taken, timeout)
+or answers wrongly is a NOT_BLESSED verdict whose reason carries the server's last log lines;
+the pipeline then skips the push. Bad inputs (no model dir, no examples) raise ConfigError.
+No TensorFlow import here: the server process loads the model.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+from kubetfx.components.common import blessing, fileio, report
+from kubetfx.components.common.errors import ConfigError, InputDataError
+
+SERVING_DIR = "Format-Serving"
+MODEL_INFO_FILE = "kubetfx_model.json"
+INSTANCES_PER_REQUEST = 4
+LOG_TAIL_LINES = 15
+_NOISE = ("cuda", "oneDNN", "TF-TRT", "rebuild TensorFlow", "computation_placer", "cpu_feature_guard",
+          "AVX", "This TensorFlow binary", "absl::InitializeLog", "FastAPIDeprecationWarning",
+          "await f(request)", "await dependant.call")
+
+
+# ---------------------------------------------------------------------- requests from examples
+
+
+def _scalar(values):
+    """One tf.Example feature value list -> a JSON scalar (None when missing)."""
+    if values is None or len(values) == 0:
+        return None
+    value = values[0]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def instances_from_examples(examples_dir: str, split: str, features: list[str], count: int) -> list[dict]:
+    """Up to ``count`` complete rows of ``split`` as V1 instances over ``features`` (the label is not one).
+
+    Decodes file by file and only as many records as needed (a large eval split is not read whole).
+    """
+    from kubetfx.components.common import examples, tfrecord
+
+    instances: list[dict] = []
+    seen_columns: set = set()
+    for path in examples.split_files(examples_dir, split):
+        records = tfrecord.read_file(path)[:max(4 * count, 256)]
+        if not records:
+            continue
+        batch = examples.decode_examples(records, source=path)
+        seen_columns |= set(batch.schema.names)
+        missing = [f for f in features if f not in batch.schema.names]
+        if missing:
+            continue  # these rows lack the feature entirely; another file may have it
+        columns = {name: batch.column(name).to_pylist() for name in features}
+        for row in range(batch.num_rows):
+            instance = {name: _scalar(columns[name][row]) for name in features}
+            if any(value is None for value in instance.values()):
+                continue  # a missing value cannot be sent to a [None]-shaped signature input
+            instances.append(instance)
+            if len(instances) >= count:
+                return instances
+    if not instances:
+        missing = [f for f in features if f not in seen_columns]
+        if missing:
+            raise InputDataError(f"Examples artifact {examples_dir} split '{split}' lacks the model's input "
+                                 f"feature(s) {', '.join(missing)} (it has: {', '.join(sorted(seen_columns))})")
+        raise InputDataError(f"Examples artifact {examples_dir} split '{split}' has no row with every model "
+                             f"feature present ({', '.join(features)})")
+    return instances
+
+
+# ---------------------------------------------------------------------- the server process
+
+
+def free_ports(count: int = 1) -> list[int]:
+    """``count`` distinct free loopback ports (all held open while choosing, so they differ)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The server log's last meaningful lines (TF's CPU/CUDA banner noise left out)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()[-200_000:]
+    except OSError:
+        return []
+    kept = [line.rstrip() for line in text.splitlines()
+            if line.strip() and not any(noise in line for noise in _NOISE)]
+    return kept[-lines:]
+
+
+class PredictorProcess:
+    """The predictor server in a subprocess (own session, so it and its children are stopped together)."""
+
+    def __init__(self, model_dir: str, model_name: str, http_port: int, grpc_port: int, log_path: str,
+                 extra_args=()):
+        self.model_name = model_name
+        self.http_port = http_port
+        self.log_path = log_path
+        self.command = [sys.executable, "-m", "kubetfx.components.predictor", "--model_dir", model_dir,
+                        "--model_name", model_name, "--http_port", str(http_port), "--grpc_port", str(grpc_port),
+                        "--grace_period_s", "5", *extra_args]
+        self._log = open(log_path, "wb")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+
+    def request(self, method: str, path: str, body: bytes | None = None, timeout: float = 10.0):
+        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        try:
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def wait_ready(self, timeout_s: float) -> tuple[bool, str]:
+        """(ready, why not). Ready = this process's model answers its readiness endpoint."""
+        deadline = time.monotonic() + timeout_s
+        path = f"/v2/models/{self.model_name}/ready"  # the unique name: another server on the port cannot pass
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                return False, f"the predictor server exited with code {code} before it was ready"
+            try:
+                status, _ = self.request("GET", path, timeout=2.0)
+                if status == 200:
+                    return True, ""
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.2)
+        return False, f"the predictor server was not ready within {timeout_s:g} s"
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.process.wait(5)
+        self._log.close()
+
+
+def _last_error(tail: list[str]) -> str:
+    """The log line that most likely says why the server failed."""
+    for words in (("kubetfx predictor:", "Errno", "address already in use"), ("Error", "ERROR", "failed")):
+        for line in reversed(tail):
+            if any(word in line for word in words):
+                return line.strip()[:500]
+    return tail[-1].strip()[:500]
+
+
+# ---------------------------------------------------------------------- checks
+
+
+def _check_metadata(body: bytes) -> tuple[list[str], dict, list[str]]:
+    """(input names, {output name: datatype}, problems) from GET /v2/models/NAME."""
+    try:
+        meta = json.loads(body)
+    except ValueError as err:
+        return [], {}, [f"model metadata is not JSON: {err}"]
+    inputs = [i.get("name") for i in meta.get("inputs") or [] if isinstance(i, dict)]
+    outputs = {o.get("name"): o.get("datatype") for o in meta.get("outputs") or [] if isinstance(o, dict)}
+    problems = []
+    if not inputs:
+        problems.append("model metadata lists no inputs")
+    if not outputs:
+        problems.append("model metadata lists no outputs")
+    return inputs, outputs, problems
+
+
+def _check_predictions(body: bytes, instances: int, class_names: list[str], kind: str,
+                       outputs: list[str]) -> list[str]:
+    """``kind``: classification (probabilities over the class names), regression (a finite number) or
+    generic (an object with every output of the model metadata)."""
+    try:
+        answer = json.loads(body)
+    except ValueError as err:
+        return [f"the answer is not JSON: {err}"]
+    predictions = answer.get("predictions") if isinstance(answer, dict) else None
+    if not isinstance(predictions, list):
+        return [f"the answer has no 'predictions' list: {str(answer)[:200]}"]
+    if len(predictions) != instances:
+        return [f"{len(predictions)} predictions for {instances} instances"]
+    problems = []
+    for index, prediction in enumerate(predictions):
+        if kind == "generic":
+            if not isinstance(prediction, dict) or not set(outputs) <= set(prediction):
+                problems.append(f"instance {index}: expected the outputs {sorted(outputs)}, got "
+                                f"{str(prediction)[:200]}")
+            continue
+        if kind == "regression":
+            value = prediction.get("prediction") if isinstance(prediction, dict) else None
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                problems.append(f"instance {index}: prediction {value!r} is not a finite number")
+            continue
+        probabilities = prediction.get("probabilities") if isinstance(prediction, dict) else None
+        if not isinstance(probabilities, dict):
+            problems.append(f"instance {index}: no probabilities in {str(prediction)[:200]}")
+            continue
+        if class_names and sorted(probabilities) != sorted(class_names):
+            problems.append(f"instance {index}: probabilities over {sorted(probabilities)}, expected the class "
+                            f"names {sorted(class_names)}")
+        values = list(probabilities.values())
+        if not all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in values) \
+                or abs(sum(values) - 1.0) > 1e-3:
+            problems.append(f"instance {index}: probabilities {values} are not a distribution")
+        if prediction.get("class") not in probabilities:
+            problems.append(f"instance {index}: class {prediction.get('class')!r} is not one of the classes")
+    return problems
+
+
+def _check_serving(server: PredictorProcess, timeout_s: float, num_requests: int, info: dict, instances,
+                   read_instances, metadata: dict, problems: list, latencies: list) -> None:
+    """Model metadata, then ``num_requests`` V1 requests; problems and latencies appended in place.
+
+    ``instances``: the requests' rows, or None to read them for the inputs the metadata lists.
+    """
+    name = server.model_name
+    status, body = server.request("GET", f"/v2/models/{name}")
+    if status != 200:
+        problems.append(f"GET /v2/models/{name} answered HTTP {status}: {body[:200]!r}")
+        return
+    inputs, outputs, meta_problems = _check_metadata(body)
+    problems += meta_problems
+    if meta_problems:
+        return
+    if instances is None:
+        label = str(info.get("label") or "")
+        instances = read_instances([name for name in inputs if name != label])
+    kind = "classification" if "probabilities" in outputs else "regression" if "predictions" in outputs else "generic"
+    class_names = [str(c) for c in info.get("class_names") or []]
+    per = max(1, len(instances) // num_requests)
+    for index in range(num_requests):
+        chunk = instances[index * per:(index + 1) * per] or instances[:per]
+        payload = json.dumps({"instances": chunk}).encode()
+        start = time.perf_counter()
+        try:
+            status, body = server.request("POST", f"/v1/models/{name}:predict", payload, timeout=timeout_s)
+        except (OSError, http.client.HTTPException) as err:
+            problems.append(f"request {index}: no answer: {type(err).__name__}: {err}")
+            return
+        latencies.append((time.perf_counter() - start) * 1000.0)
+        metadata["requests"] += 1
+        metadata["instances"] += len(chunk)
+        if status != 200:
+            problems.append(f"request {index}: HTTP {status}: {body[:300].decode('utf-8', 'replace')}")
+            continue
+        problems += [f"request {index}: {p}" for p in
+                     _check_predictions(body, len(chunk), class_names, kind, list(outputs))]
+        if index == 0:
+            try:
+                metadata["model_version"] = json.loads(body).get("model_version")
+            except (ValueError, AttributeError):
+                pass
+
+
+# ---------------------------------------------------------------------- entry point
+
+
+def _model_info(model_dir: str) -> dict:
+    path = os.path.join(model_dir, MODEL_INFO_FILE)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            info = json.load(handle)
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}  # the server decides whether the model is usable
+
+
+def _check_inputs(model_dir: str, examples_dir: str, split: str, timeout_s, num_requests) -> None:
+    if not model_dir or not os.path.isdir(model_dir):
+        raise ConfigError(f"model dir {model_dir!r} does not exist (expected the Trainer's Model artifact)")
+    if not (os.path.isdir(os.path.join(model_dir, SERVING_DIR)) or
+            os.path.isfile(os.path.join(model_dir, "saved_model.pb"))):
+        raise ConfigError(f"model dir {model_dir} has no {SERVING_DIR}/ (expected the Trainer's Model artifact)")
+    if not examples_dir or not os.path.isdir(examples_dir):
+        raise ConfigError(f"examples dir {examples_dir!r} does not exist (expected an Examples artifact)")
+    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
+        raise ConfigError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+    if not isinstance(num_requests, int) or isinstance(num_requests, bool) or num_requests < 1:
+        raise ConfigError(f"num_requests must be a positive integer, got {num_requests!r}")
+    if not split:
+        raise ConfigError("split is empty: name the Examples split to build requests from (e.g. 'eval')")
+
+
+def run(model_dir: str, examples_dir: str, blessing_dir: str, report_path: str | None = None,
+        timeout_s: float = 120, num_requests: int = 5, split: str = "eval", *, http_port: int = 0,
+        instances_per_request: int = INSTANCES_PER_REQUEST) -> dict:
+    """Serve ``model_dir`` (Format-Serving layout), send real requests, write the InfraBlessing.
+
+    ``http_port``: 0 picks a free loopback port (tests pin one to exercise "port in use").
+    Returns the InfraBlessing metadata: blessed (1/0), reason, requests, instances, latency_ms, ...
+    """
+    _check_inputs(model_dir, examples_dir, split, timeout_s, num_requests)
+    model_dir = os.path.abspath(model_dir)
+    info = _model_info(model_dir)
+    declared = [str(f.get("name")) for f in info.get("raw_features") or [] if isinstance(f, dict)]
+    wanted = max(1, int(instances_per_request)) * num_requests
+    # Read the examples before starting anything: bad inputs are errors, not verdicts. Without
+    # kubetfx_model.json the features come from the server's model metadata (instances None).
+    instances = instances_from_examples(examples_dir, split, declared, wanted) if declared else None
+
+    model_name = f"infra-validation-{uuid.uuid4().hex[:8]}"
+    work_dir = tempfile.mkdtemp(prefix="kubetfx-infra-")
+    log_path = os.path.join(work_dir, "predictor.log")
+    ports = free_ports(2)
+    http_port = http_port or ports[0]
+    grpc_port = ports[1] if ports[1] != http_port else ports[0]
+    metadata = {"tfx_type": "InfraBlessing", "model_dir": model_dir, "split": split, "timeout_s": timeout_s,
+                "http_port": http_port, "requests": 0, "instances": 0}
+    problems: list[str] = []
+    latencies: list[float] = []
+    started = time.perf_counter()
+    server = PredictorProcess(model_dir, model_name, http_port, grpc_port, log_path)
+    try:
+        ready, why = server.wait_ready(float(timeout_s))
+        metadata["startup_seconds"] = round(time.perf_counter() - started, 3)
+        if not ready:
+            problems.append(why)
+        else:
+            _check_serving(server, float(timeout_s), num_requests, info, instances,
+                           lambda features: instances_from_examples(examples_dir, split, features, wanted),
+                           metadata, problems, latencies)
+    except (OSError, http.client.HTTPException) as err:
+        problems.append(f"the predictor server stopped answering: {type(err).__name__}: {err}")
+    finally:
+        server.stop()
+    tail = log_tail(log_path)
+    blessed = not problems
+    if problems and not metadata["requests"] and tail:
+        problems[0] += f": {_last_error(tail)}"
+    if blessed:
+        reasons = [f"the predictor served the candidate: {metadata['requests']} requests "
+                   f"({metadata['instances']} instances) answered correctly; ready after "
+                   f"{metadata['startup_seconds']:.1f} s"]
+    else:
+        reasons = problems[:10] + (["server log (last lines):\n" + "\n".join(tail)] if tail else [])
+    metadata["blessed"] = int(blessed)
+    metadata["reason"] = reasons[0] if blessed else "; ".join(problems[:5])
+    metadata["latency_ms"] = ({"mean": round(statistics.fmean(latencies), 3), "p50": round(statistics.median(latencies), 3),
+                               "max": round(max(latencies), 3)} if latencies else {})
+    metadata["server_log_tail"] = tail
+    blessing.write_blessing(blessing_dir, blessed, reasons, infra=True,
+                            details={k: v for k, v in metadata.items() if k not in ("server_log_tail",)})
+    if report_path:
+        fileio.atomic_write(report_path, _report(metadata, reasons, tail))
+    try:
+        os.remove(log_path)
+        os.rmdir(work_dir)
+    except OSError:
+        pass
+    return metadata
+
+
+def _report(metadata: dict, reasons: list[str], tail: list[str]) -> str:
+    verdict = "INFRA_BLESSED" if metadata["blessed"] else "INFRA_NOT_BLESSED"
+    lines = ["# InfraValidator", "", f"**Verdict**: {verdict}", "", "## Why", ""]
+    lines += [f"- {r.splitlines()[0]}" for r in reasons]
+    latency = metadata.get("latency_ms") or {}
+    rows = [["model", f"`{metadata['model_dir']}`"], ["model version", metadata.get("model_version") or "–"],
+            ["server ready after", f"{metadata.get('startup_seconds', 0):.2f} s (limit {metadata['timeout_s']} s)"],
+            ["requests / instances", f"{metadata['requests']} / {metadata['instances']} (split {metadata['split']})"],
+            ["latency p50 / max", f"{report.fmt(latency.get('p50'))} / {report.fmt(latency.get('max'))} ms"
+             if latency else "–"]]
+    lines += ["", "## Serving check", "", report.table(["", ""], rows)]
+    if tail and not metadata["blessed"]:
+        lines += ["", "## Server log (last lines)", "", "```", *tail, "```"]
+    return "\n".join(lines) + "\n"

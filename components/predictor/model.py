@@ -1,0 +1,241 @@
+"""The ``kserve.Model``: load -> preprocess (validate) -> predict (micro-batched) -> postprocess.
+
+Protocols (kserve routes them; this class only sees decoded payloads):
+
+* V1 REST ``POST /v1/models/NAME:predict`` ``{"instances": [{feature: value, ...}, ...]}`` ->
+  ``{"predictions": [...], "model_name": NAME, "model_version": "3"}``; a classification prediction
+  is ``{"class": "Adelie", "class_id": 0, "probabilities": {"Adelie": 0.98, ...}}``, a regression
+  one ``{"prediction": 4123.5}``.
+* V2 / Open Inference Protocol, REST ``POST /v2/models/NAME/infer`` and gRPC ``ModelInfer``: one
+  input per feature (FP32 / INT64 / BYTES, shape [N]); outputs ``probabilities`` FP32 [N, K],
+  ``class_ids`` INT64 [N], ``classes`` BYTES [N] (regression: ``predictions`` FP32 [N]);
+  ``model_version`` is the served version. ``GET /v2/models/NAME`` lists the inputs and outputs.
+
+The served version is one attribute (``_servable``) swapped atomically by the repository watcher;
+a request takes it once in ``preprocess`` and carries it to ``postprocess``, so it finishes on the
+version it started on.
+
+``--workers N``: kserve pickles this object into each worker process. The TF objects, threads and
+locks are left out of the pickle; each worker loads the model in a background thread (its liveness
+ping keeps answering) and its HTTP server starts accepting only once the model is loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+
+from kserve import Model
+from kserve.errors import ModelNotReady
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from prometheus_client import Counter, Gauge
+
+from kubetfx.components.predictor import repository_watch, servable as servable_lib
+from kubetfx.components.predictor.schema_check import RequestError
+
+logger = logging.getLogger("kubetfx.predictor")
+
+MODEL_VERSION = Gauge("kubetfx_predictor_model_version", "The model version being served", ["model"])
+INVALID_REQUESTS = Counter("kubetfx_predictor_invalid_requests", "Requests rejected by schema validation",
+                           ["model"])
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    allow_nan: bool = False
+    max_batch_size: int = 64
+    max_batch_wait_us: int = 0
+    poll_interval_s: float = 10.0
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    worker_load_timeout_s: float = 600.0
+
+
+class _Work:
+    """One request on its way through preprocess -> predict -> postprocess."""
+
+    __slots__ = ("servable", "columns", "n", "request", "outputs")
+
+    def __init__(self, servable, columns, n, request):
+        self.servable = servable
+        self.columns = columns
+        self.n = n
+        self.request = request  # the InferRequest (V2) or None (V1)
+        self.outputs = None
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class KubetfxPredictor(Model):
+    def __init__(self, name: str, source: repository_watch.ModelSource, options: ServingOptions | None = None):
+        super().__init__(name)
+        self.source = source
+        self.options = options or ServingOptions()
+        self._servable = None
+        self._watcher = None
+        self._skipped: set = set()
+        self._loaded = threading.Event()
+        self._load_error: str | None = None
+
+    # ------------------------------------------------------------------ loading
+    def _load_location(self, location):
+        o = self.options
+        return servable_lib.load(location, allow_nan=o.allow_nan, max_batch_size=o.max_batch_size,
+                                 max_batch_wait_us=o.max_batch_wait_us, intra_op_threads=o.intra_op_threads,
+                                 inter_op_threads=o.inter_op_threads)
+
+    def _switch(self, new) -> None:
+        old, self._servable = self._servable, new
+        self.ready = True
+        self._loaded.set()
+        MODEL_VERSION.labels(self.name).set(float(new.version) if str(new.version).isdigit() else 0)
+        logger.info("serving model '%s' version %s from %s (loaded in %.2f s; request validation: %s)",
+                    self.name, new.version, new.location.saved_model_dir, new.load_seconds, new.rules.source)
+        if old is not None:
+            old.close()  # its batcher finishes the requests already queued, then stops
+
+    def load(self) -> bool:
+        """Load the initial version synchronously (errors propagate: the server must not start without it)."""
+        self._switch(self.source.load_initial(self._load_location, self._skipped))
+        return self.ready
+
+    def start(self) -> None:
+        """Called by kserve.ModelServer once registered: start watching the repository."""
+        if self._servable is not None:
+            self.ready = True
+            self._start_watcher()
+
+    def _start_watcher(self) -> None:
+        if self.source.watchable and self._watcher is None and self._servable is not None:
+            self._watcher = repository_watch.RepositoryWatcher(
+                self.source, self._load_location, self._switch, int(self._servable.version),
+                self.options.poll_interval_s, skipped=self._skipped)
+            self._watcher.start()
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._servable is not None:
+            self._servable.close()
+        self.ready = False
+
+    @property
+    def version(self) -> str | None:
+        return None if self._servable is None else self._servable.version
+
+    # ------------------------------------------------------------------ workers (pickling)
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for key in ("_servable", "_watcher", "_loaded", "_http_client_instance", "_grpc_client_stub"):
+            state[key] = None
+        state["ready"] = False
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._loaded = threading.Event()
+        from kubetfx.components.predictor import server
+
+        server.drop_kserve_timing_middleware()  # this worker builds its own REST app
+        server.skip_idle_fastapi_telemetry()
+        server.quiet_logs()
+        threading.Thread(target=self._load_in_worker, name="kubetfx-worker-load", daemon=True).start()
+        try:  # the worker's HTTP server waits for the model before accepting connections
+            from kserve.model_server import app
+
+            app.router.on_startup.append(self._wait_until_loaded)
+        except Exception:  # pragma: no cover - an unpickle outside a kserve worker
+            pass
+
+    def _load_in_worker(self) -> None:
+        try:
+            self._switch(self.source.load_initial(self._load_location, self._skipped))
+            self._start_watcher()
+        except Exception as err:
+            self._load_error = f"{type(err).__name__}: {err}"
+            logger.error("worker could not load the model: %s", self._load_error)
+            self._loaded.set()
+
+    async def _wait_until_loaded(self) -> None:
+        from kubetfx.components.predictor import server
+
+        server.quiet_logs()
+        loop = asyncio.get_running_loop()
+        done = await loop.run_in_executor(None, self._loaded.wait, self.options.worker_load_timeout_s)
+        if not done or self._servable is None:
+            raise RuntimeError(f"model '{self.name}' did not load in this worker: "
+                               f"{self._load_error or 'timed out'}")
+
+    # ------------------------------------------------------------------ metadata
+    def get_input_types(self) -> list[dict]:
+        return [] if self._servable is None else self._servable.spec.input_types()
+
+    def get_output_types(self) -> list[dict]:
+        return [] if self._servable is None else self._servable.spec.output_types()
+
+    # ------------------------------------------------------------------ inference
+    def validate(self, payload):
+        return payload  # preprocess validated it against the training schema
+
+    async def preprocess(self, payload, headers=None) -> _Work:
+        servable = self._servable
+        if servable is None:
+            raise ModelNotReady(self.name)
+        try:
+            if isinstance(payload, InferRequest):
+                columns, n = servable.rules.from_infer_request(payload)
+                return _Work(servable, columns, n, payload)
+            if isinstance(payload, dict):
+                if "instances" not in payload:
+                    raise RequestError('expected a JSON object {"instances": [{feature: value, ...}, ...]}'
+                                       + (f" (got keys: {', '.join(sorted(map(str, payload))[:10])})"
+                                          if payload else ""))
+                columns, n = servable.rules.from_instances(payload["instances"])
+                return _Work(servable, columns, n, None)
+            raise RequestError(f"unsupported request body ({type(payload).__name__}); send JSON "
+                               '{"instances": [...]} (V1) or a V2 inference request')
+        except RequestError:
+            INVALID_REQUESTS.labels(self.name).inc()
+            raise
+
+    async def predict(self, work: _Work, headers=None, response_headers=None) -> _Work:
+        work.outputs = await work.servable.batcher.submit(work.columns, work.n)
+        return work
+
+    async def postprocess(self, work: _Work, headers=None, response_headers=None):
+        if work.request is None:
+            return {"predictions": self._v1_predictions(work), "model_name": self.name,
+                    "model_version": work.servable.version}
+        return self._v2_response(work)
+
+    def _v1_predictions(self, work: _Work) -> list:
+        spec, outputs = work.servable.spec, work.outputs
+        if spec.is_classification:
+            names = work.servable.class_names
+            return [{"class": names[class_id], "class_id": class_id, "probabilities": dict(zip(names, row))}
+                    for class_id, row in zip(outputs["class_ids"].tolist(), outputs["probabilities"].tolist())]
+        if spec.is_regression:
+            return [{"prediction": value} for value in outputs["predictions"].tolist()]
+        columns = {name: [_text(v) for v in array.tolist()] if array.dtype == object else array.tolist()
+                   for name, array in outputs.items()}
+        return [{name: column[i] for name, column in columns.items()} for i in range(work.n)]
+
+    def _v2_response(self, work: _Work) -> InferResponse:
+        request, outputs = work.request, work.outputs
+        infer_outputs = []
+        for output in work.servable.spec.v2_outputs():
+            array = outputs[output.name]
+            if array.dtype == object:
+                data = [_text(v) for v in array.reshape(-1).tolist()]
+            else:
+                data = array.reshape(-1).tolist()
+            infer_outputs.append(InferOutput(name=output.name, shape=list(array.shape), datatype=output.datatype,
+                                             data=data))
+        return InferResponse(response_id=request.id or str(uuid.uuid4()), model_name=self.name,
+                             model_version=work.servable.version, infer_outputs=infer_outputs,
+                             from_grpc=request.from_grpc)
