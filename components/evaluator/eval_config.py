@@ -41,12 +41,11 @@ change thresholds without a direction.
 
 from __future__ import annotations
 
-import json
 import os
 
 from google.protobuf import json_format, text_format
 
-from kubetfx.components.common import storage
+from kubetfx.components.common import params, storage
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.evaluator.models import ModelRef
 
@@ -443,17 +442,7 @@ def validate_thresholds(config) -> None:
 
 def parse_slice_features(value) -> list[str] | None:
     """``slice_features`` as a list (a list, a JSON list or a comma-separated string); None if unset."""
-    if value is None or value == "" or value == []:
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"slice_features: not a valid JSON list ({err})") from None
-        else:
-            value = [part.strip() for part in text.split(",") if part.strip()]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"slice_features: expected a list of feature names, got {value!r}")
-    return list(dict.fromkeys(value))
+    parsed = params.string_list(value, "slice_features",
+                                lambda text: [part.strip() for part in text.split(",") if part.strip()],
+                                "['island', 'sex']")
+    return None if parsed is None else list(dict.fromkeys(parsed))

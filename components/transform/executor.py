@@ -21,7 +21,7 @@ import os
 import shlex
 import shutil
 
-from kubetfx.components.common import examples, fileio, layout, module_loader, provenance, tfmd, tfrecord
+from kubetfx.components.common import examples, fileio, layout, module_loader, params, provenance, tfmd, tfrecord
 from kubetfx.components.common.errors import ConfigError, InputDataError, KubetfxError
 
 ARTIFACT_TYPE = "TransformGraph"
@@ -34,23 +34,9 @@ _TEMP_DIR = ".tft-temp"
 
 
 def parse_beam_args(beam_pipeline_args) -> list[str]:
-    """A list of flags; also accepts a JSON list or a shell-style string."""
-    if beam_pipeline_args is None or beam_pipeline_args == "" or beam_pipeline_args == []:
-        return list(DEFAULT_BEAM_ARGS)
-    if isinstance(beam_pipeline_args, str):
-        text = beam_pipeline_args.strip()
-        if text.startswith("["):
-            try:
-                beam_pipeline_args = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"beam_pipeline_args: not a valid JSON list ({err})") from None
-        else:
-            beam_pipeline_args = shlex.split(text)
-    if not isinstance(beam_pipeline_args, (list, tuple)) or \
-            not all(isinstance(a, str) for a in beam_pipeline_args):
-        raise ConfigError(f"beam_pipeline_args must be a list of strings like ['--runner=DirectRunner'], "
-                          f"got {beam_pipeline_args!r}")
-    return list(beam_pipeline_args)
+    """A list of flags; also accepts a JSON list or a shell-style string. Unset: the DirectRunner defaults."""
+    parsed = params.string_list(beam_pipeline_args, "beam_pipeline_args", shlex.split, "['--runner=DirectRunner']")
+    return list(DEFAULT_BEAM_ARGS) if parsed is None else parsed
 
 
 def _split_patterns(examples_dir: str) -> dict[str, str]:
