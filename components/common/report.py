@@ -44,3 +44,14 @@ def sparkline(counts) -> str:
     if not top:
         return ""
     return "".join(_SPARK[min(len(_SPARK) - 1, int(c / top * (len(_SPARK) - 1) + 0.5))] for c in counts)
+
+
+def bounds(low, high, format_value=fmt, unbounded: str = "–") -> str:
+    """A range for a table cell: "[a, b]", "≥ a", "≤ b" or ``unbounded``."""
+    if low is not None and high is not None:
+        return f"[{format_value(low)}, {format_value(high)}]"
+    if low is not None:
+        return f"≥ {format_value(low)}"
+    if high is not None:
+        return f"≤ {format_value(high)}"
+    return unbounded

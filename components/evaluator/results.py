@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from kubetfx.components.common import report
+
 OVERALL = "Overall"
 CONFUSION_PLOT = "multi_class_confusion_matrix_plot"
 
@@ -147,13 +149,8 @@ def confusion_matrix(output_path: str, eval_config, num_classes: int) -> list[li
 def _value_rule(threshold) -> str:
     lower = threshold.lower_bound.value if threshold.HasField("lower_bound") else None
     upper = threshold.upper_bound.value if threshold.HasField("upper_bound") else None
-    if lower is not None and upper is not None:
-        return f"in [{lower:.6g}, {upper:.6g}]"
-    if lower is not None:
-        return f"≥ {lower:.6g}"
-    if upper is not None:
-        return f"≤ {upper:.6g}"
-    return "anything (no bound set)"
+    text = report.bounds(lower, upper, lambda value: f"{value:.6g}", unbounded="anything (no bound set)")
+    return f"in {text}" if text.startswith("[") else text
 
 
 def _change_rule(threshold) -> str:

@@ -148,14 +148,7 @@ def _domain(feature: schema_pb2.Feature, string_domains: dict[str, schema_pb2.St
         return f"{len(values)} values: {shown}"
     if kind in ("int_domain", "float_domain"):
         domain = getattr(feature, kind)
-        low, high = _bound(domain, "min"), _bound(domain, "max")
-        if low is not None and high is not None:
-            return f"[{report.fmt(low)}, {report.fmt(high)}]"
-        if low is not None:
-            return f"≥ {report.fmt(low)}"
-        if high is not None:
-            return f"≤ {report.fmt(high)}"
-        return "–"
+        return report.bounds(_bound(domain, "min"), _bound(domain, "max"))
     return kind.replace("_", " ") if kind else "–"
 
 
