@@ -350,6 +350,17 @@ def test_nan_disallowed(workspace):
     assert kind == "FLOAT_TYPE_HAS_NAN" and "'bill_length_mm'" in description and "2 NaN values" in description
 
 
+def test_inf_disallowed(workspace):
+    feature = numeric("bill_length_mm", BILL)
+    feature.num_stats.max = math.inf  # what StatisticsGen reports when a value is infinite
+    stats = {"train": penguin_stats("train", bill_length_mm=feature)}
+    schema = make_schema()
+    feature_of(schema, "bill_length_mm").float_domain.disallow_inf = True
+    _, out, _ = validate(workspace, stats, schema)
+    found = reasons(out, "train")["bill_length_mm"]
+    assert any(kind == "FLOAT_TYPE_HAS_INF" and "infinite values" in text for kind, text in found)
+
+
 def test_empty_split_is_data_missing(workspace):
     meta, out, _ = validate(workspace, {"train": penguin_stats("train"), "eval": dataset("eval", 0)})
     anomalies = tfmd.read_anomalies(out, "eval")

@@ -17,9 +17,6 @@ import pytest
 
 from kubetfx.components.common import examples, layout, tfmd, tfrecord
 from kubetfx.components.common.errors import ConfigError, InputDataError
-from kubetfx.components.example_gen import executor as example_gen
-from kubetfx.components.schema_gen import executor as schema_gen
-from kubetfx.components.statistics_gen import executor as statistics_gen
 from kubetfx.components.transform import default_preprocessing, executor
 from kubetfx.pipelines.penguin import data as penguin_data
 from pipeline_cache import _CACHE, _schema, penguin_pipeline  # noqa: F401 - shared session cache

@@ -157,6 +157,7 @@ def split_files(examples_dir: str, split: str) -> list[str]:
 
 
 def read_split_records(examples_dir: str, split: str) -> list[bytes]:
+    """The serialized tf.Examples of one split, in file order."""
     records: list[bytes] = []
     for path in split_files(examples_dir, split):
         records.extend(tfrecord.read_file(path))

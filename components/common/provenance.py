@@ -16,12 +16,18 @@ def package_versions(names=CORE_PACKAGES) -> dict[str, str]:
     return versions
 
 
-def content_fingerprint(contents) -> str:
+class ContentFingerprint:
     """SHA-256 over the bytes of each input in order: changes iff the content changes.
 
-    Unlike TFX's fingerprint (sizes and mtimes) this is stable across copies.
+    Unlike TFX's fingerprint (sizes and mtimes) this is stable across copies. Inputs are
+    added one at a time, so no input has to stay in memory after it is parsed.
     """
-    digest = hashlib.sha256()
-    for data in contents:
-        digest.update(hashlib.sha256(data).digest())
-    return "sha256:" + digest.hexdigest()
+
+    def __init__(self):
+        self._digest = hashlib.sha256()
+
+    def add(self, data: bytes) -> None:
+        self._digest.update(hashlib.sha256(data).digest())
+
+    def value(self) -> str:
+        return "sha256:" + self._digest.hexdigest()

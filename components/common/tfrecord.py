@@ -75,16 +75,20 @@ def decode_records(data: bytes, source: str = "<bytes>", verify: bool = True) ->
     return records
 
 
-def read_file(path: str, verify: bool = True) -> list[bytes]:
-    """Read all records of a TFRecord file, gzipped or not (detected by magic bytes)."""
-    with open(path, "rb") as handle:
-        data = handle.read()
+def decode_file(data: bytes, source: str, verify: bool = True) -> list[bytes]:
+    """Records of a TFRecord file's bytes, gzipped or not (detected by magic bytes)."""
     if data[:2] == GZIP_MAGIC:
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError) as err:
-            raise InputDataError(f"{path}: not a valid gzip file ({err})") from None
-    return decode_records(data, source=path, verify=verify)
+            raise InputDataError(f"{source}: not a valid gzip file ({err})") from None
+    return decode_records(data, source=source, verify=verify)
+
+
+def read_file(path: str, verify: bool = True) -> list[bytes]:
+    """Read all records of a local TFRecord file, gzipped or not."""
+    with open(path, "rb") as handle:
+        return decode_file(handle.read(), source=path, verify=verify)
 
 
 def write_file(path: str, records, compressed: bool = True) -> int:

@@ -286,12 +286,12 @@ def _write_split(pool, directory: str, records_for_split, rows: int, num_shards:
 
 def _load(files: list[str], input_format: str, encoding: str):
     """Read every file; returns (table or None, records or None, fingerprint)."""
-    contents = []
+    fingerprint = provenance.ContentFingerprint()
     tables = []
     records: list[bytes] = []
     for path in files:
         data = storage.read_bytes(path)
-        contents.append(data)
+        fingerprint.add(data)
         if input_format == "csv":
             tables.append((path, _read_csv(path, data, encoding)))
         elif input_format == "parquet":
@@ -299,15 +299,10 @@ def _load(files: list[str], input_format: str, encoding: str):
         else:
             if not data:
                 raise InputDataError(f"{path} is empty (0 bytes)")
-            if data[:2] == tfrecord.GZIP_MAGIC:
-                import gzip
-                data = gzip.decompress(data)
-            records.extend(tfrecord.decode_records(data, source=path))
-    fingerprint = provenance.content_fingerprint(contents)
-    del contents
+            records.extend(tfrecord.decode_file(data, source=path))
     if input_format == "tfrecord":
-        return None, records, fingerprint
-    return _unify(tables), None, fingerprint
+        return None, records, fingerprint.value()
+    return _unify(tables), None, fingerprint.value()
 
 
 def run(input_uri: str, output_dir: str, *, splits=None, partition_column: str = "", label_column: str = "",

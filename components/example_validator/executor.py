@@ -393,6 +393,7 @@ def _check_int_domain(name, steps, stats, domain: schema_pb2.IntDomain) -> list[
 
 def _check_float_domain(name, steps, stats, domain: schema_pb2.FloatDomain) -> list[Finding]:
     findings = _check_range(name, steps, stats, domain, "float_domain")
+    num = stats.num_stats
     num_nan = _num_nan(stats)
     if domain.disallow_nan and num_nan > 0:
         findings.append(Finding(

@@ -107,10 +107,6 @@ def free_ports(count: int = 1) -> list[int]:
             sock.close()
 
 
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
 def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> list[str]:
     """The server log's last meaningful lines (TF's CPU/CUDA banner noise left out)."""
     try:
