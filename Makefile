@@ -4,19 +4,28 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-IMAGE  ?= ghcr.io/kubetfx/kubetfx:0.1.0
 ROOT   ?= kubetfx-local
 BENCH_ROWS ?= 1000000
 STAMP  := $(VENV)/.kubetfx-installed
 
+# Image names and tags: images/images.env is the one place that names them.
+include images/images.env
+IMAGE  ?= $(KUBETFX_IMAGE)
+# Cluster targets work on one environment: pipelines/configs/$(ENV).yaml + manifests/overlays/$(ENV).
+ENV    ?= dev
+PARAMS ?=
+# podman/buildah need a few settings in a rootful sandbox (images/podman/containers.conf).
+CONTAINERS_CONF ?= $(CURDIR)/images/podman/containers.conf
+
 export KUBETFX_IMAGE := $(IMAGE)
+export CONTAINERS_CONF
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test compile bench image clean
+.PHONY: help install run test compile bench image image-gpu e2e manifests submit schedule deploy clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv if missing and install kubetfx with pinned dependencies
 
@@ -28,24 +37,40 @@ $(STAMP): pyproject.toml
 run: install ## run the penguin pipeline end to end on the embedded default (kfp.local, kubetfx-local/)
 	$(PY) -m kubetfx.pipelines run penguin --local --root $(ROOT)
 
-test: install ## run the test suite
+test: install ## run the test suite (no containers, no cluster)
 	$(PY) -m pytest -q
-
-compile: install ## compile the penguin pipeline to build/penguin.yaml (IMAGE=... sets the component image)
-	$(PY) -m kubetfx.pipelines compile penguin --image $(IMAGE) --output build/penguin.yaml
 
 bench: install ## benchmarks on 1,000,000 synthetic rows: data validation, then Transform + Trainer (BENCH_ROWS=...)
 	$(PY) tests/benchmarks/bench_data_validation.py --rows $(BENCH_ROWS)
 	$(PY) tests/benchmarks/bench_model.py --rows $(BENCH_ROWS)
 
-image: ## build the component image (IMAGE=...; needs docker or buildah)
-	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then \
-		docker build -f images/component/Dockerfile -t $(IMAGE) . ; \
-	elif command -v buildah >/dev/null; then \
-		buildah bud -f images/component/Dockerfile -t $(IMAGE) . ; \
-	else echo "make image: needs docker or buildah" >&2; exit 1; fi
+# --- containers and clusters ---
 
-clean: ## remove local runs, compiled pipelines and caches (keeps .venv)
+image: ## build the component image (images/images.env) with docker or podman/buildah (base built locally if no registry)
+	IMAGE=$(IMAGE) images/build.sh cpu
+
+image-gpu: ## build the GPU image variant (TensorFlow with CUDA; the Trainer on a GPU pool)
+	GPU_IMAGE=$(KUBETFX_GPU_IMAGE) images/build.sh gpu
+
+e2e: install image ## containerised end to end: every stage in the image, then the ServingRuntime's container answers
+	KUBETFX_E2E=1 $(PY) -m pytest -q -p no:cacheprovider tests/e2e
+
+compile: install ## compile the penguin pipeline for ENV (default dev) to build/penguin-ENV.yaml
+	$(PY) -m kubetfx.pipelines compile penguin $(if $(ENV),--env $(ENV)) --image $(IMAGE)
+
+manifests: install ## render every environment's kustomize overlay (offline) to build/manifests/<env>.yaml
+	$(PY) -m kubetfx.pipelines manifests
+
+submit: install ## compile for ENV, upload to Kubeflow Pipelines and start a run (PARAMS='--param input_uri=...')
+	$(PY) -m kubetfx.pipelines submit penguin --env $(ENV) --image $(IMAGE) $(PARAMS)
+
+schedule: install ## compile for ENV, upload and create or replace the recurring run (nightly continuous training)
+	$(PY) -m kubetfx.pipelines schedule penguin --env $(ENV) --image $(IMAGE) $(PARAMS)
+
+deploy: install ## kubectl apply -k manifests/overlays/ENV (all but the InferenceService, which the Pusher creates)
+	$(PY) -m kubetfx.pipelines deploy --env $(ENV)
+
+clean: ## remove local runs, compiled pipelines and caches (keeps .venv and built images)
 	rm -rf build $(ROOT) bench-results .pytest_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 

@@ -1,4 +1,8 @@
-"""``python -m kubetfx.pipelines`` / ``kubetfx``: run pipelines locally or compile them for Kubeflow."""
+"""``kubetfx`` / ``python -m kubetfx.pipelines``: run pipelines locally, compile, submit and schedule them
+on Kubeflow Pipelines, and apply an environment's manifests.
+
+Exit codes: 0 done, 1 a pipeline run failed, 2 a usage/config/cluster error (one line on stderr).
+"""
 
 import argparse
 import json
@@ -9,71 +13,175 @@ from kubetfx.components.common.errors import KubetfxError
 from kubetfx.pipelines.registry import PIPELINES
 
 
-def _compile(name: str, output: str, image: str | None, config_path: str | None, cpu_only: bool) -> int:
-    if image:  # must be set before the component modules are imported
-        from kubetfx.components.common.image import set_component_image
-        set_component_image(image)
-    from kfp import compiler
-
-    from kubetfx.pipelines import config as pipeline_config
-
-    config = pipeline_config.load(config_path)
-    if cpu_only:
-        config = config.cpu_only()
-    pipeline_func = PIPELINES[name].make(config)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    compiler.Compiler().compile(pipeline_func, package_path=output)
-    print(f"Compiled the {name} pipeline to {output}")
-    return 0
-
-
 def _parse_value(text: str):
-    """--set values: JSON when they parse (numbers, true/false, {...} for dict parameters), else the string."""
+    """--set/--param values: JSON when they parse (numbers, true/false, {...} for dict parameters), else the string."""
     try:
         return json.loads(text)
     except ValueError:
         return text
 
 
+def _assignments(parser, items: list[str], flag: str) -> dict:
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"{flag} takes NAME=VALUE, got '{item}'")
+        values[key] = _parse_value(value)
+    return values
+
+
+def _config(args):
+    """The environment config named by --env or --config (neither: the built-in defaults, CPU only)."""
+    from kubetfx.pipelines import config as pipeline_config
+
+    if args.env and args.config:
+        raise KubetfxError("give --env or --config, not both")
+    config = pipeline_config.load_environment(args.env) if args.env else pipeline_config.load(args.config)
+    return config.cpu_only() if getattr(args, "cpu_only", False) else config
+
+
+def _compile(args, config):
+    from kubetfx.pipelines import compiler
+
+    if args.image:
+        os.environ["KUBETFX_IMAGE"] = args.image
+    output = args.output or compiler.default_output(args.pipeline, args.env)
+    return compiler.compile_pipeline(PIPELINES[args.pipeline], config, output)
+
+
+def _cmd_compile(args, parser) -> int:
+    compiled = _compile(args, _config(args))
+    print(f"Compiled the {args.pipeline} pipeline to {compiled.path}")
+    if compiled.defaults:
+        print("  defaults baked in: " + ", ".join(sorted(compiled.defaults)))
+    if compiled.required:
+        print("  to give at run time: " + ", ".join(compiled.required))
+    return 0
+
+
+def _cmd_submit(args, parser) -> int:
+    from kubetfx.pipelines import submit
+
+    config = _config(args)
+    params = _assignments(parser, args.param, "--param")
+    compiled = _compile(args, config)
+    client = submit.KfpSubmitter(config)
+    if args.command == "schedule":
+        client.schedule(compiled, params, cron=args.cron)
+    else:
+        client.submit(compiled, params, run_name=args.run_name)
+    return 0
+
+
+def _cmd_deploy(args, parser) -> int:
+    from kubetfx.pipelines import kustomize
+
+    config = _config(args)
+    if not config.manifests:
+        raise KubetfxError(f"{config.source or config.name}: no manifests overlay to apply (set manifests:)")
+    print(kustomize.apply(config.manifests_path(), dry_run=args.dry_run), end="")
+    return 0
+
+
+def _cmd_manifests(args, parser) -> int:
+    from kubetfx.pipelines import config as pipeline_config
+    from kubetfx.pipelines import kustomize
+
+    import yaml
+
+    names = [args.env] if args.env else pipeline_config.environments()
+    os.makedirs(args.output_dir, exist_ok=True)
+    for name in names:
+        config = pipeline_config.load_environment(name)
+        if not config.manifests:
+            continue
+        objects = kustomize.render(config.manifests_path())
+        path = os.path.join(args.output_dir, f"{name}.yaml")
+        with open(path, "w", encoding="utf-8") as handle:
+            yaml.safe_dump_all(objects, handle, sort_keys=False)
+        print(f"Rendered {config.manifests} ({len(objects)} objects) to {path}")
+    return 0
+
+
+def _cmd_run(args, parser) -> int:
+    from kubetfx.pipelines import local_runner
+
+    overrides = _assignments(parser, args.set, "--set")
+    if args.image:
+        os.environ["KUBETFX_IMAGE"] = args.image
+    config = _config(args) if args.containers else None
+    if not args.containers and (args.env or args.config):
+        parser.error("--env/--config choose what a compiled pipeline bakes in: use them with --containers")
+    return local_runner.run(PIPELINES[args.pipeline], root=args.root, verbose=args.verbose, overrides=overrides,
+                            containers=args.containers, config=config)
+
+
+def _add_environment(command, compiles: bool = True):
+    command.add_argument("pipeline", nargs="?", default="penguin", choices=sorted(PIPELINES))
+    command.add_argument("--env", default=None, help="environment: pipelines/configs/<ENV>.yaml (dev, prod, ...)")
+    command.add_argument("--config", default=None, help="environment config file (instead of --env)")
+    if compiles:
+        command.add_argument("--output", "-o", default=None,
+                             help="compiled YAML (default: build/<pipeline>[-<env>].yaml)")
+        command.add_argument("--image", default=None, help="component image (default: images/images.env)")
+        command.add_argument("--cpu-only", action="store_true", help="compile the Trainer without GPU requests")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="kubetfx", description=__doc__)
+    parser = argparse.ArgumentParser(prog="kubetfx", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="run a pipeline")
+    run = commands.add_parser("run", help="run a pipeline end to end on the embedded default (kfp.local)")
     run.add_argument("pipeline", nargs="?", default="penguin", choices=sorted(PIPELINES))
-    run.add_argument("--local", action="store_true", required=True,
-                     help="run on the embedded default (kfp.local); cluster runs: compile and submit the YAML")
+    run.add_argument("--local", action="store_true",
+                     help="the embedded default (kfp.local, the default mode of `run`; a cluster: `submit`)")
+    run.add_argument("--containers", action="store_true",
+                     help="compile, then run every task in its own container from the component image "
+                          "(kfp.local DockerRunner; needs a Docker API: Docker, or podman's)")
+    run.add_argument("--env", default=None, help="with --containers: compile for pipelines/configs/<ENV>.yaml")
+    run.add_argument("--config", default=None, help="with --containers: compile for this environment config")
+    run.add_argument("--image", default=None, help="with --containers: the component image to run")
     run.add_argument("--root", default="kubetfx-local", help="local directory for data, pipeline root and logs")
     run.add_argument("--verbose", action="store_true", help="show kfp.local's full task logs")
     run.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
                      help="override a pipeline parameter (JSON values are parsed), e.g. "
                           "--set fail_on_anomalies=false --set 'hyperparameters={\"epochs\": 5}'")
+    run.set_defaults(handler=_cmd_run)
 
-    comp = commands.add_parser("compile", help="compile a pipeline to KFP IR YAML")
-    comp.add_argument("pipeline", nargs="?", default="penguin", choices=sorted(PIPELINES))
-    comp.add_argument("--output", "-o", default=None, help="YAML path (default: build/<pipeline>.yaml)")
-    comp.add_argument("--image", default=None, help="component image (default: $KUBETFX_IMAGE or the built-in)")
-    comp.add_argument("--config", default=None,
-                      help="pipeline config YAML: Trainer GPU pool (count, node selector, tolerations), resources")
-    comp.add_argument("--cpu-only", action="store_true", help="compile the Trainer without GPU requests")
+    comp = commands.add_parser("compile", help="compile a pipeline to KFP IR YAML for an environment")
+    _add_environment(comp)
+    comp.set_defaults(handler=_cmd_compile)
+
+    for name, text in (("submit", "compile, upload (a new version) and start a run on Kubeflow Pipelines"),
+                       ("schedule", "compile, upload and create or replace the recurring run (cron)")):
+        command = commands.add_parser(name, help=text)
+        _add_environment(command)
+        command.add_argument("--param", action="append", default=[], metavar="PARAM=VALUE",
+                             help="a run parameter (JSON values are parsed), over the environment's defaults")
+        if name == "submit":
+            command.add_argument("--run-name", default=None, help="default: <pipeline>-<env>-<time>")
+        else:
+            command.add_argument("--cron", default=None, help="override kfp.schedule.cron (six fields)")
+        command.set_defaults(handler=_cmd_submit)
+
+    deploy = commands.add_parser("deploy", help="kubectl apply -k the environment's manifests overlay")
+    _add_environment(deploy, compiles=False)
+    deploy.add_argument("--dry-run", action="store_true", help="server-side dry run")
+    deploy.set_defaults(handler=_cmd_deploy)
+
+    manifests = commands.add_parser("manifests", help="render the environments' overlays (offline) to YAML files")
+    manifests.add_argument("--env", default=None, help="one environment (default: all)")
+    manifests.add_argument("--output-dir", default=os.path.join("build", "manifests"))
+    manifests.set_defaults(handler=_cmd_manifests)
 
     args = parser.parse_args(argv)
-    if args.command == "compile":
-        try:
-            return _compile(args.pipeline, args.output or os.path.join("build", f"{args.pipeline}.yaml"),
-                            args.image, args.config, args.cpu_only)
-        except KubetfxError as err:
-            print(f"kubetfx: {err}", file=sys.stderr)
-            return 2
-    from kubetfx.pipelines import local_runner
-
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set takes PARAM=VALUE, got '{item}'")
-        overrides[key] = _parse_value(value)
-    return local_runner.run(PIPELINES[args.pipeline], root=args.root, verbose=args.verbose, overrides=overrides)
+    try:
+        return args.handler(args, parser)
+    except KubetfxError as err:
+        print(f"kubetfx: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

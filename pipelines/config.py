@@ -1,7 +1,11 @@
-"""Pipeline configuration: what differs between the embedded default and a cluster.
+"""Environment config: what differs between the embedded default, a dev cluster and prod.
 
-Loaded from YAML (``kubetfx compile --config cluster.yaml``); every field has a
-default that works locally. Validation errors name the field.
+One YAML file per environment (``pipelines/configs/<env>.yaml``, chosen with
+``--env <env>`` or ``--config FILE``). Every field has a default that works
+locally; compiling for an environment bakes its values into the pipeline
+(Kubernetes settings, parameter defaults, the Pusher's KServe shape), and
+``kubetfx submit``/``schedule`` read the KFP connection from it. Validation
+errors name the file and the field.
 """
 
 import dataclasses
@@ -12,7 +16,10 @@ import yaml
 
 from kubetfx.components.common.errors import ConfigError
 
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+TOKEN_SOURCES = ("none", "env", "file", "cookie")
 
 
 @dataclasses.dataclass
@@ -35,58 +42,177 @@ class Toleration:
 
 @dataclasses.dataclass
 class GpuPool:
-    """Where and how the Trainer gets GPUs on a cluster. ``count: 0`` compiles a CPU-only Trainer."""
+    """Where and how the Trainer gets GPUs on a cluster. ``count: 0`` (the default) compiles a CPU-only Trainer."""
 
-    count: int = 1
+    count: int = 0
     accelerator_type: str = "nvidia.com/gpu"
     node_selector: dict = dataclasses.field(default_factory=lambda: {"nvidia.com/gpu.present": "true"})
     tolerations: list = dataclasses.field(default_factory=lambda: [Toleration()])
 
 
 @dataclasses.dataclass
+class Schedule:
+    """The recurring run ``kubetfx schedule`` creates (KFP cron: six fields, seconds first)."""
+
+    cron: str = "0 0 2 * * *"
+    name: str = ""  # default: <pipeline>-<env>
+    max_concurrency: int = 1
+    enabled: bool = True
+
+
+@dataclasses.dataclass
+class KfpSettings:
+    """How to reach Kubeflow Pipelines. ``KFP_HOST`` / ``KFP_NAMESPACE`` in the environment override."""
+
+    host: str = ""
+    namespace: str = ""  # the Kubeflow profile namespace on multi-user installs; empty on single-user
+    experiment: str = "kubetfx"
+    service_account: str = ""  # the runs' Kubernetes service account (manifests: kubetfx-pipeline-runner)
+    token: str = "none"  # none | env:VAR (bearer token) | file:PATH (service-account token) | cookie:VAR
+    ui_url: str = ""  # where run links point; default: host
+    schedule: Schedule = dataclasses.field(default_factory=Schedule)
+
+    def resolved_host(self) -> str:
+        return (os.environ.get("KFP_HOST") or self.host).rstrip("/")
+
+    def resolved_namespace(self) -> str:
+        return os.environ.get("KFP_NAMESPACE") or self.namespace
+
+
+@dataclasses.dataclass
+class ModelRepository:
+    """Where pipelines push versions (``uri`` inside the pods) and where KServe reads them.
+
+    ``pvc``: a PersistentVolumeClaim mounted at ``uri`` in the Evaluator and Pusher pods;
+    KServe then loads ``pvc://<pvc>/<model>/<version>``. Object stores (``s3://``, ``gs://``):
+    ``credentials_secret`` names a Secret whose ``credentials_keys`` become environment
+    variables of those pods (the same names, e.g. AWS_ACCESS_KEY_ID).
+    """
+
+    uri: str = ""
+    pvc: str = ""
+    credentials_secret: str = ""
+    credentials_keys: list = dataclasses.field(default_factory=lambda: ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"])
+
+    def storage_uri_base(self) -> str:
+        """The base KServe's storage initializer reads the repository from."""
+        return f"pvc://{self.pvc}" if self.pvc else self.uri
+
+
+@dataclasses.dataclass
 class PipelineConfig:
+    name: str = "default"
+    source: str = ""  # the file it came from (for messages)
+    manifests: str = ""  # kustomize overlay whose InferenceService is the Pusher's KServe shape (empty: push only)
+    deploy: bool = True  # with manifests: the Pusher applies the InferenceService (false: writes it only)
+    parameters: dict = dataclasses.field(default_factory=dict)  # pipeline parameter defaults for this environment
+    kfp: KfpSettings = dataclasses.field(default_factory=KfpSettings)
+    model_repository: ModelRepository = dataclasses.field(default_factory=ModelRepository)
     trainer_gpu: GpuPool = dataclasses.field(default_factory=GpuPool)
     resources: dict = dataclasses.field(default_factory=dict)  # task name ("trainer", ...) -> Resources
 
     def cpu_only(self) -> "PipelineConfig":
         return dataclasses.replace(self, trainer_gpu=dataclasses.replace(self.trainer_gpu, count=0))
 
+    def manifests_path(self) -> str:
+        """``manifests`` resolved against the repository root (configs name it relative to the root)."""
+        if not self.manifests or os.path.isabs(self.manifests):
+            return self.manifests
+        return os.path.join(os.path.dirname(os.path.dirname(CONFIGS_DIR)), self.manifests)
+
 
 def _build(cls, data, where: str):
+    """``cls(**data)`` for the plain fields of ``cls``; nested dataclass fields are built by the caller."""
     if data is None:
         return cls()
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+    for name, value in data.items():
+        default = fields[name].default if fields[name].default is not dataclasses.MISSING \
+            else fields[name].default_factory()
+        expected = type(default)
+        if dataclasses.is_dataclass(default) or value is None or isinstance(value, expected) \
+                or (expected is float and isinstance(value, int)):
+            continue
+        raise ConfigError(f"{where}.{name}: expected {expected.__name__}, got {value!r}")
     return cls(**data)
 
 
-def from_dict(data: dict, source: str = "config") -> PipelineConfig:
-    config = _build(PipelineConfig, data, source)
-    gpu = _build(GpuPool, data.get("trainer_gpu") if isinstance(data, dict) else None, f"{source}: trainer_gpu")
-    if not isinstance(gpu.count, int) or gpu.count < 0:
-        raise ConfigError(f"{source}: trainer_gpu.count must be an integer >= 0, got {gpu.count!r}")
-    if not isinstance(gpu.node_selector, dict) or not all(isinstance(v, str) for v in gpu.node_selector.values()):
-        raise ConfigError(f"{source}: trainer_gpu.node_selector must map label keys to string values")
-    gpu.tolerations = [t if isinstance(t, Toleration) else _build(Toleration, t, f"{source}: trainer_gpu.tolerations[{i}]")
-                       for i, t in enumerate(gpu.tolerations or [])]
+def _gpu_pool(data, where: str) -> GpuPool:
+    gpu = _build(GpuPool, data, where)
+    if isinstance(gpu.count, bool) or not isinstance(gpu.count, int) or gpu.count < 0:
+        raise ConfigError(f"{where}.count must be an integer >= 0, got {gpu.count!r}")
+    if not all(isinstance(v, str) for v in gpu.node_selector.values()):
+        raise ConfigError(f"{where}.node_selector must map label keys to string values")
+    gpu.tolerations = [t if isinstance(t, Toleration) else _build(Toleration, t, f"{where}.tolerations[{i}]")
+                       for i, t in enumerate(gpu.tolerations)]
     for i, toleration in enumerate(gpu.tolerations):
         if toleration.operator not in ("Exists", "Equal"):
-            raise ConfigError(f"{source}: trainer_gpu.tolerations[{i}].operator must be Exists or Equal")
+            raise ConfigError(f"{where}.tolerations[{i}].operator must be Exists or Equal")
         if toleration.effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute", ""):
-            raise ConfigError(f"{source}: trainer_gpu.tolerations[{i}].effect must be NoSchedule, "
-                              "PreferNoSchedule or NoExecute")
+            raise ConfigError(f"{where}.tolerations[{i}].effect must be NoSchedule, PreferNoSchedule or NoExecute")
+    return gpu
+
+
+def _resources(data: dict, where: str) -> dict:
     resources = {}
-    for task, values in (config.resources or {}).items():
-        resources[task] = _build(Resources, values, f"{source}: resources.{task}")
+    for task, values in data.items():
+        resources[task] = _build(Resources, values, f"{where}.{task}")
         for name, quantity in dataclasses.asdict(resources[task]).items():
             if quantity and not _QUANTITY.match(str(quantity)):
-                raise ConfigError(f"{source}: resources.{task}.{name} '{quantity}' is not a Kubernetes quantity "
+                raise ConfigError(f"{where}.{task}.{name} '{quantity}' is not a Kubernetes quantity "
                                   "(examples: 500m, 2, 4Gi)")
-    config.trainer_gpu, config.resources = gpu, resources
+    return resources
+
+
+def _kfp(data, where: str) -> KfpSettings:
+    kfp = _build(KfpSettings, data, where)
+    kfp.schedule = _build(Schedule, data.get("schedule") if isinstance(data, dict) else None, f"{where}.schedule")
+    source, _, argument = kfp.token.partition(":")
+    if source not in TOKEN_SOURCES or (source != "none" and not argument):
+        raise ConfigError(f"{where}.token '{kfp.token}' is not a token source: use none, env:VAR (a bearer token in "
+                          "$VAR), file:PATH (e.g. a projected service-account token) or cookie:VAR (a session cookie)")
+    if kfp.namespace and not _DNS1123.match(kfp.namespace):
+        raise ConfigError(f"{where}.namespace '{kfp.namespace}' is not a valid namespace name")
+    if len(kfp.schedule.cron.split()) != 6:
+        raise ConfigError(f"{where}.schedule.cron '{kfp.schedule.cron}' must have six fields "
+                          "(KFP cron: second minute hour day-of-month month day-of-week, e.g. '0 0 2 * * *')")
+    return kfp
+
+
+def _model_repository(data, where: str) -> ModelRepository:
+    repository = _build(ModelRepository, data, where)
+    if repository.pvc:
+        if not _DNS1123.match(repository.pvc):
+            raise ConfigError(f"{where}.pvc '{repository.pvc}' is not a valid PersistentVolumeClaim name")
+        if not repository.uri.startswith("/"):
+            raise ConfigError(f"{where}.uri must be the absolute path where the PVC '{repository.pvc}' is mounted "
+                              f"in the pipeline's pods (e.g. /mnt/model-repository), got '{repository.uri}'")
+    elif repository.uri and not repository.uri.startswith(("s3://", "gs://")):
+        raise ConfigError(f"{where}.uri '{repository.uri}': a cluster reads the model repository from a PVC (set "
+                          "pvc: and uri: <mount path>) or an object store (s3://..., gs://...)")
+    if repository.credentials_secret and not _DNS1123.match(repository.credentials_secret):
+        raise ConfigError(f"{where}.credentials_secret '{repository.credentials_secret}' is not a valid Secret name")
+    return repository
+
+
+def from_dict(data: dict, source: str = "config", name: str = "default") -> PipelineConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
+    config = _build(PipelineConfig, data, source)
+    config.name, config.source = data.get("name") or name, source
+    config.kfp = _kfp(data.get("kfp"), f"{source}: kfp")
+    config.model_repository = _model_repository(data.get("model_repository"), f"{source}: model_repository")
+    config.trainer_gpu = _gpu_pool(data.get("trainer_gpu"), f"{source}: trainer_gpu")
+    config.resources = _resources(config.resources or {}, f"{source}: resources")
+    config.parameters = dict(config.parameters or {})
+    if config.manifests and not os.path.isfile(os.path.join(config.manifests_path(), "kustomization.yaml")):
+        raise ConfigError(f"{source}: manifests '{config.manifests}' is not a kustomize directory "
+                          "(no kustomization.yaml there)")
     return config
 
 
@@ -100,4 +226,18 @@ def load(path: str | None) -> PipelineConfig:
             data = yaml.safe_load(handle) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return from_dict(data, source=path)
+    return from_dict(data, source=path, name=os.path.splitext(os.path.basename(path))[0])
+
+
+def environments() -> list[str]:
+    """The environments shipped in ``pipelines/configs/``."""
+    return sorted(os.path.splitext(f)[0] for f in os.listdir(CONFIGS_DIR) if f.endswith(".yaml"))
+
+
+def load_environment(name: str) -> PipelineConfig:
+    """``pipelines/configs/<name>.yaml``; a clear error listing the known ones otherwise."""
+    path = os.path.join(CONFIGS_DIR, f"{name}.yaml")
+    if not os.path.isfile(path):
+        raise ConfigError(f"unknown environment '{name}': no {os.path.relpath(path)}; "
+                          f"known: {', '.join(environments())}")
+    return load(path)

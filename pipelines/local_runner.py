@@ -56,8 +56,13 @@ def _task_outputs(run_dir: str) -> dict[str, dict]:
     return tasks
 
 
-def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: dict | None = None) -> int:
-    """Run ``entry`` locally under ``root``; print a summary; return a process exit code."""
+def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: dict | None = None,
+        containers: bool = False, config=None) -> int:
+    """Run ``entry`` locally under ``root``; print a summary; return a process exit code.
+
+    ``containers``: compile the pipeline (for ``config``) and run that KFP IR YAML with every
+    task in its own container from the component image (kfp.local DockerRunner).
+    """
     from kfp import local
 
     root = os.path.abspath(root)
@@ -67,15 +72,27 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
     os.makedirs(logs_dir, exist_ok=True)
     arguments = entry.local_arguments(root)
     arguments.update(overrides or {})
-    pipeline_func = entry.make()
 
     # kfp.local warns that our image and display names are not used locally: expected, not news.
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
+    if containers:
+        from kfp import components
+
+        from kubetfx.pipelines import compiler, container_runner
+        from kubetfx.pipelines.config import PipelineConfig
+
+        compiled = compiler.compile_pipeline(entry, config or PipelineConfig(), os.path.join(root, f"{entry.name}.yaml"))
+        pipeline_func = components.load_component_from_file(compiled.path)
+        mounts, writable = _host_paths(arguments)
+        runner, runner_name = container_runner.make_runner(mounts, writable + [pipeline_root]), "DockerRunner"
+        print(f"Compiled to {_display(compiled.path)}; every task runs in a container")
+    else:
+        pipeline_func, runner, runner_name = entry.make(), local.SubprocessRunner(use_venv=False), "SubprocessRunner"
+    local.init(runner=runner, pipeline_root=pipeline_root, raise_on_error=True)
     before = set(os.listdir(pipeline_root))
     log_path = os.path.join(logs_dir, f"{entry.name}-{time.strftime('%Y%m%d-%H%M%S')}.log")
-    print(f"Running the {entry.name} pipeline locally (kfp.local SubprocessRunner)")
+    print(f"Running the {entry.name} pipeline locally (kfp.local {runner_name})")
     print(f"  pipeline root: {pipeline_root}")
     print(f"  full log:      {log_path}")
     started = time.time()
@@ -97,11 +114,42 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
         print(f"\nFAILED after {elapsed:.1f} s: {failed}\nSee the messages above and the full log: {log_path}")
         return 1
     print(f"\nPipeline {entry.name} succeeded in {elapsed:.1f} s. Run directory: {_display(run_dir or pipeline_root)}")
+    if containers:
+        _print_containers()
     if run_dir:
         tasks = _task_outputs(run_dir)
         print_summary(tasks)
         print_outcome(tasks)
     return 0
+
+
+def _print_containers() -> None:
+    from kubetfx.pipelines.container_runner import CONTAINERS
+
+    images = sorted({container.image for container in CONTAINERS})
+    print(f"{len(CONTAINERS)} tasks ran in containers from {', '.join(images)}")
+
+
+def _host_paths(arguments: dict) -> tuple[list[str], list[str]]:
+    """Host directories a containerised run must mount: those the path-like arguments name.
+
+    Each absolute path argument is mounted at its nearest existing directory (a ``{SPAN}``
+    or glob pattern at the directory above it); ``push_destination`` is created and made
+    writable for the image's non-root user.
+    """
+    mounts, writable = [], []
+    for name, value in arguments.items():
+        if not isinstance(value, str) or not value.startswith("/"):
+            continue
+        if name == "push_destination":
+            os.makedirs(value, exist_ok=True)
+            writable.append(value)
+        path = value
+        while path != "/" and not os.path.isdir(path):
+            path = os.path.dirname(path)
+        if path != "/":
+            mounts.append(path)
+    return mounts, writable
 
 
 def print_summary(tasks: dict[str, dict]) -> None:

@@ -2,12 +2,14 @@
 
 ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer
 -> Evaluator + InfraValidator -> Pusher (only when both blessed).
-The same function runs on kfp.local and compiles for a cluster; the config only
-adds Kubernetes settings (GPU pool, resources) that kfp.local ignores.
+The same function runs on kfp.local and compiles for a cluster; the environment config
+only adds what kfp.local ignores: images, GPU pool, resources, the model repository's
+volume or credentials.
 """
 
 from kfp import dsl
 
+from kubetfx.components.common.image import component_image
 from kubetfx.components.evaluator.component import evaluator
 from kubetfx.components.example_gen.component import example_gen
 from kubetfx.components.example_validator.component import example_validator
@@ -24,9 +26,14 @@ from kubetfx.pipelines.config import PipelineConfig
 def build(name: str, description: str, label: str, model_name: str, config: PipelineConfig | None = None):
     """A ``@dsl.pipeline`` function for data labelled ``label``."""
     config = config or PipelineConfig()
+    image = component_image()
 
-    def configure(task, display_name: str):
+    def configure(task, display_name: str, reads_outside_world: bool = False):
+        """Display name, image, resources; never cached when the result depends on more than the inputs."""
         task.set_display_name(display_name)
+        if reads_outside_world:  # KFP caches on input values: a new {SPAN} or a newer baseline would be missed
+            task.set_caching_options(enable_caching=False)
+        task.set_container_image(image)
         kubernetes_settings.apply_resources(task, config.resources.get(task.name.replace("-", "_")))
         return task
 
@@ -52,7 +59,7 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
         ``eval_config``: TFMA EvalConfig (text proto or JSON; empty: derived from the problem type).
         ``deploy``: KServe InferenceService settings for the Pusher (empty: push only)."""
         examples = configure(example_gen(input_uri=input_uri, label_column=label_column, splits=splits),
-                             "ExampleGen")
+                             "ExampleGen", reads_outside_world=True)  # resolves {SPAN} and globs at run time
         statistics = configure(statistics_gen(examples=examples.outputs["examples"]), "StatisticsGen")
         schema = configure(schema_gen(statistics=statistics.outputs["statistics"], label_column=label_column,
                                       schema_file=schema_file), "SchemaGen")
@@ -67,16 +74,20 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
                                     schema=schema.outputs["schema"], module_file=module_file,
                                     label_column=label_column, hyperparameters=hyperparameters,
                                     train_steps=train_steps, seed=seed), "Trainer")
-        kubernetes_settings.apply_gpu_pool(trained, config.trainer_gpu)
+        kubernetes_settings.apply_gpu_pool(trained, config.trainer_gpu, component_image(gpu=True))
         evaluation = configure(evaluator(examples=examples.outputs["examples"], model=trained.outputs["model"],
                                          eval_config=eval_config, baseline_repository=push_destination,
-                                         model_name=model_name), "Evaluator")
+                                         model_name=model_name), "Evaluator",
+                               reads_outside_world=True)  # the baseline: the repository's latest version
+        kubernetes_settings.mount_model_repository(evaluation, config.model_repository)  # the baseline
         infra = configure(infra_validator(model=trained.outputs["model"], examples=examples.outputs["examples"]),
-                          "InfraValidator")
+                          "InfraValidator", reads_outside_world=True)  # the serving stack as it is today
         with dsl.If(evaluation.outputs["Output"] == True, name="model-blessed"):  # noqa: E712 - KFP condition
             with dsl.If(infra.outputs["Output"] == True, name="infra-blessed"):  # noqa: E712
-                configure(pusher(model=trained.outputs["model"], model_blessing=evaluation.outputs["blessing"],
-                                 infra_blessing=infra.outputs["blessing"], push_destination=push_destination,
-                                 model_name=model_name, deploy=deploy), "Pusher")
+                pushed = configure(pusher(model=trained.outputs["model"], model_blessing=evaluation.outputs["blessing"],
+                                          infra_blessing=infra.outputs["blessing"], push_destination=push_destination,
+                                          model_name=model_name, deploy=deploy), "Pusher",
+                                   reads_outside_world=True)  # the next version number, the cluster
+                kubernetes_settings.mount_model_repository(pushed, config.model_repository)
 
     return pipeline

@@ -75,10 +75,49 @@ def test_cpu_only_compile(tmp_path):
     assert "accelerator" not in resources and "nodeSelector" not in kubernetes
 
 
-def test_default_compile_requests_one_gpu(tmp_path):
-    resources, kubernetes = trainer_settings(compile_pipeline(tmp_path)[1])
-    assert resources["accelerator"]["resourceCount"] == "1"
-    assert kubernetes["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+def test_default_compile_requests_no_gpu(tmp_path):
+    """A cluster without GPUs must be able to schedule the default compile."""
+    _, spec = compile_pipeline(tmp_path)
+    resources, kubernetes = trainer_settings(spec)
+    assert "accelerator" not in resources and "nodeSelector" not in kubernetes and "tolerations" not in kubernetes
+    assert spec["deploymentSpec"]["executors"]["exec-trainer"]["container"]["image"] == IMAGE
+
+
+def test_the_gpu_trainer_runs_the_cuda_image_and_the_rest_the_cpu_image(compiled):
+    from kubetfx.components.common.image import component_image
+
+    for name, executor in compiled[1]["deploymentSpec"]["executors"].items():
+        expected = component_image(gpu=True) if name == "exec-trainer" else IMAGE
+        assert executor["container"]["image"] == expected, name
+    assert component_image(gpu=True) != IMAGE
+
+
+def test_tasks_that_read_the_outside_world_are_never_cached(compiled):
+    """A scheduled run must see a new {SPAN}, the newest baseline and the repository as they are now."""
+    uncached = {name for name, task in _all_tasks(compiled[1]).items()
+                if task.get("cachingOptions", {}).get("enableCache") is not True}
+    assert uncached == {"example-gen", "evaluator", "infra-validator", "pusher"}
+
+
+def _all_tasks(spec) -> dict:
+    """Every task of the DAG, including those inside condition sub-DAGs."""
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return {name: task for name, task in tasks.items() if not name.startswith("condition-")}
+
+
+def test_the_model_repository_is_mounted_where_it_is_read_and_written(tmp_path):
+    _, spec = compile_pipeline(tmp_path, "--env", "dev")
+    platform = spec["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounted = {name for name, executor in platform.items() if executor.get("pvcMount")}
+    assert mounted == {"exec-evaluator", "exec-pusher"}
+    (mount,) = platform["exec-pusher"]["pvcMount"]
+    assert mount["mountPath"] == "/mnt/model-repository" and mount["constant"] == "kubetfx-model-repository"
+    _, prod = compile_pipeline(tmp_path, "--env", "prod")
+    platform = prod["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {name for name, executor in platform.items() if executor.get("secretAsEnv")} == \
+        {"exec-evaluator", "exec-pusher"}
 
 
 def test_churn_pipeline_compiles(tmp_path):
@@ -108,12 +147,14 @@ def test_compiled_yaml_reads_back(compiled):
 
 
 def test_every_task_runs_our_image_without_installing_kfp(compiled):
+    from kubetfx.components.common.image import component_image
+
     _, spec = compiled
     executors = spec["deploymentSpec"]["executors"]
     assert len(executors) >= 4
     for name, executor in executors.items():
         container = executor["container"]
-        assert container["image"] == IMAGE, name
+        assert container["image"] in (IMAGE, component_image(gpu=True)), name
         command = " ".join(container["command"] + container.get("args", []))
         assert "pip install" not in command, f"{name} installs packages at run time"
         assert "from kubetfx.components" in command  # the body only imports the installed package

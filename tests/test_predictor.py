@@ -387,8 +387,9 @@ def test_micro_batcher_coalesces_and_isolates_a_failing_request():
     assert max(sizes) > 1 and max(sizes) <= 8
 
 
-def test_serving_runtime_manifest_builds_offline_and_matches_the_pusher(tmp_path):
-    """`kubectl kustomize manifests/serving-runtime` works offline and gives a valid kserve ServingRuntime."""
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_serving_runtime_manifest_builds_offline_and_matches_the_pusher(tmp_path, overlay):
+    """`kubectl kustomize manifests/overlays/<env>` works offline and gives a valid kserve ServingRuntime."""
     import types
 
     import kserve
@@ -402,16 +403,16 @@ def test_serving_runtime_manifest_builds_offline_and_matches_the_pusher(tmp_path
     if not shutil.which("kubectl"):
         pytest.skip("kubectl not installed")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run(["kubectl", "kustomize", os.path.join(root, "manifests", "serving-runtime")],
+    out = subprocess.run(["kubectl", "kustomize", os.path.join(root, "manifests", "overlays", overlay)],
                          capture_output=True, text=True, check=True, timeout=60).stdout
-    (runtime,) = list(yaml.safe_load_all(out))
+    (runtime,) = [o for o in yaml.safe_load_all(out) if o["kind"] == "ServingRuntime"]
     assert runtime["kind"] == "ServingRuntime" and runtime["metadata"]["name"] == kserve_deploy.KUBETFX_RUNTIME
     spec = runtime["spec"]
     assert spec["supportedModelFormats"] == [{"name": kserve_deploy.KUBETFX_MODEL_FORMAT, "version": "1",
                                               "autoSelect": True, "priority": 1}]
     assert spec["protocolVersions"] == ["v1", "v2", "grpc-v2"]
     (container,) = spec["containers"]
-    assert container["command"] == ["python", "-m", "kubetfx.components.predictor"]
+    assert container["command"] == ["python3", "-m", "kubetfx.components.predictor"]
     args, unknown = build_parser().parse_known_args(container["args"])
     assert not unknown and args.model_dir == "/mnt/models" and args.model_name == "{{.Name}}"
     # Round trip through kserve's typed model: an unknown or misspelt field would be dropped.

@@ -78,7 +78,8 @@ FAILED_MODEL_STATES = ("BlockedByFailedLoad", "InvalidSpec")
 SETTINGS_KEYS = ("name", "namespace", "runtime", "runtime_name", "runtime_version", "protocol_version",
                  "storage_uri_base", "deployment_mode", "min_replicas", "max_replicas", "scale_metric",
                  "scale_target", "resources", "gpus", "service_account_name", "canary_traffic_percent",
-                 "labels", "annotations", "apply")
+                 "labels", "annotations", "image", "node_selector", "tolerations", "apply")
+TOLERATION_KEYS = ("key", "operator", "value", "effect", "tolerationSeconds")
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -114,6 +115,9 @@ class DeploySettings:
     canary_traffic_percent: int | None = None
     labels: dict = field(default_factory=dict)
     annotations: dict = field(default_factory=dict)
+    image: str | None = None  # overrides the runtime's image (e.g. the GPU image on a GPU pool)
+    node_selector: dict = field(default_factory=dict)
+    tolerations: list = field(default_factory=list)  # [{"key", "operator", "value", "effect"}]
     apply: bool = True
 
     @property
@@ -196,8 +200,9 @@ def _resources(raw, gpus) -> dict:
             if resource != "cpu" and resource != "memory" and resource != "ephemeral-storage" and "/" not in resource:
                 raise ConfigError(f"deploy.resources.{section}: unknown resource '{resource}' "
                                   f"(use cpu, memory, ephemeral-storage or an extended resource like {GPU_RESOURCE})")
-            if "/" in resource:  # extended resources (GPUs) are whole numbers
-                checked[resource] = str(_int(value, f"resources.{section}.{resource}", 1))
+            if "/" in resource:  # extended resources (GPUs) are whole numbers; YAML often quotes them ("1")
+                whole = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+                checked[resource] = str(_int(whole, f"resources.{section}.{resource}", 1))
             else:
                 checked[resource] = _quantity(value, f"resources.{section}.{resource}")
         if checked:
@@ -290,11 +295,29 @@ def parse_settings(deploy: dict | None, model_name: str) -> DeploySettings | Non
                               f"KServe does not split traffic in {mode} mode")
     settings.labels = _string_map(deploy.get("labels"), "labels")
     settings.annotations = _string_map(deploy.get("annotations"), "annotations")
+    settings.image = _str(deploy.get("image"), "image")
+    settings.node_selector = _string_map(deploy.get("node_selector"), "node_selector")
+    settings.tolerations = _tolerations(deploy.get("tolerations"))
     apply = deploy.get("apply", True)
     if not isinstance(apply, bool):
         raise ConfigError(f"deploy.apply must be true or false, got {apply!r}")
     settings.apply = apply
     return settings
+
+
+def _tolerations(raw) -> list:
+    if raw in (None, ""):
+        return []
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ConfigError("deploy.tolerations must be a list of {key, operator, value, effect} dicts")
+    for i, toleration in enumerate(raw):
+        unknown = sorted(set(toleration) - set(TOLERATION_KEYS))
+        if unknown:
+            raise ConfigError(f"deploy.tolerations[{i}]: unknown key(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(TOLERATION_KEYS)}")
+        if toleration.get("operator", "Equal") not in ("Exists", "Equal"):
+            raise ConfigError(f"deploy.tolerations[{i}].operator must be Exists or Equal")
+    return [dict(t) for t in raw]
 
 
 def _check_storage_uri(uri: str, where: str) -> None:
@@ -325,7 +348,7 @@ def build_typed(settings: DeploySettings, *, storage_uri: str, model_name: str, 
     """The ``kserve.V1beta1InferenceService`` for one model version."""
     from kserve import (V1beta1InferenceService, V1beta1InferenceServiceSpec, V1beta1ModelFormat,
                         V1beta1ModelSpec, V1beta1PredictorSpec)
-    from kubernetes.client import V1ObjectMeta, V1ResourceRequirements
+    from kubernetes.client import V1ObjectMeta, V1ResourceRequirements, V1Toleration
 
     if settings.runtime == "kubetfx":
         model_format = V1beta1ModelFormat(name=KUBETFX_MODEL_FORMAT)
@@ -341,11 +364,15 @@ def build_typed(settings: DeploySettings, *, storage_uri: str, model_name: str, 
                                            limits=settings.resources.get("limits"))
     model = V1beta1ModelSpec(name=None, model_format=model_format, runtime=runtime,
                              storage_uri=storage_uri, protocol_version=settings.protocol_version,
-                             resources=resources)
+                             resources=resources, image=settings.image)
     predictor = V1beta1PredictorSpec(
         model=model, min_replicas=settings.min_replicas, max_replicas=settings.max_replicas,
         scale_metric=settings.scale_metric, scale_target=settings.scale_target,
         service_account_name=settings.service_account_name, canary_traffic_percent=canary_traffic_percent,
+        node_selector=settings.node_selector or None,
+        tolerations=[V1Toleration(key=t.get("key"), operator=t.get("operator"), value=t.get("value"),
+                                  effect=t.get("effect"), toleration_seconds=t.get("tolerationSeconds"))
+                     for t in settings.tolerations] or None,
         annotations={MODEL_VERSION: str(model_version)})
     annotations = dict(settings.annotations)
     annotations.update({

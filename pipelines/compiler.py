@@ -1,0 +1,61 @@
+"""Compile a pipeline for an environment: its Kubernetes settings, and its values as parameter defaults.
+
+What an environment config says ends up in the KFP IR YAML, so the same file can be
+uploaded in the KFP UI or submitted by ``kubetfx submit`` and run with no further input:
+parameter defaults (``parameters``, ``push_destination`` from the model repository, the
+Pusher's ``deploy`` settings read from the environment's manifests), images, the
+Trainer's GPU pool, the model repository's volume or credentials.
+"""
+
+import dataclasses
+import os
+
+from kubetfx.components.common.errors import ConfigError
+from kubetfx.pipelines import config as pipeline_config
+from kubetfx.pipelines.registry import PipelineEntry
+
+
+@dataclasses.dataclass
+class Compiled:
+    path: str
+    pipeline_name: str
+    parameters: list  # every pipeline parameter
+    defaults: dict  # parameter -> default baked into the YAML by the environment
+    required: list  # parameters without a default (they must be given at run time)
+
+
+def environment_defaults(entry: PipelineEntry, config: pipeline_config.PipelineConfig, inputs: dict) -> dict:
+    """The parameter defaults an environment bakes in, checked against the pipeline's parameters."""
+    from kubetfx.pipelines import kustomize, serving_template
+
+    defaults = dict(config.parameters)
+    unknown = sorted(set(defaults) - set(inputs))
+    if unknown:
+        raise ConfigError(f"{config.source or config.name}: parameters: unknown pipeline parameter(s) "
+                          f"{', '.join(unknown)}; the {entry.name} pipeline takes: {', '.join(sorted(inputs))}")
+    repository = config.model_repository
+    if repository.uri:
+        defaults.setdefault("push_destination", repository.uri)
+    if config.manifests:
+        model_name = defaults.get("model_name") or inputs["model_name"].default
+        defaults.setdefault("deploy", serving_template.deploy_settings(
+            kustomize.render(config.manifests_path()), model_name=model_name,
+            storage_uri_base=repository.storage_uri_base(), apply=config.deploy,
+            where=f"{config.source or config.name}: manifests {config.manifests}"))
+    return defaults
+
+
+def compile_pipeline(entry: PipelineEntry, config: pipeline_config.PipelineConfig, output: str) -> Compiled:
+    from kfp import compiler
+
+    pipeline_func = entry.make(config)
+    inputs = pipeline_func.component_spec.inputs or {}
+    defaults = environment_defaults(entry, config, inputs)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    compiler.Compiler().compile(pipeline_func, package_path=output, pipeline_parameters=defaults or None)
+    required = sorted(name for name, spec in inputs.items() if spec.default is None and name not in defaults)
+    return Compiled(output, pipeline_func.name, sorted(inputs), defaults, required)
+
+
+def default_output(pipeline: str, environment: str | None) -> str:
+    return os.path.join("build", f"{pipeline}-{environment}.yaml" if environment else f"{pipeline}.yaml")
