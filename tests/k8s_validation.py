@@ -17,13 +17,14 @@ import gzip
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+
+from kubetfx.pipelines import kustomize
 
 # The kubectl these tests run with (and the cluster version we target): one place to bump.
 KUBERNETES_VERSION = "1.32"
@@ -345,11 +346,7 @@ def validate_all(objects: list[dict], crds: CrdValidator | None = None,
 
 
 def render_overlay(path) -> list[dict]:
-    """The objects ``kubectl kustomize PATH`` renders (offline)."""
-    kubectl = shutil.which("kubectl")
-    if not kubectl:
+    """The objects ``kubectl kustomize PATH`` renders (offline), with kubetfx's own renderer."""
+    if not shutil.which("kubectl"):
         skip_or_fail("kubectl not on PATH: cannot render kustomize overlays")
-    result = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=60)
-    if result.returncode != 0:
-        raise RuntimeError(f"kubectl kustomize {path} failed (exit {result.returncode}):\n{result.stderr.strip()}")
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return kustomize.render(str(path))

@@ -15,11 +15,11 @@ import jsonschema
 import pytest
 
 import k8s_validation as kv
+from kubetfx.components.common import image
 from kubetfx.components.pusher import kserve_deploy as kd
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERLAYS = sorted(p.parent.name for p in (ROOT / "manifests" / "overlays").glob("*/kustomization.yaml"))
-IMAGES_ENV = ROOT / "images" / "images.env"
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
                   "PersistentVolume", "StorageClass", "PriorityClass", "ClusterServingRuntime",
                   "ClusterStorageContainer"}
@@ -48,14 +48,7 @@ def only(objects: list[dict], kind: str) -> dict:
 
 
 def images_env() -> dict[str, str]:
-    entries = {}
-    for line in IMAGES_ENV.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, sep, value = line.partition("=")
-            assert sep, f"{IMAGES_ENV}: not KEY=VALUE: {line!r}"
-            entries[key.strip()] = value.strip()
-    return entries
+    return image._read_env_file(image.IMAGES_ENV)
 
 
 def walk(node, path=()):
@@ -290,10 +283,10 @@ def test_every_image_is_a_tagged_registry_image_from_images_env(overlay):
     images = [(where(obj, path, key), value) for obj in rendered(overlay)
               for path, key, value in walk(obj) if key == "image"]
     assert images, f"{overlay}: no image in the rendered objects"
-    for place, image in images:
-        assert image in allowed, f"{place}: image '{image}' is not one of images/images.env's {sorted(allowed)} " \
-                                 "(a placeholder the images component did not replace?)"
-        assert _REGISTRY_IMAGE.match(image), f"{place}: image '{image}' is not registry/repository:tag"
+    for place, name in images:
+        assert name in allowed, f"{place}: image '{name}' is not one of images/images.env's {sorted(allowed)} " \
+                                "(a placeholder the images component did not replace?)"
+        assert _REGISTRY_IMAGE.match(name), f"{place}: image '{name}' is not registry/repository:tag"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
