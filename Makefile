@@ -22,15 +22,21 @@ export CONTAINERS_CONF
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test compile bench image image-gpu e2e manifests submit schedule deploy clean
+.PHONY: help install run test compile bench image image-gpu e2e manifests submit schedule deploy clean clean-models
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv if missing and install kubetfx with pinned dependencies
 
+# TensorFlow Transform / TFMA pin Python 3.11: say so up front, and never reuse a .venv of another Python.
+PY311 := import sys; sys.exit(sys.version_info[:2] != (3, 11))
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if [ -x $(PY) ] && ! $(PY) -c '$(PY311)' 2>/dev/null; then \
+		echo "make: $(VENV) uses $$($(PY) --version 2>&1), not Python 3.11: recreating it"; rm -rf $(VENV); fi
+	@test -x $(PY) || { $(PYTHON) -c '$(PY311)' 2>/dev/null || { echo "make: kubetfx needs Python 3.11" \
+		"(tensorflow-transform and tensorflow-model-analysis pin it); $(PYTHON) is $$($(PYTHON) --version 2>&1)." \
+		"Run with PYTHON=python3.11" >&2; exit 2; }; $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
@@ -70,9 +76,13 @@ schedule: install ## compile for ENV, upload and create or replace the recurring
 deploy: install ## kubectl apply -k manifests/overlays/ENV (all but the InferenceService, which the Pusher creates)
 	$(PY) -m kubetfx.pipelines deploy --env $(ENV)
 
-clean: ## remove local runs, compiled pipelines and caches (keeps .venv and built images)
-	rm -rf build $(ROOT) bench-results .pytest_cache
+clean: ## remove local runs, compiled pipelines and caches (keeps pushed models, .venv and built images)
+	rm -rf build bench-results .pytest_cache $(ROOT)/pipeline-root $(ROOT)/logs $(ROOT)/data
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+	@if [ -d $(ROOT)/model-repository ]; then echo "kept $(ROOT)/model-repository (pushed models; make clean-models removes them)"; fi
+
+clean-models: ## delete the local model repository (every pushed model version in kubetfx-local/model-repository)
+	rm -rf $(ROOT)/model-repository
 
 # --- serving (the KServe predictor) ---
 SERVE_MODEL ?= penguin

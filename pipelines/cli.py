@@ -1,16 +1,24 @@
 """``kubetfx`` / ``python -m kubetfx.pipelines``: run pipelines locally, compile, submit and schedule them
 on Kubeflow Pipelines, and apply an environment's manifests.
 
-Exit codes: 0 done, 1 a pipeline run failed, 2 a usage/config/cluster error (one line on stderr).
+A pipeline is ``penguin`` / ``churn`` (examples), or your own data: ``--data FILE|DIR|GLOB|{SPAN}
+--label COLUMN [--name NAME] [--problem classification|regression]``.
+
+Exit codes: 0 done (`run`: a model was pushed), 1 a pipeline run failed, 2 a usage/config/cluster
+error before anything ran (one line on stderr), 3 `run` finished but pushed no model (not blessed).
 """
 
 import argparse
 import json
 import os
+import signal
 import sys
 
 from kubetfx.components.common.errors import KubetfxError
+from kubetfx.pipelines import registry
 from kubetfx.pipelines.registry import PIPELINES
+
+EXIT_USAGE = 2
 
 
 def _parse_value(text: str):
@@ -41,18 +49,32 @@ def _config(args):
     return config.cpu_only() if getattr(args, "cpu_only", False) else config
 
 
-def _compile(args, config):
+def _entry(args) -> registry.PipelineEntry:
+    """The named example pipeline, or the tabular pipeline for --data/--label."""
+    if args.data or args.label:
+        if args.pipeline:
+            raise KubetfxError(f"give a pipeline name ({args.pipeline}) or --data/--label, not both")
+        if not (args.data and args.label):
+            raise KubetfxError("--data and --label go together: the data to learn from and the column to predict")
+        return registry.for_data(args.data, args.label, args.name, args.problem)
+    if args.name or args.problem != "auto":
+        raise KubetfxError("--name and --problem apply to --data/--label pipelines")
+    return PIPELINES[args.pipeline or "penguin"]
+
+
+def _compile(args, config, entry):
     from kubetfx.pipelines import compiler
 
     if args.image:
         os.environ["KUBETFX_IMAGE"] = args.image
-    output = args.output or compiler.default_output(args.pipeline, args.env)
-    return compiler.compile_pipeline(PIPELINES[args.pipeline], config, output)
+    output = args.output or compiler.default_output(entry.name, args.env)
+    return compiler.compile_pipeline(entry, config, output)
 
 
 def _cmd_compile(args, parser) -> int:
-    compiled = _compile(args, _config(args))
-    print(f"Compiled the {args.pipeline} pipeline to {compiled.path}")
+    entry = _entry(args)
+    compiled = _compile(args, _config(args), entry)
+    print(f"Compiled the {entry.name} pipeline to {compiled.path}")
     if compiled.defaults:
         print("  defaults baked in: " + ", ".join(sorted(compiled.defaults)))
     if compiled.required:
@@ -65,7 +87,7 @@ def _cmd_submit(args, parser) -> int:
 
     config = _config(args)
     params = _assignments(parser, args.param, "--param")
-    compiled = _compile(args, config)
+    compiled = _compile(args, config, _entry(args))
     client = submit.KfpSubmitter(config)
     if args.command == "schedule":
         client.schedule(compiled, params, cron=args.cron)
@@ -110,15 +132,40 @@ def _cmd_run(args, parser) -> int:
     overrides = _assignments(parser, args.set, "--set")
     if args.image:
         os.environ["KUBETFX_IMAGE"] = args.image
-    config = _config(args) if args.containers else None
     if not args.containers and (args.env or args.config):
-        parser.error("--env/--config choose what a compiled pipeline bakes in: use them with --containers")
-    return local_runner.run(PIPELINES[args.pipeline], root=args.root, verbose=args.verbose, overrides=overrides,
+        raise KubetfxError("--env/--config choose what a compiled pipeline bakes in: use them with --containers")
+    config = _config(args) if args.containers else None
+    return local_runner.run(_entry(args), root=args.root, verbose=args.verbose, overrides=overrides,
                             containers=args.containers, config=config)
 
 
+def _cmd_params(args, parser) -> int:
+    from kubetfx.pipelines.tabular import PARAMETER_HELP
+
+    entry = _entry(args)
+    inputs = entry.make().component_spec.inputs
+    width = max(map(len, inputs))
+    print(f"Parameters of the {entry.name} pipeline (`--set NAME=VALUE` on run, `--param` on submit, "
+          "`parameters:` in an environment config):")
+    for name, spec in inputs.items():
+        default = "(required)" if spec.default is None else json.dumps(spec.default)
+        print(f"  {name:<{width}}  {spec.type:<7}  {default}")
+        print(f"  {'':<{width}}  {PARAMETER_HELP.get(name, '')}")
+    return 0
+
+
+def _add_pipeline(command):
+    command.add_argument("pipeline", nargs="?", default=None, choices=sorted(PIPELINES),
+                         help="an example pipeline (default: penguin), or give --data and --label")
+    command.add_argument("--data", default=None, metavar="FILE|DIR|GLOB|{SPAN}",
+                         help="your data: CSV/Parquet/TFRecord file, directory, glob or span pattern (local, gs://, s3://)")
+    command.add_argument("--label", default=None, metavar="COLUMN", help="with --data: the column to predict")
+    command.add_argument("--name", default=None, help="with --data: the model's name (default: from the data's name)")
+    command.add_argument("--problem", default="auto", choices=("auto", "classification", "regression"),
+                         help="with --data: what to learn (auto: a string or few-integer label is classification)")
+
+
 def _add_environment(command, compiles: bool = True):
-    command.add_argument("pipeline", nargs="?", default="penguin", choices=sorted(PIPELINES))
     command.add_argument("--env", default=None, help="environment: pipelines/configs/<ENV>.yaml (dev, prod, ...)")
     command.add_argument("--config", default=None, help="environment config file (instead of --env)")
     if compiles:
@@ -129,12 +176,13 @@ def _add_environment(command, compiles: bool = True):
 
 
 def main(argv=None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `kubetfx params | head` ends quietly
     parser = argparse.ArgumentParser(prog="kubetfx", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a pipeline end to end on the embedded default (kfp.local)")
-    run.add_argument("pipeline", nargs="?", default="penguin", choices=sorted(PIPELINES))
+    _add_pipeline(run)
     run.add_argument("--local", action="store_true",
                      help="the embedded default (kfp.local, the default mode of `run`; a cluster: `submit`)")
     run.add_argument("--containers", action="store_true",
@@ -151,12 +199,14 @@ def main(argv=None) -> int:
     run.set_defaults(handler=_cmd_run)
 
     comp = commands.add_parser("compile", help="compile a pipeline to KFP IR YAML for an environment")
+    _add_pipeline(comp)
     _add_environment(comp)
     comp.set_defaults(handler=_cmd_compile)
 
     for name, text in (("submit", "compile, upload (a new version) and start a run on Kubeflow Pipelines"),
                        ("schedule", "compile, upload and create or replace the recurring run (cron)")):
         command = commands.add_parser(name, help=text)
+        _add_pipeline(command)
         _add_environment(command)
         command.add_argument("--param", action="append", default=[], metavar="PARAM=VALUE",
                              help="a run parameter (JSON values are parsed), over the environment's defaults")
@@ -168,6 +218,10 @@ def main(argv=None) -> int:
 
     deploy = commands.add_parser("deploy", help="kubectl apply -k the environment's manifests overlay")
     _add_environment(deploy, compiles=False)
+
+    params = commands.add_parser("params", help="list a pipeline's parameters, their defaults and meaning")
+    _add_pipeline(params)
+    params.set_defaults(handler=_cmd_params)
     deploy.add_argument("--dry-run", action="store_true", help="server-side dry run")
     deploy.set_defaults(handler=_cmd_deploy)
 
@@ -181,7 +235,7 @@ def main(argv=None) -> int:
         return args.handler(args, parser)
     except KubetfxError as err:
         print(f"kubetfx: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ class Compiled:
     path: str
     pipeline_name: str
     parameters: list  # every pipeline parameter
+    inputs: dict  # parameter -> KFP InputSpec (type, default)
     defaults: dict  # parameter -> default baked into the YAML by the environment
     required: list  # parameters without a default (they must be given at run time)
 
@@ -48,13 +49,16 @@ def environment_defaults(entry: PipelineEntry, config: pipeline_config.PipelineC
 def compile_pipeline(entry: PipelineEntry, config: pipeline_config.PipelineConfig, output: str) -> Compiled:
     from kfp import compiler
 
+    from kubetfx.pipelines import preflight
+
     pipeline_func = entry.make(config)
     inputs = pipeline_func.component_spec.inputs or {}
-    defaults = environment_defaults(entry, config, inputs)
+    defaults = preflight.check(inputs, environment_defaults(entry, config, inputs),
+                               flag=f"{config.source or config.name}: parameters", require_all=False)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     compiler.Compiler().compile(pipeline_func, package_path=output, pipeline_parameters=defaults or None)
     required = sorted(name for name, spec in inputs.items() if spec.default is None and name not in defaults)
-    return Compiled(output, pipeline_func.name, sorted(inputs), defaults, required)
+    return Compiled(output, pipeline_func.name, sorted(inputs), dict(inputs), defaults, required)
 
 
 def default_output(pipeline: str, environment: str | None) -> str:

@@ -13,7 +13,11 @@ import sys
 import time
 import warnings
 
+# Exit codes: what happened, for a scheduler or CI (the CLI adds 2: a usage/config error before any task ran).
+EXIT_PUSHED, EXIT_FAILED, EXIT_NOT_PUSHED = 0, 1, 3
+
 _SHOW = re.compile(r"finished with status|kubetfx: ")
+_ERROR_LINE = re.compile(r"^\s*(kubetfx: .+|[A-Za-z_][\w.]*(Error|Exception|Exit)\b.*)$")
 _KFP_LOG_LINE = re.compile(r"^\s*\d\d:\d\d:\d\d\.\d+ - |^\s*\[KFP Executor")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -58,12 +62,14 @@ def _task_outputs(run_dir: str) -> dict[str, dict]:
 
 def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: dict | None = None,
         containers: bool = False, config=None) -> int:
-    """Run ``entry`` locally under ``root``; print a summary; return a process exit code.
+    """Run ``entry`` locally under ``root``; print a summary; return an exit code (EXIT_*).
 
     ``containers``: compile the pipeline (for ``config``) and run that KFP IR YAML with every
     task in its own container from the component image (kfp.local DockerRunner).
     """
     from kfp import local
+
+    from kubetfx.pipelines import preflight
 
     root = os.path.abspath(root)
     pipeline_root = os.path.join(root, "pipeline-root")
@@ -84,11 +90,13 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
 
         compiled = compiler.compile_pipeline(entry, config or PipelineConfig(), os.path.join(root, f"{entry.name}.yaml"))
         pipeline_func = components.load_component_from_file(compiled.path)
+        arguments = preflight.check(pipeline_func.component_spec.inputs, arguments)
         mounts, writable = _host_paths(arguments)
         runner, runner_name = container_runner.make_runner(mounts, writable + [pipeline_root]), "DockerRunner"
         print(f"Compiled to {_display(compiled.path)}; every task runs in a container")
     else:
         pipeline_func, runner, runner_name = entry.make(), local.SubprocessRunner(use_venv=False), "SubprocessRunner"
+        arguments = preflight.check(pipeline_func.component_spec.inputs, arguments)
     local.init(runner=runner, pipeline_root=pipeline_root, raise_on_error=True)
     before = set(os.listdir(pipeline_root))
     log_path = os.path.join(logs_dir, f"{entry.name}-{time.strftime('%Y%m%d-%H%M%S')}.log")
@@ -111,16 +119,39 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
     new_runs = sorted(set(os.listdir(pipeline_root)) - before)
     run_dir = os.path.join(pipeline_root, new_runs[-1]) if new_runs else None
     if failed:
-        print(f"\nFAILED after {elapsed:.1f} s: {failed}\nSee the messages above and the full log: {log_path}")
-        return 1
+        print(f"\nFAILED after {elapsed:.1f} s: {failed}")
+        for task, line in _task_errors(log_path, failed):
+            print(f"  {task}: {line}")
+        print(f"Full log: {log_path}")
+        return EXIT_FAILED
     print(f"\nPipeline {entry.name} succeeded in {elapsed:.1f} s. Run directory: {_display(run_dir or pipeline_root)}")
     if containers:
         _print_containers()
-    if run_dir:
-        tasks = _task_outputs(run_dir)
-        print_summary(tasks)
-        print_outcome(tasks)
-    return 0
+    if not run_dir:
+        return EXIT_NOT_PUSHED
+    tasks = _task_outputs(run_dir)
+    print_summary(tasks)
+    return EXIT_PUSHED if print_outcome(tasks) else EXIT_NOT_PUSHED
+
+
+def _task_errors(log_path: str, failure: str) -> list[tuple[str, str]]:
+    """(task, its last error line) for each task the failure names, read from the full log."""
+    tasks = re.findall(r"Inner task failed: '([^']+)'", failure) or re.findall(r"Task '([^']+)'", failure)
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as handle:
+            log = _ANSI.sub("", handle.read())
+    except OSError:
+        return []
+    found = []
+    for task in tasks:
+        start = log.rfind(f"Executing task '{task}'")
+        end = log.find(f"Task '{task}' finished with status", start)
+        section = log[start: end if end >= 0 else len(log)] if start >= 0 else ""
+        errors = [m.group(1).strip() for m in map(_ERROR_LINE.match, section.splitlines()) if m]
+        kubetfx = [e for e in errors if e.startswith("kubetfx: ")]
+        line = (kubetfx or errors or ["no error message in its log (see the full log)"])[-1]
+        found.append((task, line))
+    return found
 
 
 def _print_containers() -> None:
@@ -162,8 +193,8 @@ def print_summary(tasks: dict[str, dict]) -> None:
                 print(f"    {'':<20} {summary}")
 
 
-def print_outcome(tasks: dict[str, dict]) -> None:
-    """The one thing a person wants to know last: was a model pushed, and why (not)."""
+def print_outcome(tasks: dict[str, dict]) -> bool:
+    """The one thing a person wants to know last: was a model pushed, and why (not). True when pushed."""
     blessings = [(task, outputs["blessing"].get("metadata", {})) for task, outputs in tasks.items()
                  if "blessing" in outputs]
     for task, metadata in blessings:
@@ -176,9 +207,10 @@ def print_outcome(tasks: dict[str, dict]) -> None:
                    if "pushed_model" in outputs), None)
     if pushed and pushed.get("pushed"):
         print(f"\nPushed model version {int(pushed['version'])}: {pushed['destination']}")
-    else:
-        reason = (pushed or {}).get("reason") or "a blessing was negative, so the Pusher did not run"
-        print(f"\nNo model pushed: {reason}")
+        return True
+    reason = (pushed or {}).get("reason") or "a blessing was negative, so the Pusher did not run"
+    print(f"\nNo model pushed: {reason}")
+    return False
 
 
 def _display(path: str) -> str:

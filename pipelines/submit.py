@@ -132,15 +132,19 @@ class KfpSubmitter:
     # ------------------------------------------------------------------ what both commands do
 
     def _arguments(self, compiled: Compiled, params: dict) -> dict:
-        unknown = sorted(set(params) - set(compiled.parameters))
-        if unknown:
-            raise ConfigError(f"unknown pipeline parameter(s) {', '.join(unknown)}; the pipeline takes: "
-                              f"{', '.join(compiled.parameters)}")
-        missing = [name for name in compiled.required if name not in params]
-        if missing:
-            raise ConfigError(f"no value for {', '.join(missing)}: set parameters.{missing[0]} in {self.where} "
-                              f"or pass --param {missing[0]}=...")
-        return dict(params)
+        """The run's parameters (only those given; the rest are baked in), checked like a local run's."""
+        from kubetfx.pipelines import preflight
+
+        arguments = preflight.coerce_arguments(compiled.inputs, params, "--param")
+        try:
+            preflight.check(compiled.inputs, {**compiled.defaults, **arguments}, "--param")
+        except ConfigError as err:
+            missing = [name for name in compiled.required if name not in params]
+            if missing:
+                raise ConfigError(f"no value for {', '.join(missing)}: set parameters.{missing[0]} in {self.where} "
+                                  f"or pass --param {missing[0]}=...") from None
+            raise err from None
+        return arguments
 
     def _upload(self, compiled: Compiled) -> tuple[str, str]:
         """(pipeline id, version id) of this compiled YAML: the version named by its content hash, uploaded once."""

@@ -23,7 +23,33 @@ from kubetfx.pipelines import kubernetes_settings
 from kubetfx.pipelines.config import PipelineConfig
 
 
-def build(name: str, description: str, label: str, model_name: str, config: PipelineConfig | None = None):
+# What each pipeline parameter means (`kubetfx params`, README): one line each.
+PARAMETER_HELP = {
+    "input_uri": "CSV/Parquet/TFRecord file, directory, glob or {SPAN} pattern (local path, gs://, s3://)",
+    "push_destination": "model repository base the Pusher pushes <model_name>/<version>/ under "
+                        "(local path, mounted PVC, gs://, s3://)",
+    "model_name": "name of the model in the repository and of its InferenceService",
+    "label_column": "the column to predict",
+    "problem_type": "auto (string or few-integer label: classification, else regression), classification "
+                    "or regression",
+    "splits": "split names and weights, e.g. train:8,eval:1,test:1 (hash of each row: reproducible)",
+    "schema_file": "a curated TFMD schema.pbtxt to validate against instead of the inferred one",
+    "fail_on_anomalies": "stop the pipeline when ExampleValidator finds anomalies (true/false)",
+    "module_file": "a TFX-style module with preprocessing_fn and run_fn (file path or import path; "
+                   "empty: the built-ins)",
+    "hyperparameters": "built-in trainer: hidden_units, learning_rate, batch_size, epochs, dropout, "
+                       "early_stopping_patience (JSON object); module files: passed as fn_args.hyperparameters",
+    "train_steps": "training steps (TFX TrainArgs.num_steps; 0: the built-in trainer's epochs)",
+    "eval_steps": "evaluation steps per epoch for module files (TFX EvalArgs.num_steps; 0: the whole eval split)",
+    "seed": "random seed of the model's initialisation and training (recorded with the model)",
+    "eval_config": "TFMA EvalConfig (text proto, JSON or a file path; empty: derived from the problem type)",
+    "deploy": "KServe InferenceService settings for the Pusher (JSON object; empty: push only; "
+              "an environment's compile fills it from its manifests)",
+}
+
+
+def build(name: str, description: str, label: str, model_name: str, config: PipelineConfig | None = None,
+          problem_type: str = "auto"):
     """A ``@dsl.pipeline`` function for data labelled ``label``."""
     config = config or PipelineConfig()
     image = component_image()
@@ -43,21 +69,19 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
         push_destination: str,
         model_name: str = model_name,
         label_column: str = label,
+        problem_type: str = problem_type,
         splits: str = "train:2,eval:1",
         schema_file: str = "",
         fail_on_anomalies: bool = True,
         module_file: str = "",
         hyperparameters: dict = {},
         train_steps: int = 0,
+        eval_steps: int = 0,
         seed: int = 42,
         eval_config: str = "",
         deploy: dict = {},
     ):
-        """``input_uri``: CSV/Parquet/TFRecord file, directory, glob or ``{SPAN}`` pattern (local, gs://, s3://).
-        ``push_destination``: model repository base (local path, gs://, s3://, a mounted PVC).
-        ``module_file``: a TFX-style module with ``preprocessing_fn`` and ``run_fn`` (empty: built-ins).
-        ``eval_config``: TFMA EvalConfig (text proto or JSON; empty: derived from the problem type).
-        ``deploy``: KServe InferenceService settings for the Pusher (empty: push only)."""
+        """The parameters are described in PARAMETER_HELP (`kubetfx params`)."""
         examples = configure(example_gen(input_uri=input_uri, label_column=label_column, splits=splits),
                              "ExampleGen", reads_outside_world=True)  # resolves {SPAN} and globs at run time
         statistics = configure(statistics_gen(examples=examples.outputs["examples"]), "StatisticsGen")
@@ -73,7 +97,8 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
                                     transform_graph=transformed.outputs["transform_graph"],
                                     schema=schema.outputs["schema"], module_file=module_file,
                                     label_column=label_column, hyperparameters=hyperparameters,
-                                    train_steps=train_steps, seed=seed), "Trainer")
+                                    train_steps=train_steps, eval_steps=eval_steps, seed=seed,
+                                    problem_type=problem_type), "Trainer")
         kubernetes_settings.apply_gpu_pool(trained, config.trainer_gpu, component_image(gpu=True))
         evaluation = configure(evaluator(examples=examples.outputs["examples"], model=trained.outputs["model"],
                                          eval_config=eval_config, baseline_repository=push_destination,

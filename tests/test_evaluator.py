@@ -309,7 +309,7 @@ def test_default_config_for_regression():
     signatures = {"serving_default": {"inputs": ["examples"], "outputs": ["predictions"]},
                   "transform_features": {"inputs": ["examples"], "outputs": ["body_mass_g", "island"]}}
     candidate = ModelRef("candidate", "/m", info, signatures)
-    config = config_lib.default_config(candidate, ["island"], {"mean_squared_error": 1234.5})
+    config = config_lib.default_config(candidate, ["island"], {"mean_squared_error": 1234.5}, "regression")
     spec = config.model_specs[0]
     assert (spec.label_key, spec.prediction_key, list(spec.preprocessing_function_names)) == \
         ("body_mass_g", "predictions", ["transform_features"])
@@ -324,9 +324,31 @@ def test_default_config_for_regression():
     assert config_lib.count_change_thresholds(stamped) == 0 and len(stamped.model_specs) == 1
     compared = config_lib.apply_baseline(config, has_baseline=True)
     assert [(s.name, s.is_baseline) for s in compared.model_specs] == [("candidate", False), ("baseline", True)]
-    custom = ModelRef("candidate", "/m", {"problem_type": "custom", "module_file": "m.py"}, signatures)
-    with pytest.raises(ConfigError, match="give an eval_config"):
-        config_lib.default_config(custom, [], {})
+
+
+
+def test_a_module_models_problem_is_read_off_its_label():
+    """TFX's penguin module predicts species 0/1/2 from serving_default: no kubetfx_model.json problem type."""
+    import pyarrow as pa
+
+    signatures = {"serving_default": {"inputs": ["examples"], "outputs": ["output_0"]}}
+
+    def custom(label):
+        return ModelRef("candidate", "/m", {"problem_type": "custom", "module_file": "m.py", "label": label},
+                        signatures)
+
+    batch = pa.table({"species": pa.array([[0], [1], [2], [1]]), "mass": pa.array([[3.5], [4.25], [5.0], [3.0]]),
+                      "island": pa.array([["a"], ["b"], ["a"], ["b"]])})
+    assert config_lib.problem_type(custom("species"), batch) == "classification"
+    assert config_lib.problem_type(custom("mass"), batch) == "regression"
+    with pytest.raises(ConfigError, match="label 'island' holds strings.*give an eval_config"):
+        config_lib.problem_type(custom("island"), batch)
+    with pytest.raises(ConfigError, match="names no label"):
+        config_lib.problem_type(custom(""), batch)
+    config = config_lib.default_config(custom("species"), [], {"accuracy": 0.5}, "classification")
+    spec = config.model_specs[0]
+    assert (spec.signature_name, spec.label_key, spec.prediction_key) == ("serving_default", "species", "")
+    assert list(spec.preprocessing_function_names) == []  # the raw label: the module has no transform signature
 
 
 # --------------------------------------------------------------------------- KFP

@@ -187,7 +187,7 @@ def test_a_missing_parameter_or_token_fails_before_any_request(api, capsys, tmp_
     code, _, err = kubetfx(capsys, "submit", "penguin", "--env", "dev", "--output", str(tmp_path / "p.yaml"))
     assert "no value for input_uri" in one_line_error(code, err) and "pipelines/configs/dev.yaml" in err
     code, _, err = submit(capsys, tmp_path, "--param", "epochs=3")
-    assert "unknown pipeline parameter(s) epochs" in one_line_error(code, err)
+    assert "--param epochs: the pipeline has no parameter 'epochs'" in one_line_error(code, err)
     code, _, err = kubetfx(capsys, "submit", "penguin", "--env", "prod", "--output", str(tmp_path / "p.yaml"))
     assert "$KFP_TOKEN is empty or unset" in one_line_error(code, err)
     assert api.requests == []

@@ -31,7 +31,9 @@ Without a config the default is derived from ``kubetfx_model.json`` and the eval
 * the thresholds apply to the Overall slice (a per-slice gate on a 13-example
   slice rejects models for noise); every slice is computed and reported;
 * slices: Overall plus each string feature with 2..10 values in the eval data
-  (or the ``slice_features`` given).
+  (or the ``slice_features`` given);
+* a module file's model (TFX ``run_fn``): the same, on its ``serving_default`` and raw label,
+  classification when the label has at most 20 integral values, else regression.
 
 Validation happens before TFMA runs, each problem a ConfigError naming it:
 unknown metric classes, slicing features that are neither in the examples nor
@@ -54,6 +56,7 @@ TRANSFORM_SIGNATURE = "transform_features"
 MIN_ACCURACY = 0.6
 CHANGE_TOLERANCE = 1e-10
 MAX_SLICE_VALUES = 10
+MAX_DERIVED_CLASSES = 20  # a module model's integral label with at most this many values: classification
 CONFIG_FILE_SUFFIXES = (".pbtxt", ".textproto", ".txt", ".json", ".config", ".cfg")
 
 
@@ -193,17 +196,40 @@ def _threshold_overall(metric, value_threshold: dict, higher_is_better: bool):
         change.absolute.value = CHANGE_TOLERANCE
 
 
-def default_config(candidate: ModelRef, slice_features: list[str], no_skill: dict):
-    """The default EvalConfig for a Trainer model (see the module docstring)."""
+def problem_type(candidate: ModelRef, batch) -> str:
+    """classification/regression: the Trainer's record, or, for a module file's model, read off the label.
+
+    A module's ``serving_default`` predicts from the raw label's values (TFX's penguin module:
+    species 0, 1, 2), so few integral values mean classes and other numbers a regression; a
+    string label means the module maps it to classes in a way only its own EvalConfig can say.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if candidate.problem_type in ("classification", "regression"):
+        return candidate.problem_type
+    label = candidate.label
+    origin = (f"the model was trained by the user module {candidate.info.get('module_file')}"
+              if candidate.info.get("module_file") else f"{candidate.saved_model_dir} has no kubetfx_model.json "
+                                                        "from the built-in trainer")
+    advice = ("give an eval_config (TFMA EvalConfig text proto or JSON) with model_specs (label_key, "
+              "prediction_key) and metrics_specs")
+    if not label or label not in batch.schema.names:
+        raise ConfigError(f"no eval_config given and none can be derived: {origin} and names no label "
+                          f"(label_column) found in the eval examples; {advice}")
+    values = pc.list_flatten(batch.column(label))
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        raise ConfigError(f"no eval_config given and none can be derived: {origin} and its label '{label}' holds "
+                          f"strings, which the module maps to classes its own way; {advice}")
+    numbers = np.unique(np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64))
+    integral = bool(np.all(np.mod(numbers, 1) == 0))
+    return "classification" if integral and len(numbers) <= MAX_DERIVED_CLASSES else "regression"
+
+
+def default_config(candidate: ModelRef, slice_features: list[str], no_skill: dict, problem: str):
+    """The default EvalConfig for a model whose problem is ``problem`` (see the module docstring)."""
     config_pb2 = _config_pb2()
-    problem = candidate.problem_type
-    if problem not in ("classification", "regression"):
-        origin = (f"the model was trained by the user module {candidate.info.get('module_file')}"
-                  if candidate.info.get("module_file") else f"{candidate.saved_model_dir} has no kubetfx_model.json "
-                                                            "from the built-in trainer")
-        raise ConfigError(f"no eval_config given and none can be derived: {origin}; give an eval_config "
-                          "(TFMA EvalConfig text proto or JSON) with model_specs (label_key, prediction_key) "
-                          "and metrics_specs")
     config = config_pb2.EvalConfig()
     config.model_specs.append(candidate_model_spec(candidate))
     config.slicing_specs.add()

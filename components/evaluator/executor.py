@@ -206,19 +206,22 @@ def run(examples_dir: str, model_dir: str, evaluation_dir: str, blessing_dir: st
                 raise ConfigError(f"the candidate's {field} '{mine}' differs from the {baseline.describe()}'s "
                                   f"'{theirs}': they cannot be compared; push under another model_name")
     raw_features = set(batch.schema.names)
-    no_skill = _no_skill(batch, candidate.label, candidate.problem_type, split)
+    config = config_lib.load(eval_config)
+    problem = candidate.problem_type if config is not None else config_lib.problem_type(candidate, batch)
+    no_skill = _no_skill(batch, candidate.label, problem, split)
     if slice_list:
         unknown = [f for f in slice_list if f not in raw_features]
         if unknown:
             raise ConfigError(f"slice_features: {', '.join(unknown)} not in the {split} examples "
                               f"(features: {', '.join(sorted(raw_features))})")
 
-    config = config_lib.load(eval_config)
     notes = []
     if config is None:
         slices = slice_list if slice_list is not None else config_lib.default_slice_features(batch, candidate.label)
-        config = config_lib.default_config(candidate, slices, no_skill)
-        notes.append("default EvalConfig derived from kubetfx_model.json"
+        config = config_lib.default_config(candidate, slices, no_skill, problem)
+        derived_from = "kubetfx_model.json" if problem == candidate.problem_type else \
+            f"the label '{candidate.label}' ({problem}) of a module file's model"
+        notes.append(f"default EvalConfig derived from {derived_from}"
                      + (f"; slices on {', '.join(slices)}" if slices else ""))
     else:
         notes += config_lib.complete(config, candidate)
@@ -226,7 +229,7 @@ def run(examples_dir: str, model_dir: str, evaluation_dir: str, blessing_dir: st
         for feature in slice_list or []:
             if (feature,) not in present:
                 config.slicing_specs.add().feature_keys.append(feature)
-    if candidate.problem_type == "classification" and config_lib.ensure_confusion_matrix(config):
+    if problem == "classification" and config_lib.ensure_confusion_matrix(config):
         notes.append("MultiClassConfusionMatrixPlot added for the confusion matrix")
     config_lib.validate_thresholds(config)
     change_thresholds = config_lib.count_change_thresholds(config)

@@ -34,7 +34,7 @@ def set_seeds(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None) -> dict:
+def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None, problem_type: str = "auto") -> dict:
     seed = fn_args.seed
     set_seeds(seed)
     tfo = tft.TFTransformOutput(fn_args.transform_graph_path)
@@ -44,7 +44,7 @@ def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None) -> d
     eval_labels = data.scan_labels(fn_args, fn_args.eval_files, schema, label_key)
     if eval_labels.size == 0:
         raise InputDataError("the eval split of the transformed examples has no examples")
-    problem = problem_lib.decide(tfo, label, train_labels, label_vocabulary)
+    problem = problem_lib.decide(tfo, label, train_labels, label_vocabulary, problem_type)
     inputs = problem_lib.model_inputs(tfo, problem.label_key)
     names = [i.name for i in inputs]
     batch = hp["batch_size"]
@@ -73,7 +73,7 @@ def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None) -> d
         "class_names": problem.class_names,
         "label_normalization": None if problem.kind == problem_lib.CLASSIFICATION
         else {"mean": problem.label_mean, "std": problem.label_std},
-        "raw_features": [{"name": n, "dtype": raw_spec[n].dtype.name} for n in sorted(raw_spec) if n != label],
+        "raw_features": export.raw_feature_entries(raw_spec, label),
         "transformed_features": names,
         "train_examples": int(train_labels.size),
         "eval_examples": int(eval_labels.size),

@@ -21,6 +21,7 @@ def trainer(
     train_steps: int = 0,
     eval_steps: int = 0,
     seed: int = 42,
+    problem_type: str = "auto",
 ):
     """Trains a TFX run_fn (module_file) or the built-in Keras DNN on transformed examples; one SavedModel."""
     from kubetfx.components.common.entrypoint import call
@@ -30,7 +31,7 @@ def trainer(
         executor.run, examples_dir=examples.path, transform_graph_dir=transform_graph.path,
         schema_path=schema.path, model_dir=model.path, model_run_dir=model_run.path, report_path=report.path,
         module_file=module_file, label_column=label_column, hyperparameters=hyperparameters,
-        train_steps=train_steps, eval_steps=eval_steps, seed=seed)
+        train_steps=train_steps, eval_steps=eval_steps, seed=seed, problem_type=problem_type)
     model_run.metadata.update(result.pop("model_run"))
     model.metadata.update(result)
     for name, value in result["metrics"].items():

@@ -14,13 +14,14 @@ import time
 import keras
 import numpy as np
 
+from kubetfx.components.common.feature_names import safe_name
 from kubetfx.components.trainer.problem import CLASSIFICATION, ModelInput, Problem
 
 
 def build(inputs: list[ModelInput], problem: Problem, hp: dict, seed: int) -> keras.Model:
     tensors, parts = {}, []
     for spec in inputs:
-        tensor = keras.Input(shape=(spec.width,), name=spec.name, dtype=spec.dtype)
+        tensor = keras.Input(shape=(spec.width,), name=safe_name(spec.name), dtype=spec.dtype)
         tensors[spec.name] = tensor
         if spec.kind == "categorical":
             last = spec.num_tokens - 1

@@ -111,8 +111,9 @@ def _run_user_module(fn_args: FnArgs, module_file: str, run_fn: str) -> dict:
 def _raw_features(transform_graph_dir: str, label: str) -> list[dict]:
     import tensorflow_transform as tft
 
-    spec = tft.TFTransformOutput(transform_graph_dir).raw_feature_spec()
-    return [{"name": n, "dtype": spec[n].dtype.name} for n in sorted(spec) if n != label]
+    from kubetfx.components.trainer import export
+
+    return export.raw_feature_entries(tft.TFTransformOutput(transform_graph_dir).raw_feature_spec(), label)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -122,7 +123,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         report_path: str | None = None, metrics_path: str | None = None, module_file: str = "",
         run_fn: str = "run_fn", label_column: str = "", train_steps: int = 0, eval_steps: int = 0,
         hyperparameters: dict | str | None = None, custom_config=None, seed: int = 42, keras: str = "auto",
-        _isolated: bool = False) -> dict:
+        problem_type: str = "auto", _isolated: bool = False) -> dict:
     """Train and export; returns the Model artifact metadata (with ``metrics`` and ``model_run``)."""
     call = {k: v for k, v in locals().items() if k != "_isolated"}
     schema = tfmd.read_schema(schema_path)
@@ -143,6 +144,9 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         if summary.get("label_column") and summary["label_column"] != label:
             raise ConfigError(f"label_column '{label}' differs from the label the transform graph was built for "
                               f"('{summary['label_column']}'); rerun Transform with label_column='{label}'")
+    from kubetfx.components.trainer.problem import check_problem_type
+
+    check_problem_type(problem_type)
     train_steps = _non_negative_int("train_steps", train_steps)
     eval_steps = _non_negative_int("eval_steps", eval_steps)
     if not isinstance(seed, int) or isinstance(seed, bool):
@@ -176,7 +180,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         else:
             from kubetfx.components.trainer import builtin
 
-            info = builtin.run(fn_args, label, hp, summary.get("label_vocabulary"))
+            info = builtin.run(fn_args, label, hp, summary.get("label_vocabulary"), problem_type)
         from kubetfx.components.trainer import export
 
         info.update(

@@ -5,7 +5,8 @@ inputs, so it stays outside the Keras model: a ``tf.Module`` holds both and its
 ``tf.function`` signatures chain them (FIELD-NOTES recipe). Signatures:
 
 * ``serving_default``: ``examples`` (tf.string [None], serialized raw tf.Examples) -> outputs
-* ``serving_raw``: one input per raw feature except the label (shape [None]) -> outputs
+* ``serving_raw``: one input per raw feature except the label (shape [None], named by the
+  feature's ``safe_name``: "sepal length (cm)" -> ``sepal_length_cm``) -> outputs
 * ``transform_features``: ``examples`` -> the transformed features (for TFMA)
 
 Outputs: classification ``probabilities`` float32 [None, K], ``class_ids`` int64 [None],
@@ -20,13 +21,15 @@ import os
 
 import tensorflow as tf
 
+from kubetfx.components.common.feature_names import safe_name
 from kubetfx.components.trainer.problem import CLASSIFICATION, Problem
 
 SIGNATURES = ("serving_default", "serving_raw", "transform_features")
 
 
 def _raw_input_spec(name: str, feature) -> tf.TensorSpec:
-    return tf.TensorSpec([None], feature.dtype, name=name)
+    """A ``serving_raw`` argument: named by the column's safe name (see common.feature_names)."""
+    return tf.TensorSpec([None], feature.dtype, name=safe_name(name))
 
 
 def _to_raw_feature(value: tf.Tensor, feature):
@@ -67,7 +70,7 @@ class ServingModule(tf.Module):
         self.serve_raw = tf.function(self._serve_raw, input_signature=[
             _raw_input_spec(name, config.serving_spec[name]) for name in config.raw_names])
         self.call_transformed = tf.function(self._call_transformed, input_signature=[
-            {name: tf.TensorSpec([None] + list(spec.shape), spec.dtype, name=name)
+            {name: tf.TensorSpec([None] + list(spec.shape), spec.dtype, name=safe_name(name))
              for name, spec in config.input_specs.items()}])
 
     def _outputs(self, transformed) -> dict:
@@ -109,6 +112,12 @@ def save(path: str, model, tft_output, problem: Problem, input_specs: dict) -> S
     signatures = {name: function.get_concrete_function() for name, function in zip(SIGNATURES, functions)}
     tf.saved_model.save(module, path, signatures=signatures)
     return module
+
+
+def raw_feature_entries(raw_spec: dict, label: str) -> list[dict]:
+    """``kubetfx_model.json``'s ``raw_features``: each request feature's name, dtype and ``serving_raw`` input."""
+    return [{"name": name, "dtype": raw_spec[name].dtype.name, "input": safe_name(name)}
+            for name in sorted(raw_spec) if name != label]
 
 
 def describe_signatures(saved_model_dir: str) -> dict:

@@ -8,6 +8,9 @@ Decided from the raw schema, the transform output and the training labels:
   distinct training values -> classification over the sorted distinct values;
 * a float label, or an integer one with more values -> regression (the target is
   standardized for training and de-standardized in the exported model).
+
+``problem_type`` overrides the guess: ``classification`` for integer (or integral float)
+class ids with more than ``MAX_INT_CLASSES`` values, ``regression`` for a small-integer target.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from kubetfx.components.common.errors import ConfigError, InputDataError
 MAX_INT_CLASSES = 20
 MAX_STRING_CLASSES = 1000
 CLASSIFICATION, REGRESSION = "classification", "regression"
+AUTO = "auto"
+PROBLEM_TYPES = (AUTO, CLASSIFICATION, REGRESSION)
 
 
 @dataclasses.dataclass
@@ -70,8 +75,27 @@ def _vocabulary(tfo, name: str | None) -> list[str] | None:
         return [line.rstrip(b"\n").decode("utf-8", "replace") for line in handle]
 
 
-def decide(tfo, label: str, train_labels: np.ndarray, label_vocabulary: str | None) -> Problem:
+def check_problem_type(problem_type: str) -> str:
+    if problem_type not in PROBLEM_TYPES:
+        raise ConfigError(f"problem_type must be one of {', '.join(PROBLEM_TYPES)}, got {problem_type!r}")
+    return problem_type
+
+
+def _classes_from_numbers(label: str, key: str, train_labels: np.ndarray, limit: int) -> Problem | None:
+    """Classification over the distinct (integral) values, or None when they are not few integral numbers."""
+    values = np.unique(train_labels)
+    if len(values) > limit or not np.all(np.equal(np.mod(values, 1), 0)):
+        return None
+    values = values.astype(np.int64)
+    if np.array_equal(values, np.arange(len(values))):
+        return Problem(CLASSIFICATION, label, key, [str(v) for v in values], None)
+    return Problem(CLASSIFICATION, label, key, [str(v) for v in values], [int(v) for v in values])
+
+
+def decide(tfo, label: str, train_labels: np.ndarray, label_vocabulary: str | None,
+           problem_type: str = AUTO) -> Problem:
     """The Problem for ``label`` given the TFTransformOutput and the training label values."""
+    check_problem_type(problem_type)
     transformed_spec = tfo.transformed_feature_spec()
     key = transformed_label_key(label, transformed_spec)
     spec = transformed_spec[key]
@@ -81,6 +105,9 @@ def decide(tfo, label: str, train_labels: np.ndarray, label_vocabulary: str | No
     dtype = spec.dtype.name
     if train_labels.size == 0:
         raise InputDataError("the training split has no examples")
+    if (dtype == "string" or raw_dtype == "string") and problem_type == REGRESSION:
+        raise ConfigError(f"problem_type is regression but label '{label}' holds strings; a regression needs a "
+                          "numeric label (or use problem_type=classification)")
     if dtype == "int64" and raw_dtype == "string":
         vocab = _vocabulary(tfo, label_vocabulary or "label_vocabulary")
         if vocab is None:
@@ -96,12 +123,16 @@ def decide(tfo, label: str, train_labels: np.ndarray, label_vocabulary: str | No
         ordered = [value for value, _ in sorted(zip(values.tolist(), counts.tolist()), key=lambda vc: (-vc[1], vc[0]))]
         names = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in ordered]
         return Problem(CLASSIFICATION, label, key, names, list(ordered))
-    if dtype == "int64":
-        values = np.unique(train_labels)
-        if len(values) <= MAX_INT_CLASSES:
-            if np.array_equal(values, np.arange(len(values))):
-                return Problem(CLASSIFICATION, label, key, [str(v) for v in values], None)
-            return Problem(CLASSIFICATION, label, key, [str(v) for v in values], [int(v) for v in values])
+    if problem_type == CLASSIFICATION:
+        problem = _classes_from_numbers(label, key, train_labels, MAX_STRING_CLASSES)
+        if problem is None:
+            raise ConfigError(f"problem_type is classification but label '{label}' has non-integral values or more "
+                              f"than {MAX_STRING_CLASSES} distinct ones in training; use problem_type=regression")
+        return problem
+    if dtype == "int64" and problem_type == AUTO:
+        problem = _classes_from_numbers(label, key, train_labels, MAX_INT_CLASSES)
+        if problem is not None:
+            return problem
     values = train_labels.astype(np.float64)
     std = float(values.std())
     return Problem(REGRESSION, label, key, [], None, float(values.mean()), std if std > 0 else 1.0)
