@@ -65,7 +65,7 @@ def test_model_info_records_the_contract(trained, penguins):
     counts = penguins["metadata"]["row_counts"]
     assert info["problem_type"] == "classification" and info["label"] == "species"
     assert sorted(info["class_names"]) == sorted(SPECIES)
-    assert info["raw_features"] == [{"name": n, "dtype": d} for n, d in sorted(RAW_INPUTS.items())]
+    assert info["raw_features"] == [{"name": n, "dtype": d, "input": n} for n, d in sorted(RAW_INPUTS.items())]
     assert info["transformed_features"] == sorted(RAW_INPUTS)
     assert info["hyperparameters"] == {**hyperparameters.DEFAULTS, "epochs": 30}
     assert info["seed"] == 42
