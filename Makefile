@@ -22,7 +22,7 @@ export CONTAINERS_CONF
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test compile bench image image-gpu e2e manifests submit schedule deploy clean clean-models
+.PHONY: help install run test compile bench bench-e2e image image-gpu e2e manifests submit schedule deploy clean clean-models
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ test: install ## run the test suite (no containers, no cluster)
 bench: install ## benchmarks on 1,000,000 synthetic rows: data validation, then Transform + Trainer (BENCH_ROWS=...)
 	$(PY) tests/benchmarks/bench_data_validation.py --rows $(BENCH_ROWS)
 	$(PY) tests/benchmarks/bench_model.py --rows $(BENCH_ROWS)
+
+bench-e2e: install ## the penguin pipeline per stage (wall, CPU, imports, peak RSS; median of 3) next to TFX 1.16
+	$(PY) tests/benchmarks/bench_e2e.py --runs 3
 
 # --- containers and clusters ---
 

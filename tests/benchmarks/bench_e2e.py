@@ -1,0 +1,108 @@
+"""Benchmark: the whole penguin pipeline on the embedded default, per stage, next to TFX 1.16.
+
+Runs `kubetfx run penguin` (kfp.local SubprocessRunner, every task a fresh process, as on a
+cluster) with kfp.local's subprocess launcher wrapped to measure each task: wall time, CPU
+time (user + system), peak RSS, and the time spent importing modules (`-X importtime`, the
+top-level imports' cumulative time). The TFX anchor cannot be installed next to us (it needs
+Python 3.10 and protobuf 4): its numbers, measured on this machine kind, are printed beside ours.
+
+Usage: python tests/benchmarks/bench_e2e.py [--runs 3] [--output bench-results/bench_e2e.json]
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+# TFX 1.16 LocalDagRunner, penguin pipeline, caching off, same machine kind (issue #11's table), seconds.
+TFX_PENGUIN = {"example-gen": 1.2, "statistics-gen": 4.6, "schema-gen + example-validator": 0.1, "transform": 28.0,
+               "trainer": 27.0, "evaluator": 5.1, "whole process": (79 + 108) / 2}
+_IMPORT_LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
+_FUNCTION = "--function_to_execute"
+
+MEASURED: list[dict] = []
+
+
+def _task_name(command: list[str]) -> str:
+    if _FUNCTION in command:
+        return command[command.index(_FUNCTION) + 1].replace("_", "-")
+    return "?"
+
+
+def measured_subprocess(full_command, env_vars=None) -> int:
+    """kfp.local's run_local_subprocess, plus wall/CPU/peak RSS (wait4) and import time of the task."""
+    env = {**os.environ, **(env_vars or {}), "PYTHONPROFILEIMPORTTIME": "1"}
+    started = time.time()
+    process = subprocess.Popen(full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               bufsize=1, env=env)
+    import_us = 0
+    for line in iter(process.stdout.readline, ""):
+        match = _IMPORT_LINE.match(line)
+        if match:
+            if len(match.group(3)) == 1:  # a top-level import: its cumulative time includes its children
+                import_us += int(match.group(2))
+            continue
+        print(line, end="")
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    MEASURED.append({"task": _task_name(full_command), "wall_s": time.time() - started,
+                     "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
+                     "import_s": import_us / 1e6})
+    return process.returncode
+
+
+def run_once(root: str) -> dict:
+    from kfp.local import subprocess_task_handler
+
+    from kubetfx.pipelines import local_runner
+    from kubetfx.pipelines.registry import PIPELINES
+
+    subprocess_task_handler.run_local_subprocess = measured_subprocess
+    MEASURED.clear()
+    started = time.time()
+    code = local_runner.run(PIPELINES["penguin"], root=root)
+    whole = time.time() - started
+    if code != local_runner.EXIT_PUSHED:
+        sys.exit(f"the penguin pipeline did not push a model (exit code {code})")
+    return {"tasks": list(MEASURED), "whole_s": whole}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--output", default=os.path.join("bench-results", "bench_e2e.json"))
+    args = parser.parse_args()
+    runs = []
+    for index in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="kubetfx-bench-e2e-") as root:
+            print(f"\n=== run {index + 1} of {args.runs}", flush=True)
+            runs.append(run_once(root))
+    tasks = [t["task"] for t in runs[0]["tasks"]]
+    table = {}
+    for task in tasks:
+        rows = [next(t for t in run["tasks"] if t["task"] == task) for run in runs]
+        table[task] = {key: statistics.median(row[key] for row in rows)
+                       for key in ("wall_s", "cpu_s", "peak_rss_mb", "import_s")}
+    whole = statistics.median(run["whole_s"] for run in runs)
+    print(f"\nPenguin pipeline, kfp.local SubprocessRunner, median of {len(runs)} runs (seconds, MB)")
+    print(f"{'stage':<20}{'wall':>8}{'CPU':>8}{'imports':>9}{'peak RSS':>10}{'TFX 1.16':>10}")
+    for task, row in table.items():
+        anchor = TFX_PENGUIN.get(task)
+        print(f"{task:<20}{row['wall_s']:>8.1f}{row['cpu_s']:>8.1f}{row['import_s']:>9.1f}"
+              f"{row['peak_rss_mb']:>10.0f}{anchor if anchor is not None else '':>10}")
+    ratio = whole / TFX_PENGUIN["whole process"]
+    print(f"{'whole process':<20}{whole:>8.1f}{'':>27}{TFX_PENGUIN['whole process']:>10.1f}"
+          f"   ({ratio:.2f}x TFX's time)")
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as handle:
+        json.dump({"median": table, "whole_s": whole, "runs": runs, "tfx_anchor": TFX_PENGUIN}, handle, indent=2)
+    print(f"\nwritten: {args.output}")
+
+
+if __name__ == "__main__":
+    main()
