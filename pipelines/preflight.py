@@ -173,7 +173,9 @@ def check(inputs: dict, arguments: dict, flag: str = "--set", require_all: bool 
     lets parameters without a value wait for run time.
     """
     from kubetfx.components.common import model_repository
-    from kubetfx.components.example_gen.executor import parse_splits
+    from kubetfx.components.example_gen.executor import (DEFAULT_NULL_VALUES, DEFAULT_STRING_NULL_VALUES,
+                                                         parse_null_values, parse_splits)
+    from kubetfx.components.transform.default_preprocessing import check_numeric_imputation
     from kubetfx.components.pusher import kserve_deploy
     from kubetfx.components.trainer import hyperparameters as hp_lib
     from kubetfx.components.trainer.problem import check_problem_type
@@ -191,6 +193,9 @@ def check(inputs: dict, arguments: dict, flag: str = "--set", require_all: bool 
     model_repository.check_model_name(given("model_name"))
     check_problem_type(given("problem_type"))
     parse_splits(given("splits"))
+    parse_null_values(given("null_values"), "null_values", DEFAULT_NULL_VALUES)
+    parse_null_values(given("string_null_values"), "string_null_values", DEFAULT_STRING_NULL_VALUES)
+    check_numeric_imputation(given("numeric_imputation"))
     for name in ("train_steps", "eval_steps"):
         if given(name) < 0:
             raise ConfigError(f"{flag} {name}: must be 0 or more, got {given(name)}")

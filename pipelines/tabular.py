@@ -33,6 +33,12 @@ PARAMETER_HELP = {
     "problem_type": "auto (string or few-integer label: classification, else regression), classification "
                     "or regression",
     "splits": "split names and weights, e.g. train:8,eval:1,test:1 (hash of each row: reproducible)",
+    "null_values": "CSV fields meaning missing in numeric columns (comma-separated, an empty item is the empty "
+                   "field, or a JSON list; empty: the empty field, NA, N/A, NaN, null and their usual spellings)",
+    "string_null_values": "CSV fields meaning missing in text columns (same format; empty: only the empty field, "
+                          "so a category 'NA' stays a value)",
+    "exclude_splits": "splits SchemaGen leaves out when inferring the schema (comma-separated, e.g. serving)",
+    "numeric_imputation": "built-in preprocessing: what fills a missing number, mean or median of the training data",
     "schema_file": "a curated TFMD schema.pbtxt to validate against instead of the inferred one",
     "fail_on_anomalies": "stop the pipeline when ExampleValidator finds anomalies (true/false)",
     "module_file": "a TFX-style module with preprocessing_fn and run_fn (file path or import path; "
@@ -71,6 +77,10 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
         label_column: str = label,
         problem_type: str = problem_type,
         splits: str = "train:2,eval:1",
+        null_values: str = "",
+        string_null_values: str = "",
+        exclude_splits: str = "",
+        numeric_imputation: str = "mean",
         schema_file: str = "",
         fail_on_anomalies: bool = True,
         module_file: str = "",
@@ -82,16 +92,18 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
         deploy: dict = {},
     ):
         """The parameters are described in PARAMETER_HELP (`kubetfx params`)."""
-        examples = configure(example_gen(input_uri=input_uri, label_column=label_column, splits=splits),
+        examples = configure(example_gen(input_uri=input_uri, label_column=label_column, splits=splits,
+                                         null_values=null_values, string_null_values=string_null_values),
                              "ExampleGen", reads_outside_world=True)  # resolves {SPAN} and globs at run time
         statistics = configure(statistics_gen(examples=examples.outputs["examples"]), "StatisticsGen")
         schema = configure(schema_gen(statistics=statistics.outputs["statistics"], label_column=label_column,
-                                      schema_file=schema_file), "SchemaGen")
+                                      schema_file=schema_file, exclude_splits=exclude_splits), "SchemaGen")
         validation = configure(example_validator(statistics=statistics.outputs["statistics"],
                                                  schema=schema.outputs["schema"],
                                                  fail_on_anomalies=fail_on_anomalies), "ExampleValidator")
         transformed = configure(transform(examples=examples.outputs["examples"], schema=schema.outputs["schema"],
-                                          module_file=module_file, label_column=label_column), "Transform")
+                                          module_file=module_file, label_column=label_column,
+                                          numeric_imputation=numeric_imputation), "Transform")
         transformed.after(validation)  # anomalies stop the pipeline before any training
         trained = configure(trainer(examples=transformed.outputs["transformed_examples"],
                                     transform_graph=transformed.outputs["transform_graph"],

@@ -107,6 +107,104 @@ def test_missing_values_become_absent_features(tmp_path, penguins_raw_table):
     assert missing_sex == penguins_raw_table.column("sex").null_count == 11
 
 
+def all_values(examples_dir, column):
+    """Every value of ``column`` over all splits: a None per example without it, then the values by repr."""
+    values = []
+    for split in layout.list_splits(examples_dir):
+        values += [None if v is None else v[0] for v in examples.read_split(examples_dir, split).column(column)
+                   .to_pylist()]
+    return [v for v in values if v is None] + sorted((v for v in values if v is not None), key=repr)
+
+
+SALES_CSV = ("region,units,price,note\n"
+             "EU,3,1.5,ok\n"
+             "NA,,2.5,null\n"      # North America; units empty; note the word "null"
+             "NA,NA,N/A,\n"         # units and price NA tokens; note empty
+             "APAC,7,null,ok\n"
+             "NA,5,3.0,ok\n")
+
+
+def test_na_stays_a_category_in_text_and_means_missing_in_numbers(tmp_path):
+    (tmp_path / "sales.csv").write_text(SALES_CSV)
+    out = str(tmp_path / "examples")
+    report = tmp_path / "report.md"
+    metadata = executor.run(str(tmp_path / "sales.csv"), out, splits="train:1", report_path=str(report))
+
+    assert metadata["column_types"] == {"region": "string", "units": "integer", "price": "float", "note": "string"}
+    assert all_values(out, "region") == [b"APAC", b"EU", b"NA", b"NA", b"NA"]   # North America kept
+    assert all_values(out, "units") == [None, None, 3, 5, 7]
+    assert all_values(out, "note") == [None, b"null", b"ok", b"ok", b"ok"]      # only the empty field is missing
+    assert metadata["missing_values"] == {"units": {"": 1, "NA": 1}, "price": {"N/A": 1, "null": 1},
+                                          "note": {"": 1}}
+    assert metadata["na_like_values_kept"] == {"region": {"NA": 3}, "note": {"null": 1}}
+    assert metadata["null_values"] == list(executor.DEFAULT_NULL_VALUES)
+    assert metadata["string_null_values"] == [""]
+    text = report.read_text()
+    assert "## Missing values" in text
+    assert "| `units` | integer | 2 | 40.0% | empty field × 1, `NA` × 1 |" in text
+    assert "Text column `region` keeps `NA` × 3 as values" in text and "string_null_values" in text
+
+
+def test_missing_tokens_are_configurable(tmp_path):
+    (tmp_path / "sales.csv").write_text(SALES_CSV + "EU,-999,4.0,ok\n")
+    out = str(tmp_path / "examples")
+    metadata = executor.run(str(tmp_path / "sales.csv"), out, splits="train:1", string_null_values=",NA,null",
+                            null_values='["", "NA", "N/A", "null", "-999"]')
+    assert all_values(out, "region") == [None, None, None, b"APAC", b"EU", b"EU"]
+    assert all_values(out, "units") == [None, None, None, 3, 5, 7]
+    assert metadata["missing_values"]["region"] == {"NA": 3}
+    assert metadata["missing_values"]["units"] == {"": 1, "-999": 1, "NA": 1}
+    assert metadata["missing_values"]["note"] == {"": 1, "null": 1}
+    assert metadata["na_like_values_kept"] == {}
+
+    # No token at all: an empty field is not a number, so the column stays text and keeps every field.
+    metadata = executor.run(str(tmp_path / "sales.csv"), str(tmp_path / "none"), splits="train:1",
+                            null_values="[]", string_null_values="[]")
+    assert metadata["column_types"]["units"] == "string" and metadata["missing_values"] == {}
+    assert all_values(str(tmp_path / "none"), "note") == [b"", b"null", b"ok", b"ok", b"ok", b"ok"]
+
+
+def test_nan_is_a_float_value_when_not_a_missing_token(tmp_path):
+    (tmp_path / "x.csv").write_text("id,x\n1,1.5\n2,nan\n3,\n4,2.5\n")
+    default = executor.run(str(tmp_path / "x.csv"), str(tmp_path / "a"), splits="train:1")
+    assert default["missing_values"] == {"x": {"": 1, "nan": 1}}
+    only_empty = executor.run(str(tmp_path / "x.csv"), str(tmp_path / "b"), splits="train:1", null_values=",")
+    assert only_empty["missing_values"] == {"x": {"": 1}}
+    values = all_values(str(tmp_path / "b"), "x")
+    assert values[0] is None and values[1:3] == [1.5, 2.5] and np.isnan(values[3])
+
+
+def test_a_column_without_values_in_one_file_takes_the_type_of_the_others(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "1.csv").write_text("id,mass,region\n1,3750,EU\n2,3800,NA\n")
+    (tmp_path / "d" / "2.csv").write_text("id,mass,region\n3,NA,NA\n4,,NA\n")
+    metadata = executor.run(str(tmp_path / "d"), str(tmp_path / "out"), splits="train:1")
+    assert metadata["column_types"]["mass"] == "integer" and metadata["column_types"]["region"] == "string"
+    assert metadata["missing_values"] == {"mass": {"": 1, "NA": 1}}
+    assert all_values(str(tmp_path / "out"), "region") == [b"EU", b"NA", b"NA", b"NA"]
+    # Only missing tokens in every file: text (a column of "NA" is the category NA).
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "1.csv").write_text("id,flag\n1,NA\n2,NA\n")
+    metadata = executor.run(str(tmp_path / "e"), str(tmp_path / "out2"), splits="train:1")
+    assert metadata["column_types"]["flag"] == "string" and metadata["missing_values"] == {}
+
+
+def test_parquet_and_tfrecord_nulls_are_counted(tmp_path, penguins_raw_table):
+    parquet = str(tmp_path / "raw.parquet")
+    pq.write_table(penguins_raw_table, parquet)
+    metadata = executor.run(parquet, str(tmp_path / "a"))
+    assert metadata["missing_values"]["sex"] == {executor.NATIVE_NULL: 11}
+    assert metadata["missing_values"]["bill_length_mm"] == {executor.NATIVE_NULL: 2}
+    again = executor.run(os.path.join(str(tmp_path / "a"), "Split-*", "*.gz"), str(tmp_path / "b"))
+    assert again["missing_values"]["sex"] == {executor.NATIVE_NULL: 11}
+
+
+@pytest.mark.parametrize("value, match", [("[1, 2]", "null_values must be a JSON list of strings"),
+                                          ("[\"NA\"", "null_values: not a valid JSON list")])
+def test_bad_null_values(tmp_path, penguins_csv, value, match):
+    assert_fails_cleanly(tmp_path, penguins_csv, match, ConfigError, null_values=value)
+
+
 def test_partition_column_keeps_groups_together(tmp_path, penguins_csv):
     out = str(tmp_path / "examples")
     executor.run(penguins_csv, out, partition_column="body_mass_g", splits={"train": 1, "eval": 1})

@@ -44,3 +44,19 @@ def test_a_failing_tasks_own_error_ends_the_console_output(capsys, tmp_path, pro
     assert tail[1].startswith("  trainer: kubetfx: ConfigError: run_fn 'run_fn' of module")
     assert "ValueError: the learning rate schedule is empty" in tail[1]
     assert tail[2].startswith("Full log: ")
+
+
+def test_example_gen_records_tensorflow_names_and_refuses_colliding_columns(tmp_path):
+    from kubetfx.components.common.errors import InputDataError
+    from kubetfx.components.example_gen import executor as example_gen
+
+    data = tmp_path / "iris.csv"
+    data.write_text("sepal length (cm),Total.Phenols,target\n" + "".join(f"{i}.5,{i},{i % 3}\n" for i in range(30)))
+    metadata = example_gen.run(str(data), str(tmp_path / "examples"), label_column="target")
+    assert metadata["tensorflow_names"] == {"sepal length (cm)": "sepal_length_cm", "Total.Phenols": "Total_Phenols"}
+    assert metadata["columns"] == ["sepal length (cm)", "Total.Phenols", "target"]  # the data keeps its names
+    clash = tmp_path / "clash.csv"
+    clash.write_text("a b,a_b,y\n1,2,3\n4,5,6\n")
+    with pytest.raises(InputDataError, match="columns 'a b' and 'a_b' of .*clash.csv both become 'a_b'"):
+        example_gen.run(str(clash), str(tmp_path / "clash-examples"), label_column="y")
+    assert not (tmp_path / "clash-examples").exists()

@@ -8,7 +8,7 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from kubetfx.components.common import tfmd
-from kubetfx.components.common.errors import ConfigError, InputDataError
+from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.schema_gen import executor
 from kubetfx.components.statistics_gen import executor as statistics_gen
 
@@ -43,7 +43,7 @@ def test_inferred_penguin_schema(penguin_statistics, tmp_path):
     output_dir = str(tmp_path / "schema")
     report_path = str(tmp_path / "schema.md")
     metadata = executor.run(penguin_statistics, output_dir, report_path=report_path, label_column="species")
-    assert metadata == {"tfx_type": "Schema", "features": 8, "source": "inferred:train"}
+    assert metadata == {"tfx_type": "Schema", "features": 8, "source": "inferred:eval,train"}
     assert os.listdir(output_dir) == ["schema.pbtxt"]
     schema = tfmd.read_schema(output_dir)
     features = _features(schema)
@@ -72,7 +72,7 @@ def test_inferred_penguin_schema(penguin_statistics, tmp_path):
     assert all(not f.not_in_environment for n, f in features.items() if n != "species")
 
     text = open(report_path, encoding="utf-8").read()
-    assert "split `train`" in text
+    assert "split(s) `eval`, `train` (433 examples together)" in text
     for name in features:
         assert f"`{name}`" in text
     assert "Biscoe, Dream, Torgersen" in text and "not in SERVING" in text
@@ -107,12 +107,62 @@ def test_negative_values_get_no_domain(make_statistics, tmp_path):
     table = pa.table({"temperature": pa.array([-3.5, 0.0, 12.25, 20.0]), "delta": pa.array([-2, 5, 7, 1]),
                       "count": pa.array([0, 5, 7, 1]), "weight": pa.array([0.0, 0.5, 3.0, 2.0])})
     statistics_dir = make_statistics({"eval": table})
-    executor.run(statistics_dir, str(tmp_path / "schema"), split="eval")
+    executor.run(statistics_dir, str(tmp_path / "schema"))
     features = _features(tfmd.read_schema(str(tmp_path / "schema")))
     assert features["temperature"].WhichOneof("domain_info") is None
     assert features["delta"].WhichOneof("domain_info") is None
     assert features["count"].WhichOneof("domain_info") == "int_domain" and features["count"].int_domain.min == 0
     assert features["weight"].WhichOneof("domain_info") == "float_domain"
+
+
+def test_presence_and_shape_come_from_every_split(make_statistics, penguins_table, tmp_path):
+    """A few missing values make a feature optional wherever the split hash put them."""
+    complete = penguins_table.slice(0, 200)
+    with_gaps = penguins_table.slice(200, 100)
+    gaps = pa.array([None if i % 10 == 0 else v for i, v in enumerate(with_gaps["body_mass_g"].to_pylist())],
+                    pa.int64())
+    with_gaps = with_gaps.set_column(with_gaps.schema.get_field_index("body_mass_g"), "body_mass_g", gaps)
+    schemas = {}
+    for case, splits in {"gaps in eval": {"train": complete, "eval": with_gaps},
+                         "gaps in train": {"train": with_gaps, "eval": complete}}.items():
+        executor.run(make_statistics(splits), str(tmp_path / case), label_column="species")
+        schemas[case] = tfmd.read_schema(str(tmp_path / case))
+    assert schemas["gaps in eval"] == schemas["gaps in train"]
+    body_mass = _features(schemas["gaps in eval"])["body_mass_g"]
+    assert not body_mass.presence.HasField("min_fraction") and body_mass.presence.min_count == 1
+    assert not body_mass.HasField("shape") and (body_mass.value_count.min, body_mass.value_count.max) == (1, 1)
+    assert _features(schemas["gaps in eval"])["bill_length_mm"].presence.min_fraction == 1.0
+
+    # TFX's exclude_splits leaves a split out: from train alone body_mass_g is complete again.
+    executor.run(make_statistics({"train": complete, "eval": with_gaps}), str(tmp_path / "train only"),
+                 exclude_splits="eval")
+    assert _features(tfmd.read_schema(str(tmp_path / "train only")))["body_mass_g"].presence.min_fraction == 1.0
+
+
+def test_domains_and_types_cover_every_split(make_statistics, tmp_path):
+    train = pa.table({"colour": ["red", "blue", "red"], "size": pa.array([1, 2, 3]), "only_eval": [None, None, None]})
+    evaluation = pa.table({"colour": ["green", "red", "red"], "size": pa.array([0.5, 2.0, -1.0]),
+                           "only_eval": ["x", "y", "x"]})
+    executor.run(make_statistics({"train": train, "eval": evaluation}), str(tmp_path / "schema"))
+    schema = tfmd.read_schema(str(tmp_path / "schema"))
+    features = _features(schema)
+    assert {d.name: list(d.value) for d in schema.string_domain} == {"colour": ["blue", "green", "red"],
+                                                                    "only_eval": ["x", "y"]}
+    assert features["size"].type == schema_pb2.FLOAT  # INT in train, FLOAT in eval
+    assert features["size"].WhichOneof("domain_info") is None  # eval has -1.0
+    # Absent from every train example: present in 3 of 6, so optional.
+    assert not features["only_eval"].presence.HasField("min_fraction") and not features["only_eval"].HasField("shape")
+
+
+def test_infinite_values_are_named_but_not_rejected(make_statistics, tmp_path):
+    table = pa.table({"ratio": pa.array([1.5, 2.5, float("inf")]), "count": pa.array([1, 2, 3])})
+    report_path = str(tmp_path / "schema.md")
+    executor.run(make_statistics({"train": table}), str(tmp_path / "schema"), report_path=report_path)
+    ratio = _features(tfmd.read_schema(str(tmp_path / "schema")))["ratio"]
+    assert ratio.WhichOneof("domain_info") == "float_domain" and not ratio.float_domain.disallow_inf  # as TFDV
+    text = open(report_path, encoding="utf-8").read()
+    assert "`ratio` has infinite values (min 1.5, max inf)" in text and "disallow_inf: true" in text
+    assert "`count` has infinite" not in text
 
 
 def test_imported_schema_round_trip(penguin_statistics, tmp_path):
@@ -166,8 +216,10 @@ def test_label_column_missing(penguin_statistics, tmp_path):
 
 
 def test_missing_inputs(penguin_statistics, tmp_path):
-    with pytest.raises(InputDataError, match="'test'"):
-        executor.run(penguin_statistics, str(tmp_path / "out"), split="test")
+    with pytest.raises(ConfigError, match=r"exclude_splits names \['test'\], not splits of .*splits: eval, train"):
+        executor.run(penguin_statistics, str(tmp_path / "out"), exclude_splits="test")
+    with pytest.raises(ConfigError, match="leaves no split"):
+        executor.run(penguin_statistics, str(tmp_path / "out"), exclude_splits=["train", "eval"])
     with pytest.raises(ConfigError, match="schema_file"):
         executor.run(None, str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()

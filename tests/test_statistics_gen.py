@@ -249,6 +249,39 @@ def test_multivalent_nan_and_bytes_features(tmp_path):
     assert "`blobs`" in open(tmp_path / "report.md", encoding="utf-8").read()
 
 
+def test_infinities_from_a_csv_reach_the_statistics(tmp_path):
+    """`printf 'x\\n1.5\\n2.5\\ninf\\n'` through the real ExampleGen: max = inf, as TFDV writes it."""
+    from kubetfx.components.example_gen import executor as example_gen
+
+    (tmp_path / "data.csv").write_text("x,y\n1.5,-inf\n2.5,1\ninf,2\n-inf,inf\n3.5,nan\n")
+    example_gen.run(str(tmp_path / "data.csv"), str(tmp_path / "examples"), splits="train:1", null_values=",")
+    report_path = str(tmp_path / "report.md")
+    executor.run(str(tmp_path / "examples"), str(tmp_path / "out"), report_path=report_path)
+    features = _features(tfmd.read_statistics(str(tmp_path / "out"), "train").datasets[0])
+
+    x, y = features["x"].num_stats, features["y"].num_stats
+    assert (x.min, x.max, x.median) == (-np.inf, np.inf, 2.5)
+    assert np.isnan(x.mean) and np.isnan(x.std_dev)  # +inf and -inf: no mean
+    assert (y.min, y.max) == (-np.inf, np.inf) and _histogram(y, STANDARD).num_nan == 1
+    standard = [(b.low_value, b.high_value, b.sample_count) for b in _histogram(x, STANDARD).buckets]
+    # TFDV's layout: [-inf, -inf], ten equal-width buckets over the finite values, [inf, inf].
+    assert standard[0] == (-np.inf, -np.inf, 1) and standard[-1] == (np.inf, np.inf, 1)
+    assert len(standard) == 12 and (standard[1][0], standard[-2][1]) == (1.5, 3.5)
+    assert sum(count for _, _, count in standard[1:-1]) == 3
+    quantiles = [(b.low_value, b.high_value) for b in _histogram(x, QUANTILES).buckets]
+    assert quantiles[0][0] == -np.inf and quantiles[-1][1] == np.inf
+    assert not any(np.isnan(bound) for bucket in quantiles for bound in bucket)
+    row = next(line for line in open(report_path, encoding="utf-8") if line.startswith("| `x` |"))
+    assert "| -inf |" in row and "| inf |" in row and "(1 -inf, 1 +inf)" in row
+
+    # Only +inf on top of finite values: the mean is +inf, min stays finite.
+    (tmp_path / "one.csv").write_text("x\n1.5\n2.5\ninf\n")
+    example_gen.run(str(tmp_path / "one.csv"), str(tmp_path / "examples-one"), splits="train:1")
+    executor.run(str(tmp_path / "examples-one"), str(tmp_path / "out-one"))
+    one = _features(tfmd.read_statistics(str(tmp_path / "out-one"), "train").datasets[0])["x"].num_stats
+    assert (one.min, one.max, one.mean, one.median) == (1.5, np.inf, np.inf, 2.5)
+
+
 def test_many_string_values_are_capped(tmp_path):
     values = [[f"v{i:05d}".encode()] * (1 + i % 3) for i in range(1500)]
     batch = pa.RecordBatch.from_arrays([pa.array(values, pa.large_list(pa.large_binary()))], ["token"])

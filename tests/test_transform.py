@@ -172,6 +172,7 @@ def test_default_plan_is_derived_from_the_schema(penguins):
     assert plan["species"]["transform"] == "label_vocabulary" and plan["species"]["vocabulary"] == "label_vocabulary"
     assert plan["island"]["vocabulary"] == "vocab_island" and plan["island"]["num_oov_buckets"] == 1
     assert plan["body_mass_g"]["transform"] == "z_score" and plan["body_mass_g"]["dtype"] == "float32"
+    assert all(step["impute"] is None for step in plan.values())  # complete data: every feature has shape [1]
     numeric_label = default_preprocessing.plan(schema, "body_mass_g")
     assert numeric_label["body_mass_g"]["transform"] == "identity"
     assert numeric_label["body_mass_g"]["dtype"] == "int64"
@@ -198,12 +199,33 @@ def test_tfx_penguin_module_preprocessing_fn(tfx_penguins):
 
 
 def test_beam_pipeline_args_parsing():
-    assert executor.parse_beam_args(None) == ["--runner=DirectRunner", "--direct_num_workers=1"]
+    local = ["--runner=FnApiRunner", "--direct_num_workers=1"]
+    assert executor.parse_beam_args(None) == executor.parse_beam_args([]) == local
+    # A runner named by the user: their flags, as given.
     assert executor.parse_beam_args(["--runner=FlinkRunner"]) == ["--runner=FlinkRunner"]
-    assert executor.parse_beam_args('["--a=1", "--b=2"]') == ["--a=1", "--b=2"]
-    assert executor.parse_beam_args("--a=1 --b='x y'") == ["--a=1", "--b=x y"]
+    assert executor.parse_beam_args('["--runner=DirectRunner", "--b=2"]') == ["--runner=DirectRunner", "--b=2"]
+    # No runner: the local defaults fill in what the user did not set.
+    assert executor.parse_beam_args("--a=1 --b='x y'") == local + ["--a=1", "--b=x y"]
+    assert executor.parse_beam_args(["--direct_num_workers=4"]) == ["--runner=FnApiRunner", "--direct_num_workers=4"]
     with pytest.raises(ConfigError, match="beam_pipeline_args must be a list of strings"):
         executor.parse_beam_args([1, 2])
+
+
+def test_local_run_never_tries_to_download_prism(penguins, tmp_path, monkeypatch):
+    """Beam's DirectRunner first downloads and starts the Prism binary; the local default must not."""
+    from apache_beam.runners.portability import prism_runner
+
+    attempts = []
+
+    def no_prism(runner, pipeline, options):
+        attempts.append(options)
+        raise RuntimeError("Unable to fetch remote prism binary (no network in this test)")
+
+    monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", no_prism)
+    metadata = executor.run(penguins["examples"], penguins["schema"], str(tmp_path / "g"), str(tmp_path / "t"),
+                            label_column="species")
+    assert attempts == [] and metadata["beam_pipeline_args"] == executor.DEFAULT_BEAM_ARGS
+    assert metadata["row_counts"] == penguins["metadata"]["row_counts"]
 
 
 def _write_module(tmp_path, source: str, name: str = "user_module.py") -> str:
@@ -268,6 +290,22 @@ def test_missing_split_and_bad_splits_to_analyze(penguins, tmp_path):
                      splits_to_analyze=["test"])
     with pytest.raises(InputDataError, match="does not exist"):
         executor.run(str(tmp_path / "nothing"), penguins["schema"], str(tmp_path / "g"), str(tmp_path / "t"))
+
+
+def test_a_feature_without_any_training_value_is_an_error(make_examples_artifact, tmp_path):
+    """No mean to impute from: TFT's analyzers would silently give 0."""
+    from kubetfx.components.schema_gen import executor as schema_gen
+    from kubetfx.components.statistics_gen import executor as statistics_gen
+
+    train = pa.table({"score": pa.array([None] * 6, pa.float64()), "size": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+    evaluation = pa.table({"score": [0.5, 1.5], "size": [2.0, 3.0]})
+    examples_dir = make_examples_artifact({"train": train, "eval": evaluation})
+    statistics_gen.run(examples_dir, str(tmp_path / "statistics"))
+    schema_gen.run(str(tmp_path / "statistics"), str(tmp_path / "schema"))
+    with pytest.raises(InputDataError, match=r"feature\(s\) 'score' have no value in any of the 6 examples of "
+                                             r"split 'train' analyzed.*Drop the column"):
+        executor.run(examples_dir, str(tmp_path / "schema"), str(tmp_path / "g"), str(tmp_path / "t"))
+    assert not os.path.exists(tmp_path / "g") and not os.path.exists(tmp_path / "t")
 
 
 def test_import_costs_nothing_heavy():

@@ -2,12 +2,20 @@
 
 Splits are assigned by a 64-bit hash of each row (or of a partition column), so
 re-running on the same data gives byte-identical files, and adding rows never
-moves existing rows between splits. No TensorFlow import: tfx-bsl's C++ coder
-serializes the examples.
+moves existing rows between splits. No TensorFlow import: the examples are
+serialized by vectorized Arrow code.
+
+Which CSV fields mean "missing" is explicit and set per column kind: in columns
+that parse as numbers (or booleans/dates) the ``null_values`` tokens (default:
+the empty field and the usual NA/NaN/null spellings), in text columns the
+``string_null_values`` tokens (default: only the empty field), so a real
+category "NA" (North America) stays a value. Every value treated as missing is
+counted per column and token in the metadata and the report.
 """
 
 import codecs
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -19,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 
-from kubetfx.components.common import examples, fileio, layout, provenance, report, storage, tfrecord
+from kubetfx.components.common import examples, feature_names, fileio, layout, provenance, report, storage, tfrecord
 from kubetfx.components.common.errors import ConfigError, InputDataError
 
 DEFAULT_SPLITS = {"train": 2.0, "eval": 1.0}
@@ -29,6 +37,14 @@ MAX_SHARDS = 16
 HASH_ALGORITHM = "blake2b-64 per value, splitmix64 row mix over sorted column names"
 _SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _NULL_HASH = np.uint64(0x9E3779B97F4A7C15)
+# CSV fields that mean "missing" in columns that parse as numbers (booleans, dates): the empty field and the
+# NA/NaN/null spellings (pyarrow's list; over any of them a numeric column would otherwise become text).
+DEFAULT_NULL_VALUES = ("", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "#N/A",
+                       "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN")
+# CSV fields that mean "missing" in text columns: only the empty field, so "NA" (North America) stays a value.
+DEFAULT_STRING_NULL_VALUES = ("",)
+# The "token" under which missing values of Parquet/TFRecord input (real nulls) are counted.
+NATIVE_NULL = "(null)"
 
 
 # ---------------------------------------------------------------------------
@@ -61,6 +77,35 @@ def parse_splits(splits) -> dict[str, float]:
     if len(result) < 1:
         raise ConfigError("splits: give at least one split")
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class MissingTokens:
+    """The CSV fields that mean "missing": ``numeric`` in columns that parse as numbers, ``string`` in text."""
+    numeric: tuple[str, ...] = DEFAULT_NULL_VALUES
+    string: tuple[str, ...] = DEFAULT_STRING_NULL_VALUES
+
+
+def parse_null_values(value, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Tokens from a JSON list (``'["", "NA"]'``), a list, or a comma-separated string where an
+    empty item is the empty field (``',NA'`` = the empty field and NA). Unset (None or "") gives
+    ``default``; ``'[]'`` means no field is missing."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return tuple(default)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"{name}: not a valid JSON list of strings ({err}); "
+                                  f"example: '[\"\", \"NA\"]'") from None
+        else:
+            value = [token.strip() for token in text.split(",")]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(token, str) for token in value):
+        raise ConfigError(f"{name} must be a JSON list of strings like '[\"\", \"NA\"]' or comma-separated "
+                          f"tokens like ',NA' (an empty item is the empty field), got {value!r}")
+    return tuple(dict.fromkeys(value))
 
 
 def detect_format(files: list[str], input_format: str) -> str:
@@ -117,7 +162,38 @@ def _diagnose_csv(path: str, data: bytes, encoding: str) -> str | None:
     return None
 
 
-def _read_csv(path: str, data: bytes, encoding: str) -> pa.Table:
+def _parse_csv(path: str, data: bytes, encoding: str, convert_options) -> pa.Table:
+    import pyarrow.csv as pacsv
+
+    read_options = pacsv.ReadOptions(encoding=encoding) if codecs.lookup(encoding).name != "utf-8" \
+        else pacsv.ReadOptions()
+    try:
+        table = pacsv.read_csv(pa.BufferReader(data), read_options=read_options,
+                               parse_options=pacsv.ParseOptions(delimiter="\t" if path.endswith(".tsv") else ","),
+                               convert_options=convert_options)
+    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
+        raise InputDataError(_diagnose_csv(path, data, encoding) or f"{path}: cannot parse CSV: {err}") from None
+    if any(pa.types.is_binary(field.type) for field in table.schema):  # Arrow's fallback for invalid UTF-8
+        raise InputDataError(_diagnose_csv(path, data, encoding)
+                             or f"{path}: column(s) {[f.name for f in table.schema if pa.types.is_binary(f.type)]} "
+                                f"are not valid {encoding}")
+    return table
+
+
+@dataclasses.dataclass
+class _CsvFile:
+    """One parsed CSV file: typed columns, and the raw text of the columns where missing tokens matter."""
+    path: str
+    table: pa.Table
+    raw: dict[str, pa.ChunkedArray]  # non-text columns with nulls, and columns with no value at all
+
+
+def _read_csv(path: str, data: bytes, encoding: str, tokens: MissingTokens) -> _CsvFile:
+    """Parse with the numeric tokens as nulls and text kept verbatim (text tokens are applied later).
+
+    The raw text of non-text columns with nulls is read again (only then: no cost on complete data)
+    to count which token each missing value was.
+    """
     import pyarrow.csv as pacsv
 
     if not data.strip():
@@ -125,18 +201,85 @@ def _read_csv(path: str, data: bytes, encoding: str) -> pa.Table:
     if path.lower().endswith(".gz"):
         import gzip
         data = gzip.decompress(data)
-    read_options = pacsv.ReadOptions(encoding=encoding) if codecs.lookup(encoding).name != "utf-8" \
-        else pacsv.ReadOptions()
-    try:
-        table = pacsv.read_csv(pa.BufferReader(data), read_options=read_options,
-                               parse_options=pacsv.ParseOptions(delimiter="\t" if path.endswith(".tsv") else ","),
-                               convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
-    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
-        raise InputDataError(_diagnose_csv(path, data, encoding) or f"{path}: cannot parse CSV: {err}") from None
-    if any(pa.types.is_binary(field.type) for field in table.schema):  # Arrow's fallback for invalid UTF-8
-        raise InputDataError(_diagnose_csv(path, data, encoding)
-                             or f"{path}: column(s) {[f.name for f in table.schema if pa.types.is_binary(f.type)]} "
-                                f"are not valid {encoding}")
+    table = _parse_csv(path, data, encoding, pacsv.ConvertOptions(null_values=list(tokens.numeric),
+                                                                   strings_can_be_null=False))
+    needs_raw = [field.name for field in table.schema
+                 if not _is_text(field.type) and table.column(field.name).null_count]
+    raw = {}
+    if needs_raw:
+        text = _parse_csv(path, data, encoding, pacsv.ConvertOptions(
+            include_columns=needs_raw, column_types={name: pa.string() for name in needs_raw},
+            strings_can_be_null=False, quoted_strings_can_be_null=False))
+        raw = {name: text.column(name) for name in needs_raw}
+    return _CsvFile(path, table, raw)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _token_counts(values: pa.ChunkedArray | pa.Array) -> dict[str, int]:
+    """Token -> occurrences, most frequent first (ties by token), for the metadata and the report."""
+    import pyarrow.compute as pc
+
+    counts = pc.value_counts(values)
+    pairs = zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
+    return dict(sorted(pairs, key=lambda item: (-item[1], item[0])))
+
+
+def _add_counts(target: dict[str, dict[str, int]], column: str, counts: dict[str, int]) -> None:
+    if counts:
+        merged = target.setdefault(column, {})
+        for token, count in counts.items():
+            merged[token] = merged.get(token, 0) + count
+
+
+def _resolve_csv_columns(files: list[_CsvFile], missing: dict[str, dict[str, int]]) -> list[tuple[str, pa.Table]]:
+    """Decide, per column, numbers or text; count the numeric tokens that became missing.
+
+    A column with no value in one file (every field a missing token) takes its type from the other
+    files; with no value in any file it is text, so a column of only "NA" keeps "NA" as a value.
+    """
+    text_columns = set()
+    for name in files[0].table.column_names:
+        kinds = [f.table.schema.field(name).type for f in files if name in f.table.column_names]
+        if any(_is_text(kind) for kind in kinds) or all(pa.types.is_null(kind) for kind in kinds):
+            text_columns.add(name)
+    tables = []
+    for csv_file in files:
+        table = csv_file.table
+        for name, raw in csv_file.raw.items():
+            if name in text_columns and pa.types.is_null(table.schema.field(name).type):
+                table = table.set_column(table.schema.get_field_index(name), name, raw)
+            elif name not in text_columns:
+                _add_counts(missing, name, _token_counts(raw.filter(table.column(name).is_null())))
+        tables.append((csv_file.path, table))
+    return tables
+
+
+def _apply_string_tokens(table: pa.Table, tokens: MissingTokens, missing: dict[str, dict[str, int]],
+                         kept: dict[str, dict[str, int]]) -> pa.Table:
+    """Null the text fields that are ``tokens.string``; record NA-like values kept as text in ``kept``.
+
+    One look-up per column finds both; the common case (no such field) costs nothing more.
+    """
+    import pyarrow.compute as pc
+
+    string_tokens = set(tokens.string)
+    either = pa.array(list(dict.fromkeys(tokens.string + tokens.numeric)), pa.string())
+    for index, field in enumerate(table.schema):
+        if not _is_text(field.type) or not len(either):
+            continue
+        column = table.column(index)
+        found = pc.is_in(column, value_set=either)
+        if not pc.any(found).as_py():
+            continue
+        counts = _token_counts(column.filter(found))
+        _add_counts(missing, field.name, {t: n for t, n in counts.items() if t in string_tokens})
+        _add_counts(kept, field.name, {t: n for t, n in counts.items() if t not in string_tokens})
+        if field.name in missing:
+            is_missing = pc.is_in(column, value_set=pa.array(tokens.string, pa.string()))
+            table = table.set_column(index, field.name, pc.if_else(is_missing, pa.scalar(None, field.type), column))
     return table
 
 
@@ -284,42 +427,74 @@ def _write_split(pool, directory: str, records_for_split, rows: int, num_shards:
 # Entry point
 
 
-def _load(files: list[str], input_format: str, encoding: str):
-    """Read every file; returns (table or None, records or None, fingerprint)."""
+@dataclasses.dataclass
+class _Loaded:
+    table: pa.Table | None                 # CSV / Parquet input
+    records: list[bytes] | None            # TFRecord input
+    fingerprint: str
+    missing: dict[str, dict[str, int]]     # column -> token -> values treated as missing
+    kept: dict[str, dict[str, int]]        # text column -> NA-like token -> values kept as text
+
+
+def _count_native_nulls(table: pa.Table | pa.RecordBatch, missing: dict[str, dict[str, int]]) -> None:
+    """Parquet nulls and absent TFRecord features: missing without a token."""
+    for name in table.schema.names:
+        nulls = table.column(table.schema.get_field_index(name)).null_count
+        if nulls:
+            _add_counts(missing, name, {NATIVE_NULL: nulls})
+
+
+def _load(files: list[str], input_format: str, encoding: str, tokens: MissingTokens) -> _Loaded:
+    """Read every file into one table (or the records of TFRecord input)."""
     fingerprint = provenance.ContentFingerprint()
+    csv_files: list[_CsvFile] = []
     tables = []
     records: list[bytes] = []
     for path in files:
         data = storage.read_bytes(path)
         fingerprint.add(data)
         if input_format == "csv":
-            tables.append((path, _read_csv(path, data, encoding)))
+            csv_files.append(_read_csv(path, data, encoding, tokens))
         elif input_format == "parquet":
             tables.append((path, _read_parquet(path, data)))
         else:
             if not data:
                 raise InputDataError(f"{path} is empty (0 bytes)")
             records.extend(tfrecord.decode_file(data, source=path))
+    missing: dict[str, dict[str, int]] = {}
+    kept: dict[str, dict[str, int]] = {}
     if input_format == "tfrecord":
-        return None, records, fingerprint.value()
-    return _unify(tables), None, fingerprint.value()
+        return _Loaded(None, records, fingerprint.value(), missing, kept)
+    if input_format == "csv":
+        table = _apply_string_tokens(_unify(_resolve_csv_columns(csv_files, missing)), tokens, missing, kept)
+    else:
+        table = _unify(tables)
+        _count_native_nulls(table, missing)
+    ordered = {name: missing[name] for name in table.column_names if name in missing}
+    return _Loaded(table, None, fingerprint.value(), ordered, kept)
 
 
 def run(input_uri: str, output_dir: str, *, splits=None, partition_column: str = "", label_column: str = "",
         input_format: str = "auto", encoding: str = "utf-8", num_shards: int = 0,
-        report_path: str | None = None) -> dict:
+        null_values=None, string_null_values=None, report_path: str | None = None) -> dict:
     """Read ``input_uri`` and write a TFX-layout Examples artifact to ``output_dir``.
 
-    Returns the artifact metadata (split names, span, row counts, columns, fingerprint).
+    ``null_values`` / ``string_null_values``: the CSV fields that mean "missing" in numeric /
+    text columns (see :func:`parse_null_values`; unset: ``DEFAULT_NULL_VALUES`` /
+    ``DEFAULT_STRING_NULL_VALUES``). Returns the artifact metadata (split names, span, row
+    counts, columns, fingerprint, missing values per column and token).
     """
     split_weights = parse_splits(splits)
+    tokens = MissingTokens(parse_null_values(null_values, "null_values", DEFAULT_NULL_VALUES),
+                           parse_null_values(string_null_values, "string_null_values", DEFAULT_STRING_NULL_VALUES))
     try:
         codecs.lookup(encoding)
     except LookupError:
         raise ConfigError(f"encoding '{encoding}' is not a known text encoding") from None
     files, span = storage.resolve_input(input_uri)
     fmt = detect_format(files, input_format)
-    table, records, fingerprint = _load(files, fmt, encoding)
+    loaded = _load(files, fmt, encoding, tokens)
+    table, records, fingerprint = loaded.table, loaded.records, loaded.fingerprint
 
     if table is not None:
         for name in table.column_names:
@@ -335,8 +510,12 @@ def run(input_uri: str, output_dir: str, *, splits=None, partition_column: str =
         columns = sorted(decoded.schema.names)
         column_types = {name: str(decoded.schema.field(name).type.value_type) for name in columns}
         num_rows = len(records)
+        _count_native_nulls(decoded, loaded.missing)
 
     where = files[0] if len(files) == 1 else f"{len(files)} files under {input_uri}"
+    # Columns keep their names; where TensorFlow needs an identifier, feature_names.safe_name is used.
+    # Two columns that would share one is an error now, not a crash in the Trainer's export.
+    tensorflow_names = {c: s for c, s in feature_names.safe_names(columns, where).items() if c != s}
     if num_rows == 0:
         raise InputDataError(f"{where}: no data rows (only a header?)")
     for role, name in (("label_column", label_column), ("partition_column", partition_column)):
@@ -381,11 +560,16 @@ def run(input_uri: str, output_dir: str, *, splits=None, partition_column: str =
         "payload_format": "FORMAT_TF_EXAMPLE",
         "row_counts": row_counts,
         "columns": columns,
+        "tensorflow_names": tensorflow_names,
         "column_types": column_types,
         "input_files": files,
         "input_format": fmt,
         "input_fingerprint": fingerprint,
         "split_weights": split_weights,
+        "null_values": list(tokens.numeric),
+        "string_null_values": list(tokens.string),
+        "missing_values": loaded.missing,
+        "na_like_values_kept": loaded.kept,
         "partition": partition_column or "whole row",
         "hash": HASH_ALGORITHM,
         "bytes_written": bytes_written,
@@ -396,6 +580,38 @@ def run(input_uri: str, output_dir: str, *, splits=None, partition_column: str =
     if report_path:
         fileio.atomic_write(report_path, _report(metadata))
     return metadata
+
+
+def _token_label(token: str) -> str:
+    return "empty field" if token == "" else token if token == NATIVE_NULL else f"`{token}`"
+
+
+def _tokens_text(tokens: list[str]) -> str:
+    return ", ".join(_token_label(t) for t in tokens) if tokens else "nothing"
+
+
+def _missing_report(metadata: dict, total: int) -> list[str]:
+    """Which fields were treated as missing, per column and token, and NA-like text kept as values."""
+    lines = ["## Missing values", ""]
+    if metadata["input_format"] == "csv":
+        lines += [f"Treated as missing: in numeric columns {_tokens_text(metadata['null_values'])} "
+                  f"(`null_values`); in text columns {_tokens_text(metadata['string_null_values'])} "
+                  "(`string_null_values`).", ""]
+    missing = metadata["missing_values"]
+    if missing:
+        rows = [[f"`{column}`", metadata["column_types"][column], report.fmt(sum(tokens.values())),
+                 report.percent(sum(tokens.values()), total),
+                 ", ".join(f"{_token_label(t)} × {report.fmt(n)}" for t, n in tokens.items())]
+                for column, tokens in missing.items()]
+        lines += [report.table(["column", "type", "missing", "share", "by token"], rows), ""]
+    else:
+        lines += ["No missing values.", ""]
+    for column, tokens in metadata["na_like_values_kept"].items():
+        kept = ", ".join(f"{_token_label(t)} × {report.fmt(n)}" for t, n in tokens.items())
+        lines += [f"Text column `{column}` keeps {kept} as values (a numeric column would treat them as "
+                  "missing); if they mean missing there, add them to `string_null_values` "
+                  "(e.g. `string_null_values=\",NA\"`: the empty field and NA).", ""]
+    return lines
 
 
 def _report(metadata: dict) -> str:
@@ -410,6 +626,8 @@ def _report(metadata: dict) -> str:
              f"Partitioned by hash of the {metadata['partition']}; re-running on the same data "
              "gives identical splits.", "",
              "## Columns", "",
-             report.table(["#", "column", "type"],
-                          [[i + 1, c, metadata["column_types"][c]] for i, c in enumerate(metadata["columns"])])]
+             report.table(["#", "column", "type", "name in the model's signature"],
+                          [[i + 1, c, metadata["column_types"][c], metadata["tensorflow_names"].get(c, c)]
+                           for i, c in enumerate(metadata["columns"])]),
+             "", *_missing_report(metadata, total)]
     return "\n".join(lines) + "\n"

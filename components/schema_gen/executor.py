@@ -1,6 +1,15 @@
 """SchemaGen executor: infer a TFMD Schema from statistics, or import a curated one.
 
-Inference follows TFDV's ``infer_schema`` rules on one split's statistics:
+Inference reads every split's statistics (like TFX's SchemaGen; ``exclude_splits``
+leaves some out) and follows TFDV's ``infer_schema`` rules on their combination,
+i.e. on all the rows as one dataset: a feature is required only when no split
+lacks it, it has ``shape [1]`` only when every example of every split has one
+value, and domains cover the values of every split. So whether a column with a
+few missing values is required does not depend on which split the hash put those
+rows in. (TFX infers from the first split and ``update_schema``s with the others;
+that ends in the same types, presence, shapes and domains, except that it also
+records the lowest observed presence fraction as ``min_fraction``, which again
+depends on the split: we don't.) The rules:
 
 * type: INT / FLOAT from numeric statistics, BYTES for string and bytes features;
 * presence: ``min_count: 1``, plus ``min_fraction: 1.0`` when no example lacks the feature;
@@ -9,17 +18,20 @@ Inference follows TFDV's ``infer_schema`` rules on one split's statistics:
 * a top-level ``string_domain`` (referenced by the feature's ``domain``) for
   UTF-8 string features with at most ``max_string_domain_size`` distinct values;
 * ``int_domain { min: 0 }`` / ``float_domain { min: 0 }`` when the smallest value is >= 0;
-* with a ``label_column``: environments TRAINING and SERVING, the label not in SERVING.
+* with a ``label_column``: environments TRAINING and SERVING, the label not in SERVING;
+* no ``disallow_nan`` / ``disallow_inf`` (TFDV does not infer them): infinite values
+  are named in the report, and a curated schema can reject them.
 
 With ``schema_file`` (like TFX's ImportSchemaGen) the file is validated and
 copied verbatim instead. Output: ``<output_dir>/schema.pbtxt``.
 """
 
+import math
 import os
 
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from kubetfx.components.common import fileio, layout, report, stats_util, tfmd
+from kubetfx.components.common import fileio, layout, params, report, stats_util, tfmd
 from kubetfx.components.common.errors import ConfigError, InputDataError
 
 ARTIFACT_TYPE = "Schema"
@@ -44,12 +56,78 @@ def _string_domain_values(string_stats: statistics_pb2.StringStatistics) -> list
     return sorted(labels)
 
 
+def _combined_common(parts: list[statistics_pb2.CommonStatistics], absent_examples: int,
+                     target: statistics_pb2.CommonStatistics) -> None:
+    present = [c for c in parts if c.num_non_missing > 0]
+    target.num_non_missing = sum(c.num_non_missing for c in parts)
+    target.num_missing = sum(c.num_missing for c in parts) + absent_examples
+    target.tot_num_values = sum(c.tot_num_values for c in parts)
+    if present:
+        target.min_num_values = min(c.min_num_values for c in present)
+        target.max_num_values = max(c.max_num_values for c in present)
+
+
+def _combined_string_values(parts: list[statistics_pb2.StringStatistics],
+                            target: statistics_pb2.StringStatistics) -> None:
+    """Union of the values (rank histograms); ``unique`` counts them only when every part lists all of its own."""
+    counts: dict[str, float] = {}
+    complete = True
+    for string in parts:
+        labels = [bucket.label for bucket in string.rank_histogram.buckets]
+        complete &= len(labels) == string.unique
+        for bucket in string.rank_histogram.buckets:
+            counts[bucket.label] = counts.get(bucket.label, 0.0) + bucket.sample_count
+    # With a value missing from the listing, ``unique`` exceeds what is listed, so no domain is inferred.
+    target.unique = len(counts) if complete else max(len(counts) + 1, max(s.unique for s in parts))
+    for rank, (label, count) in enumerate(sorted(counts.items(), key=lambda item: (-item[1], item[0]))):
+        target.rank_histogram.buckets.add(low_rank=rank, high_rank=rank, label=label, sample_count=count)
+
+
+def combine_statistics(datasets: dict[str, statistics_pb2.DatasetFeatureStatistics]
+                       ) -> statistics_pb2.DatasetFeatureStatistics:
+    """The statistics inference needs (presence, values per example, type, min, distinct values) of
+    all the splits' examples as one dataset. A feature a split lacks entirely is missing in all its examples."""
+    combined = statistics_pb2.DatasetFeatureStatistics(
+        name="+".join(datasets), num_examples=sum(d.num_examples for d in datasets.values()))
+    per_feature: dict[str, list[tuple[str, _Stats]]] = {}
+    for split, dataset in datasets.items():
+        for name, stats in stats_util.features_by_name(dataset).items():
+            per_feature.setdefault(name, []).append((split, stats))
+    for name, found in per_feature.items():
+        kinds = {stats.WhichOneof("stats") for _, stats in found}
+        if len(kinds) > 1:
+            raise InputDataError(f"feature '{name}' has different kinds of statistics across splits ("
+                                 + ", ".join(f"{split}: {stats.WhichOneof('stats')}" for split, stats in found)
+                                 + "); make its type consistent, or leave a split out with exclude_splits")
+        kind = kinds.pop()
+        feature = combined.features.add()
+        feature.path.step.append(name)
+        # INT in one split and FLOAT in another: FLOAT holds both (STRING and BYTES: BYTES).
+        feature.type = max(stats.type for _, stats in found)
+        absent = sum(datasets[split].num_examples for split in datasets if split not in {s for s, _ in found})
+        if kind is None:
+            continue
+        target = getattr(feature, kind)
+        _combined_common([getattr(stats, kind).common_stats for _, stats in found], absent, target.common_stats)
+        if kind == "num_stats":
+            with_values = [stats.num_stats for _, stats in found if _has_values(stats.num_stats)]
+            if with_values:
+                target.min = min(n.min for n in with_values)
+                target.max = max(n.max for n in with_values)
+                for n in with_values:
+                    target.histograms.extend(n.histograms)
+        elif kind == "string_stats":
+            _combined_string_values([stats.string_stats for _, stats in found], target)
+    return combined
+
+
 def infer_schema(dataset: statistics_pb2.DatasetFeatureStatistics, label_column: str = "",
                  infer_feature_shape: bool = True, max_string_domain_size: int = 100) -> schema_pb2.Schema:
-    """A Schema for the features of one split's statistics (see the module docstring for the rules)."""
+    """A Schema for the features of one dataset's statistics (see the module docstring for the rules);
+    give it :func:`combine_statistics` of the splits."""
     by_name = stats_util.features_by_name(dataset)
     if label_column and label_column not in by_name:
-        raise ConfigError(f"label_column '{label_column}' is not a feature of split '{dataset.name}' "
+        raise ConfigError(f"label_column '{label_column}' is not a feature of the statistics ({dataset.name}) "
                           f"(features: {', '.join(sorted(by_name)) or 'none'})")
     schema = schema_pb2.Schema()
     for name, stats in by_name.items():
@@ -152,44 +230,73 @@ def _domain(feature: schema_pb2.Feature, string_domains: dict[str, schema_pb2.St
     return kind.replace("_", " ") if kind else "–"
 
 
-def render_report(schema: schema_pb2.Schema, source_line: str) -> str:
+def _infinite_values(dataset: statistics_pb2.DatasetFeatureStatistics) -> list[str]:
+    """Report lines for numeric features whose statistics reach ±inf (inference does not reject them)."""
+    lines = []
+    for name, stats in stats_util.features_by_name(dataset).items():
+        if stats.HasField("num_stats") and _has_values(stats.num_stats) and \
+                (math.isinf(stats.num_stats.min) or math.isinf(stats.num_stats.max)):
+            lines.append(f"* `{name}` has infinite values (min {report.fmt(stats.num_stats.min)}, max "
+                         f"{report.fmt(stats.num_stats.max)}). Like TFDV, inference does not reject them; "
+                         "to reject them, set `float_domain { disallow_inf: true }` on it in a curated schema "
+                         "(schema_file).")
+    return lines
+
+
+def render_report(schema: schema_pb2.Schema, source_line: str, notes: list[str] = ()) -> str:
     string_domains = {domain.name: domain for domain in schema.string_domain}
     rows = []
     for feature in schema.feature:
-        notes = []
+        notes_cell = []
         if feature.not_in_environment:
-            notes.append("not in " + ", ".join(feature.not_in_environment))
+            notes_cell.append("not in " + ", ".join(feature.not_in_environment))
         if feature.in_environment:
-            notes.append("only in " + ", ".join(feature.in_environment))
+            notes_cell.append("only in " + ", ".join(feature.in_environment))
         rows.append([f"`{feature.name}`", schema_pb2.FeatureType.Name(feature.type), _presence(feature),
-                     _shape(feature), _domain(feature, string_domains), "; ".join(notes) or "–"])
+                     _shape(feature), _domain(feature, string_domains), "; ".join(notes_cell) or "–"])
     lines = ["# SchemaGen", "", source_line, "",
              f"{len(schema.feature)} features"
              + (f"; environments: {', '.join(schema.default_environment)}" if schema.default_environment else "")
              + ".", "",
              report.table(["Feature", "Type", "Presence", "Values", "Domain", "Environments"], rows), ""]
+    if notes:
+        lines += ["## Notes", "", *notes, ""]
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- entry point
 
 
-def _split_statistics(statistics_dir: str, split: str) -> statistics_pb2.DatasetFeatureStatistics:
-    stats_list = tfmd.read_statistics(statistics_dir, split)
-    if len(stats_list.datasets) != 1:
-        raise InputDataError(f"{layout.split_dir(statistics_dir, split)}: expected one dataset, "
-                             f"found {len(stats_list.datasets)}")
-    return stats_list.datasets[0]
+def _parse_exclude_splits(exclude_splits) -> list[str]:
+    names = params.string_list(exclude_splits or None, "exclude_splits",
+                               lambda text: [s.strip() for s in text.split(",") if s.strip()], "'serving' or ['eval']")
+    return names or []
+
+
+def _inference_statistics(statistics_dir: str, exclude_splits) -> dict[str, statistics_pb2.DatasetFeatureStatistics]:
+    """The statistics of every split not excluded; an unknown excluded split is an error."""
+    datasets = tfmd.read_all_statistics(statistics_dir)
+    excluded = _parse_exclude_splits(exclude_splits)
+    unknown = [s for s in excluded if s not in datasets]
+    if unknown:
+        raise ConfigError(f"exclude_splits names {unknown}, not splits of the statistics {statistics_dir} "
+                          f"(splits: {', '.join(datasets)})")
+    kept = {split: dataset for split, dataset in datasets.items() if split not in excluded}
+    if not kept:
+        raise ConfigError(f"exclude_splits {excluded} leaves no split of {statistics_dir} to infer the schema from")
+    return kept
 
 
 def run(statistics_dir: str | None, output_dir: str, report_path: str | None = None, schema_file: str = "",
         label_column: str = "", infer_feature_shape: bool = True, max_string_domain_size: int = 100,
-        split: str = "train") -> dict:
-    """Write ``<output_dir>/schema.pbtxt`` inferred from ``split`` of ``statistics_dir``, or
-    imported from ``schema_file`` when that is set (then ``statistics_dir`` may be empty).
+        exclude_splits=()) -> dict:
+    """Write ``<output_dir>/schema.pbtxt`` inferred from every split of ``statistics_dir`` but
+    ``exclude_splits`` (a list, JSON list or comma-separated names), or imported from
+    ``schema_file`` when that is set (then ``statistics_dir`` may be empty).
 
     Returns the artifact metadata: tfx_type, number of features and the source.
     """
+    notes: list[str] = []
     if schema_file:
         schema, text, path = import_schema(schema_file)
         if label_column and label_column not in {f.name for f in schema.feature}:
@@ -202,15 +309,18 @@ def run(statistics_dir: str | None, output_dir: str, report_path: str | None = N
             raise ConfigError("SchemaGen needs either statistics (a StatisticsGen output) or a schema_file")
         if max_string_domain_size < 0:
             raise ConfigError(f"max_string_domain_size must be >= 0, got {max_string_domain_size}")
-        dataset = _split_statistics(statistics_dir, split)
+        datasets = _inference_statistics(statistics_dir, exclude_splits)
+        dataset = combine_statistics(datasets)
         schema = infer_schema(dataset, label_column, infer_feature_shape, max_string_domain_size)
         if not schema.feature:
-            raise InputDataError(f"statistics of split '{split}' in {statistics_dir} have no features")
+            raise InputDataError(f"statistics of split(s) {', '.join(datasets)} in {statistics_dir} have no features")
         text = None
-        source = f"inferred:{split}"
-        source_line = (f"Inferred from the statistics of split `{split}` ({report.fmt(int(dataset.num_examples))} "
-                       f"examples) in `{statistics_dir}`.")
-    markdown = render_report(schema, source_line) if report_path else None
+        source = f"inferred:{','.join(datasets)}"
+        source_line = (f"Inferred from the statistics of split(s) {', '.join(f'`{s}`' for s in datasets)} "
+                       f"({report.fmt(int(dataset.num_examples))} examples together) in `{statistics_dir}`: "
+                       "a feature is required only if no split lacks it.")
+        notes = _infinite_values(dataset)
+    markdown = render_report(schema, source_line, notes) if report_path else None
     with fileio.atomic_directory(output_dir) as temp_dir:
         if text is None:
             tfmd.write_schema(tfmd.schema_path(temp_dir), schema)

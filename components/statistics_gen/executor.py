@@ -8,6 +8,13 @@ quantile histograms) or string statistics (unique count, top values, average
 length, rank histogram). Everything is exact (pyarrow.compute + NumPy), and
 features are computed in parallel threads (both release the GIL).
 
+Infinite values are kept, as TFDV keeps them: min/max are -inf/+inf, the
+STANDARD histogram counts them in extreme buckets [-inf, -inf] / [inf, inf]
+(equal-width buckets over the finite values in between), quantile boundaries
+among them are infinite, and the mean is ±inf (NaN with both signs). The
+standard deviation is then NaN (TFDV writes 0 there, from max(0, NaN)).
+NaN values are not values: they are counted in each histogram's ``num_nan``.
+
 Output: ``Split-<name>/FeatureStats.pb`` (a DatasetFeatureStatisticsList with
 one dataset per file, as TFX writes it) plus an optional Markdown report.
 """
@@ -71,8 +78,9 @@ def _fill_numeric_stats(stats: statistics_pb2.NumericStatistics, values: pa.Arra
         array = array.astype(np.int64)
     if array.size:
         boundaries = stats_util.quantiles(array)  # 0, 0.1, ..., 1: min, deciles, max
-        stats.mean = float(array.mean(dtype=np.float64))
-        stats.std_dev = float(array.std(dtype=np.float64))
+        with np.errstate(invalid="ignore"):  # inf - inf in the mean/variance of infinite values: NaN
+            stats.mean = float(array.mean(dtype=np.float64))
+            stats.std_dev = float(array.std(dtype=np.float64))
         stats.num_zeros = int(np.count_nonzero(array == 0))
         stats.min = float(boundaries[0])
         stats.median = float(boundaries[len(boundaries) // 2])
@@ -201,8 +209,11 @@ def _split_report(dataset: statistics_pb2.DatasetFeatureStatistics) -> list[str]
             histogram = ""
             if standard is not None:
                 histogram = report.sparkline(b.sample_count for b in standard.buckets)
-                if standard.num_nan:
-                    histogram += f" ({report.fmt(int(standard.num_nan))} NaN)"
+                negative, positive = stats_util.infinity_counts(standard)
+                notes = [f"{report.fmt(n)} {what}" for n, what in ((int(standard.num_nan), "NaN"),
+                                                                   (negative, "-inf"), (positive, "+inf")) if n]
+                if notes:
+                    histogram += f" ({', '.join(notes)})"
             numbers = [num.mean, num.std_dev, None, num.min, num.median, num.max]
             cells = [report.fmt(v) if has_values else "–" for v in numbers]
             if has_values:
@@ -245,7 +256,7 @@ def render_report(examples_dir: str, datasets: dict[str, statistics_pb2.DatasetF
     lines = ["# StatisticsGen", "",
              f"Statistics of `{examples_dir}`, splits: {', '.join(f'`{s}`' for s in datasets)}. "
              "Count = examples with the feature; Missing = share of examples without it; "
-             "histograms are equal-width over [min, max].", ""]
+             "histograms are equal-width over the finite values (±inf and NaN counted beside them).", ""]
     for dataset in datasets.values():
         lines += _split_report(dataset)
     return "\n".join(lines)

@@ -3,7 +3,9 @@
 TFT (TF2 mode) saves each analyzer output as a graph constant that is passed
 into the transform function as a captured input. The function's argument takes
 its name from the consuming op's scope: ``scale_to_z_score`` under scope ``S``
-receives the mean as ``S_sub_y`` and the variance as ``S_sqrt_x``. This module
+receives the mean as ``S_sub_y`` and the variance as ``S_sqrt_x``; the built-in
+imputation value under scope ``S`` (a ``tf.identity`` named ``value``) arrives as
+``S_value_input``. TF lowercases argument names, so look-ups use ``S.lower()``. This module
 follows the ``serving_default`` call from the top-level graph through the
 signature wrapper into the transform function and returns argument name ->
 constant value, by parsing the protobuf (no graph is loaded or run).
@@ -66,7 +68,7 @@ def read(transform_fn_dir: str) -> dict[str, np.ndarray]:
 
 def z_score_parameters(constants: dict[str, np.ndarray], scope: str) -> tuple[float, float] | None:
     """(mean, variance) of the scale_to_z_score under name scope ``scope``, if found."""
-    mean, var = constants.get(f"{scope}_sub_y"), constants.get(f"{scope}_sqrt_x")
+    mean, var = constants.get(f"{scope}_sub_y".lower()), constants.get(f"{scope}_sqrt_x".lower())
     if mean is None or var is None or mean.size != 1 or var.size != 1:
         return None
     return float(mean.reshape(())), float(var.reshape(()))
@@ -76,3 +78,11 @@ def z_score_scopes(constants: dict[str, np.ndarray]) -> list[str]:
     """Scopes that look like scale_to_z_score (both a ``_sub_y`` and a ``_sqrt_x`` argument)."""
     return sorted(name[: -len("_sub_y")] for name in constants
                   if name.endswith("_sub_y") and f"{name[: -len('_sub_y')]}_sqrt_x" in constants)
+
+
+def imputation_value(constants: dict[str, np.ndarray], scope: str) -> float | None:
+    """The value the built-in preprocessing_fn fills in under name scope ``scope``, if found."""
+    value = constants.get(f"{scope}_value_input".lower())
+    if value is None or value.size != 1:
+        return None
+    return float(value.reshape(()))

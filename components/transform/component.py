@@ -16,8 +16,12 @@ def transform(
     module_file: str = "",
     label_column: str = "",
     beam_pipeline_args: list = [],
+    numeric_imputation: str = "mean",
 ):
-    """tf.Transform on Beam: analyzes the train split, transforms every split (TFX Transform)."""
+    """tf.Transform on Beam: analyzes the train split, transforms every split (TFX Transform).
+
+    ``numeric_imputation`` ("mean"/"median"): what the built-in preprocessing_fn fills in for a
+    missing number."""
     from kubetfx.components.common.entrypoint import call
     from kubetfx.components.transform import executor
 
@@ -25,6 +29,6 @@ def transform(
         executor.run, examples_dir=examples.path, schema_path=schema.path,
         transform_graph_dir=transform_graph.path, transformed_examples_dir=transformed_examples.path,
         report_path=report.path, module_file=module_file, label_column=label_column,
-        beam_pipeline_args=beam_pipeline_args)
+        beam_pipeline_args=beam_pipeline_args, numeric_imputation=numeric_imputation)
     transformed_examples.metadata.update(result.pop("transformed_examples"))
     transform_graph.metadata.update(result)

@@ -11,7 +11,15 @@ artifact, transforms every split, and writes:
 
 Both are written atomically. ``module_file`` (import path or .py path) provides
 the function; without it the schema-derived default is used
-(default_preprocessing.py). TensorFlow/TFT/Beam are imported only inside ``run``.
+(default_preprocessing.py), which imputes missing values inside the graph and
+records what it filled in (``imputation`` in the summary, metadata and report).
+When the data break the schema's promise that a feature is in every example,
+the error names the feature, the split and how many examples lack it.
+TensorFlow/TFT/Beam are imported only inside ``run``.
+
+Locally the pipeline runs on Beam's in-process FnApiRunner: Beam's DirectRunner
+would first try to download and start the Prism runner binary, and fall back to
+the same FnApiRunner when that fails (no network, a proxy).
 """
 
 from __future__ import annotations
@@ -23,20 +31,35 @@ import shutil
 
 from kubetfx.components.common import examples, fileio, layout, module_loader, params, provenance, tfmd, tfrecord
 from kubetfx.components.common.errors import ConfigError, InputDataError, KubetfxError
+from kubetfx.components.transform import default_preprocessing
 
 ARTIFACT_TYPE = "TransformGraph"
 SUMMARY_FILE = "kubetfx_transform.json"
 RAW_METADATA_DIR = "metadata"
-DEFAULT_BEAM_ARGS = ["--runner=DirectRunner", "--direct_num_workers=1"]
+# What the DirectRunner runs batch pipelines on, without its attempt to download Prism first.
+DEFAULT_BEAM_ARGS = ["--runner=FnApiRunner", "--direct_num_workers=1"]
 VERSION_PACKAGES = ("kubetfx", "tensorflow", "tensorflow-transform", "apache-beam", "tfx-bsl",
                     "tensorflow-metadata")
 _TEMP_DIR = ".tft-temp"
 
 
+def _flag_name(arg: str) -> str:
+    return arg.split("=", 1)[0]
+
+
 def parse_beam_args(beam_pipeline_args) -> list[str]:
-    """A list of flags; also accepts a JSON list or a shell-style string. Unset: the DirectRunner defaults."""
-    parsed = params.string_list(beam_pipeline_args, "beam_pipeline_args", shlex.split, "['--runner=DirectRunner']")
-    return list(DEFAULT_BEAM_ARGS) if parsed is None else parsed
+    """A list of flags; also accepts a JSON list or a shell-style string.
+
+    Without a ``--runner`` the local defaults (``DEFAULT_BEAM_ARGS``) apply to the flags the user
+    did not give; with one, the user's flags are used as they are.
+    """
+    parsed = params.string_list(beam_pipeline_args, "beam_pipeline_args", shlex.split, "['--runner=FlinkRunner']")
+    if parsed is None:
+        return list(DEFAULT_BEAM_ARGS)
+    given = {_flag_name(arg) for arg in parsed}
+    if "--runner" in given:
+        return parsed
+    return [arg for arg in DEFAULT_BEAM_ARGS if _flag_name(arg) not in given] + parsed
 
 
 def _split_patterns(examples_dir: str) -> dict[str, str]:
@@ -75,13 +98,66 @@ class _Guard:
         return outputs
 
 
-def _resolve_function(module_file: str, function_name: str, schema, label_column: str):
-    from kubetfx.components.transform import default_preprocessing
+def _examples_without_value(examples_dir: str, splits, features) -> dict[str, tuple[int, dict[str, int]]]:
+    """Split -> (examples, feature -> examples with no value for it). Decodes every split: error paths only."""
+    import pyarrow.compute as pc
 
+    result = {}
+    for split in splits:
+        batch = examples.read_split(examples_dir, split)
+        lacking = {}
+        for name in features:
+            if name not in batch.schema.names:
+                lacking[name] = batch.num_rows
+                continue
+            lengths = pc.list_value_length(batch.column(batch.schema.get_field_index(name))).fill_null(0)
+            lacking[name] = int(pc.sum(pc.equal(lengths, 0)).as_py() or 0)
+        result[split] = (batch.num_rows, lacking)
+    return result
+
+
+def _where_missing(counts: dict[str, tuple[int, dict[str, int]]], feature: str) -> str:
+    """E.g. "3 of 229 examples of split 'train' and 1 of 115 examples of split 'eval'"."""
+    parts = [f"{lacking[feature]} of {total} examples of split '{split}'"
+             for split, (total, lacking) in counts.items() if lacking.get(feature)]
+    return " and ".join(parts)
+
+
+def _label_error(examples_dir: str, schema_path: str, splits, label: str) -> ConfigError:
+    counts = _examples_without_value(examples_dir, splits, [label])
+    where = _where_missing(counts, label)
+    if not where:
+        return ConfigError(f"label_column '{label}' has a value in every example, but the schema {schema_path} lets "
+                           "it be missing or hold several values; the built-in preprocessing_fn needs the label "
+                           "with shape {dim {size: 1}}: set that on the label in the schema (schema_file)")
+    return ConfigError(f"label_column '{label}' has no value in {where}; the built-in Transform cannot impute a "
+                       "label. Drop (or fill in) the rows without a label before ExampleGen and run again, or give "
+                       "a module_file whose preprocessing_fn handles them.")
+
+
+def _fixed_feature_error(examples_dir: str, schema_path: str, schema, splits) -> InputDataError | None:
+    """The data lack a feature the schema says is in every example (shape [1]): name it, where and how often."""
+    fixed = [f.name for f in schema.feature if default_preprocessing.is_fixed_scalar(f)]
+    counts = _examples_without_value(examples_dir, splits, fixed)
+    problems = [f"feature '{name}' has no value in {_where_missing(counts, name)}" for name in fixed
+                if _where_missing(counts, name)]
+    if not problems:
+        return None
+    these = "this feature" if len(problems) == 1 else "these features"
+    return InputDataError(
+        f"{'; '.join(problems)}. The schema {schema_path} gives {these} a fixed shape [1] (a value in every "
+        "example), so tf.Transform cannot read those examples. Let the schema allow missing values and the built-in "
+        "preprocessing_fn imputes them: infer the schema again from statistics of these examples (SchemaGen makes "
+        "a feature that any split lacks optional), or in a curated schema replace `shape` by "
+        "`value_count { min: 1 max: 1 }` and drop `presence.min_fraction`. If the values are missing because a CSV "
+        "token such as 'NA' meant something else there, change ExampleGen's null_values.")
+
+
+def _resolve_function(module_file: str, function_name: str, schema, label_column: str, numeric_imputation: str):
     if module_file:
         function = module_loader.load_function(module_file, function_name, "module_file", "preprocessing_fn")
         return function, None, f"preprocessing_fn '{function_name}' of module '{module_file}'"
-    function = default_preprocessing.make_preprocessing_fn(schema, label_column)
+    function = default_preprocessing.make_preprocessing_fn(schema, label_column, numeric_imputation)
     return function, function.plan, "the built-in preprocessing_fn"
 
 
@@ -105,11 +181,12 @@ def _label_info(label_column: str, plan: dict | None, transformed: dict, vocabs:
 def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transformed_examples_dir: str,
         report_path: str | None = None, module_file: str = "", preprocessing_fn: str = "preprocessing_fn",
         label_column: str = "", beam_pipeline_args: list[str] | None = None,
-        splits_to_analyze=("train",)) -> dict:
+        splits_to_analyze=("train",), numeric_imputation: str = "mean") -> dict:
     """Analyze + transform ``examples_dir``; returns the TransformGraph artifact metadata.
 
-    The returned dict also holds ``transformed_examples``: the metadata of the
-    transformed Examples artifact.
+    ``numeric_imputation`` ("mean" or "median"): what the built-in preprocessing_fn fills in
+    for a missing number (unused with a module_file). The returned dict also holds
+    ``transformed_examples``: the metadata of the transformed Examples artifact.
     """
     schema = tfmd.read_schema(schema_path)
     feature_names = [f.name for f in schema.feature]
@@ -125,13 +202,18 @@ def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transform
         raise ConfigError(f"splits_to_analyze {missing or analyze} not in the Examples artifact "
                           f"{examples_dir} (splits: {', '.join(patterns)})")
     beam_args = parse_beam_args(beam_pipeline_args)
-    function, plan, described = _resolve_function(module_file, preprocessing_fn, schema, label_column)
+    default_preprocessing.check_numeric_imputation(numeric_imputation)  # also with a module_file: a typo is a typo
+    try:
+        function, plan, described = _resolve_function(module_file, preprocessing_fn, schema, label_column,
+                                                      numeric_imputation)
+    except default_preprocessing.LabelNotScalarError as err:
+        raise _label_error(examples_dir, schema_path, patterns, err.feature) from None
     guard = _Guard(function, described)
 
     # Heavy imports (TF, TFT, Beam) only from here on.
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 
-    from kubetfx.components.transform import beam_pipeline, summary
+    from kubetfx.components.transform import analyzer_constants, beam_pipeline, summary
 
     with fileio.atomic_directory(transform_graph_dir) as graph_tmp, \
             fileio.atomic_directory(transformed_examples_dir) as examples_tmp:
@@ -147,6 +229,9 @@ def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transform
                 location = module_loader.where(guard.failure, module_loader.source_file(function))
                 raise ConfigError(f"{described} failed at {location}: "
                                   f"{module_loader.last_line(guard.failure)}") from err
+            diagnosed = _fixed_feature_error(examples_dir, schema_path, schema, patterns)
+            if diagnosed is not None:
+                raise diagnosed from err
             raise KubetfxError(f"the Transform Beam pipeline failed ({described}): "
                                f"{module_loader.last_line(err)}") from err
         shutil.rmtree(os.path.join(graph_tmp, _TEMP_DIR), ignore_errors=True)
@@ -155,6 +240,9 @@ def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transform
         counts = {s: n if n is not None else _count_rows(examples_tmp, s) for s, n in counts.items()}
         transformed = summary.transformed_features(graph_tmp)
         vocabs = summary.vocabularies(graph_tmp)
+        constants = analyzer_constants.read(os.path.join(graph_tmp, "transform_fn"))
+        imputation = summary.imputations(graph_tmp, plan, constants)
+        _check_imputation(imputation, examples_dir, analyze)
         metadata = {
             layout.TFX_TYPE: ARTIFACT_TYPE,
             layout.SPLIT_NAMES: json.dumps(list(patterns)),
@@ -167,7 +255,8 @@ def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transform
             "label_column": label_column,
             **_label_info(label_column, plan, transformed, vocabs),
             "vocabularies": {name: info["size"] for name, info in vocabs.items()},
-            "z_scores": summary.z_scores(graph_tmp, plan),
+            "z_scores": summary.z_scores(plan, constants),
+            "imputation": imputation,
             "module_file": module_file,
             "preprocessing_fn": preprocessing_fn if module_file else "default",
             "beam_pipeline_args": beam_args,
@@ -185,6 +274,22 @@ def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transform
         "transformed": True,
     }
     return metadata
+
+
+def _check_imputation(imputation: dict[str, dict], examples_dir: str, analyzed: list[str]) -> None:
+    """A feature with no value in the analyzed splits has no mean/median to fill in (TFT's analyzers then
+    give 0). Only a 0 is checked against the data, so complete data cost nothing."""
+    suspects = [name for name, info in imputation.items() if info["value"] == 0.0]
+    if not suspects:
+        return
+    counts = _examples_without_value(examples_dir, analyzed, suspects)
+    empty = [name for name in suspects if all(lacking[name] == total for total, lacking in counts.values())]
+    if empty:
+        where = " and ".join(f"{total} examples of split '{split}'" for split, (total, _) in counts.items())
+        raise InputDataError(f"feature(s) {', '.join(repr(n) for n in empty)} have no value in any of the {where} "
+                             "analyzed, so the built-in preprocessing_fn has no mean/median to fill in for a "
+                             "missing value. Drop the column (or give it values) before ExampleGen, or give a "
+                             "module_file.")
 
 
 def read_summary(transform_graph_dir: str) -> dict:

@@ -1,8 +1,8 @@
 """What a Transform run produced, read back from the written transform graph, and its report.
 
-Vocabularies come from ``transform_fn/assets``, z-score means/variances from the
-analyzer constants saved in ``transform_fn`` (see analyzer_constants.py), feature
-types from the transformed metadata.
+Vocabularies come from ``transform_fn/assets``, z-score means/variances and
+imputation values from the analyzer constants saved in ``transform_fn`` (see
+analyzer_constants.py), feature types from the transformed metadata.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 import os
 
 from kubetfx.components.common import report
-from kubetfx.components.transform import analyzer_constants
+from kubetfx.components.transform import analyzer_constants, default_preprocessing
 
 FIRST_ENTRIES = 10
 _REPORT_VOCAB_ENTRIES = 8
@@ -39,7 +39,7 @@ def _vocabulary(path: str) -> tuple[int, list[str]]:
 
 def vocabularies(transform_graph_dir: str) -> dict[str, dict]:
     """Vocabulary file name -> {"size", "first"} for every file in transform_fn/assets."""
-    assets = os.path.join(transform_graph_dir, "transform_fn", "assets")
+    assets = _assets_dir(transform_graph_dir)
     result = {}
     if os.path.isdir(assets):
         for name in sorted(os.listdir(assets)):
@@ -50,9 +50,43 @@ def vocabularies(transform_graph_dir: str) -> dict[str, dict]:
     return result
 
 
-def z_scores(transform_graph_dir: str, plan: dict | None) -> dict[str, dict]:
-    """Feature (default preprocessing) or name scope (user module) -> {"mean", "variance", "std"}."""
-    constants = analyzer_constants.read(os.path.join(transform_graph_dir, "transform_fn"))
+def _assets_dir(transform_graph_dir: str) -> str:
+    return os.path.join(transform_graph_dir, "transform_fn", "assets")
+
+
+def _vocabulary_contains(path: str, token: str) -> bool:
+    wanted = token.encode("utf-8")
+    with open(path, "rb") as handle:
+        return any(line.rstrip(b"\n") == wanted for line in handle)
+
+
+def imputations(transform_graph_dir: str, plan: dict | None, constants: dict) -> dict[str, dict]:
+    """Feature -> {"strategy", "value"} the built-in graph fills in where the feature is missing.
+
+    Numbers: the analyzer's mean/median from ``constants`` (analyzer_constants.read; None if not
+    found); strings: the missing token and ``in_vocabulary`` (False: it maps to the OOV bucket).
+    """
+    if not plan:
+        return {}
+    result = {}
+    for name, step in plan.items():
+        impute = step.get("impute")
+        if not impute:
+            continue
+        if "scope" in impute:
+            result[name] = {"strategy": impute["strategy"],
+                            "value": analyzer_constants.imputation_value(constants, impute["scope"])}
+        else:
+            vocabulary = os.path.join(_assets_dir(transform_graph_dir), step["vocabulary"])
+            result[name] = {"strategy": impute["strategy"], "value": impute["value"],
+                            "in_vocabulary": os.path.isfile(vocabulary)
+                            and _vocabulary_contains(vocabulary, impute["value"])}
+    return result
+
+
+def z_scores(plan: dict | None, constants: dict) -> dict[str, dict]:
+    """Feature (default preprocessing) or name scope (user module) -> {"mean", "variance", "std"},
+    from the analyzer ``constants`` (analyzer_constants.read)."""
     if plan is not None:
         scopes = {name: step["scope"] for name, step in plan.items() if step.get("scope")}
     else:
@@ -75,6 +109,24 @@ def transformed_features(transform_graph_dir: str) -> dict[str, dict]:
         dtype, shape = _feature_kind(spec[name])
         result[name] = {"dtype": dtype, "shape": shape}
     return result
+
+
+def _imputation_report(imputation: dict[str, dict]) -> list[str]:
+    lines = ["## Missing values (imputed in the graph, also at serving)", ""]
+    if not imputation:
+        return lines + ["No feature may be missing (the schema gives every feature a fixed shape), or a module "
+                        "file's preprocessing_fn handles them.", ""]
+    rows = []
+    for name, info in imputation.items():
+        if info["strategy"] == default_preprocessing.MISSING_TOKEN_STRATEGY:
+            value = f"`{info['value']}`"
+            how = ("its own vocabulary entry" if info.get("in_vocabulary")
+                   else "the OOV bucket (no train row lacked it)")
+        else:
+            value = report.fmt(info["value"])
+            how = f"{info['strategy']} of the analyzed values"
+        rows.append([f"`{name}`", info["strategy"], value, how])
+    return lines + [report.table(["feature", "strategy", "value filled in", "meaning"], rows), ""]
 
 
 def render(metadata: dict, vocabs: dict[str, dict]) -> str:
@@ -111,6 +163,7 @@ def render(metadata: dict, vocabs: dict[str, dict]) -> str:
                                 for n, v in z.items()]), ""]
     else:
         lines += ["No `scale_to_z_score` analyzer found in the transform graph.", ""]
+    lines += _imputation_report(metadata.get("imputation") or {})
     lines += ["## Vocabularies", ""]
     if vocabs:
         rows = []
