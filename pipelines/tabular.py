@@ -123,7 +123,8 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
             with dsl.If(infra.outputs["Output"] == True, name="infra-blessed"):  # noqa: E712
                 pushed = configure(pusher(model=trained.outputs["model"], model_blessing=evaluation.outputs["blessing"],
                                           infra_blessing=infra.outputs["blessing"], push_destination=push_destination,
-                                          model_name=model_name, deploy=deploy), "Pusher",
+                                          model_name=model_name, deploy=deploy,
+                                          statistics=statistics.outputs["statistics"]), "Pusher",
                                    reads_outside_world=True)  # the next version number, the cluster
                 kubernetes_settings.mount_model_repository(pushed, config.model_repository)
 

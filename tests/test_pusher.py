@@ -133,6 +133,21 @@ def test_blessed_model_is_pushed(model_dir, blessed, infra_blessed, tmp_path, ou
     assert model_repository.list_versions(base, "penguin") == [1, 2]
 
 
+def test_the_training_statistics_travel_with_the_model(model_dir, blessed, infra_blessed, tmp_path, out):
+    """The monitor compares live requests with them: they sit beside schema.pbtxt in the version dir."""
+    statistics = tmp_path / "statistics"
+    (statistics / "Split-train").mkdir(parents=True)
+    (statistics / "Split-train" / "FeatureStats.pb").write_bytes(b"train-stats")
+    base = str(tmp_path / "serving")
+    meta = run(model_dir, blessed, infra_blessed, base, out(), statistics_dir=str(statistics))
+    with open(os.path.join(meta["destination"], model_repository.TRAINING_STATISTICS_FILE), "rb") as handle:
+        assert handle.read() == b"train-stats"
+    (statistics / "Split-train" / "FeatureStats.pb").unlink()
+    with pytest.raises(ConfigError, match="has no train split"):
+        run(model_dir, blessed, infra_blessed, base, out(), statistics_dir=str(statistics))
+    assert model_repository.list_versions(base, "penguin") == [1]  # the failed push left nothing behind
+
+
 def test_unblessed_model_is_not_pushed(model_dir, tmp_path, out, infra_blessed):
     rejected = str(tmp_path / "rejected")
     blessing.write_blessing(rejected, False, ["accuracy 0.71 < threshold 0.9"])
@@ -331,8 +346,9 @@ def test_component_interface_compiles(tmp_path):
     compiler.Compiler().compile(pusher, str(path))
     spec = yaml.safe_load(path.read_text())
     inputs = spec["components"]["comp-pusher"]["inputDefinitions"]
-    assert set(inputs["artifacts"]) == {"model", "model_blessing", "infra_blessing"}
+    assert set(inputs["artifacts"]) == {"model", "model_blessing", "infra_blessing", "statistics"}
     assert inputs["artifacts"]["infra_blessing"].get("isOptional") is True
+    assert inputs["artifacts"]["statistics"].get("isOptional") is True
     assert inputs["parameters"]["deploy"]["parameterType"] == "STRUCT"
     outputs = spec["components"]["comp-pusher"]["outputDefinitions"]["artifacts"]
     assert set(outputs) == {"pushed_model", "report"}

@@ -52,6 +52,9 @@ from kubetfx.components.common.errors import ConfigError, KubetfxError
 
 SAVED_MODEL_FILE = "saved_model.pb"
 MODEL_METADATA_FILE = "kubetfx_model.json"
+# The training split's statistics travel with the model, like its schema: the model monitor compares
+# live requests with them (TFMD DatasetFeatureStatisticsList, as StatisticsGen's Split-train/FeatureStats.pb).
+TRAINING_STATISTICS_FILE = "training_statistics.pb"
 TEMP_PREFIX = ".tmp-push-"
 CLAIM_PREFIX = ".kubetfx-push-"
 REMOTE_SCHEMES = ("gs", "s3", "gcs", "hdfs", "abfs", "abfss", "mock")

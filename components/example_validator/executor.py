@@ -512,7 +512,7 @@ def compare_split(index: SchemaIndex, current: statistics_pb2.DatasetFeatureStat
     return measurements
 
 
-def _comparison_finding(m: Measurement, kind: str) -> Finding:
+def comparison_finding(m: Measurement, kind: str) -> Finding:
     current, control = ("current", "previous") if kind == "drift" else ("training", "serving")
     if m.measure == _Measure.L_INFTY:
         return Finding(
@@ -562,7 +562,7 @@ def _add_comparisons(index, results, current, comparison, mode, linf_threshold, 
         result.measurements = compare_split(index, current[SKEW_TRAIN_SPLIT], comparison[serving], "skew",
                                             linf_threshold, jsd_threshold, (training_env, SERVING))
     for result in results.values():
-        result.findings += [_comparison_finding(m, result.comparison_kind) for m in result.measurements
+        result.findings += [comparison_finding(m, result.comparison_kind) for m in result.measurements
                             if m.anomalous]
 
 

@@ -15,6 +15,7 @@ def pusher(
     push_destination: str,
     model_name: str,
     infra_blessing: Input[Artifact] = None,
+    statistics: Input[Artifact] = None,
     deploy: dict = {},
 ):
     """Pushes a blessed model to <push_destination>/<model_name>/<version>/; optionally deploys it on KServe."""
@@ -25,4 +26,5 @@ def pusher(
         executor.run, model_dir=model.path, model_blessing_dir=model_blessing.path,
         infra_blessing_dir=infra_blessing.path if infra_blessing is not None else "",
         push_destination=push_destination, model_name=model_name, pushed_model_dir=pushed_model.path,
-        report_path=report.path, deploy=deploy or None))
+        report_path=report.path, deploy=deploy or None,
+        statistics_dir=statistics.path if statistics is not None else ""))

@@ -34,10 +34,11 @@ def _blessing_lines(verdict) -> list[str]:
 
 def run(model_dir: str, model_blessing_dir: str, infra_blessing_dir: str | None, push_destination: str,
         model_name: str, pushed_model_dir: str, report_path: str | None = None, deploy: dict | None = None,
-        *, kube_api=None) -> dict:
+        *, statistics_dir: str = "", kube_api=None) -> dict:
     """Push ``<model_dir>/Format-Serving`` to ``<push_destination>/<model_name>/<version>`` if blessed.
 
     ``deploy``: optional InferenceService settings (see ``kserve_deploy.parse_settings``).
+    ``statistics_dir``: StatisticsGen's artifact; its train split is pushed with the model (for the monitor).
     ``kube_api``: a CustomObjectsApi-like object (tests); default: the real one, built lazily.
     Returns the PushedModel metadata: pushed (1/0), destination, version, model_name,
     reason, previous_version and, when deployed, inference_service.
@@ -87,6 +88,12 @@ def run(model_dir: str, model_blessing_dir: str, infra_blessing_dir: str | None,
     for name in (model_repository.MODEL_METADATA_FILE, layout.SCHEMA_FILE):  # model facts + training schema
         if os.path.isfile(os.path.join(model_dir, name)):
             extra[name] = os.path.join(model_dir, name)
+    if statistics_dir:
+        training_stats = os.path.join(layout.split_dir(statistics_dir, "train"), layout.STATISTICS_FILE)
+        if not os.path.isfile(training_stats):
+            raise ConfigError(f"statistics artifact {statistics_dir} has no train split ({training_stats}); "
+                              "the monitor needs it beside the pushed model")
+        extra[model_repository.TRAINING_STATISTICS_FILE] = training_stats
 
     api = None
     if settings is not None and settings.apply:

@@ -1,0 +1,185 @@
+"""Prediction logs: what a served model saw and answered, for the model monitor. One format, two writers.
+
+A record is one JSON object per line, one per instance::
+
+    {"request_id": "…", "instance": 0, "time": "2026-11-30T12:00:00.123456Z", "model_name": "penguin",
+     "model_version": "3", "features": {"island": "Biscoe", …}, "prediction": {"class": "Adelie", …}}
+
+Files: ``<log_dir>/<model_name>/predictions-<UTC start>-<pid>-<seq>.jsonl``, a new file after
+``max_bytes`` or ``max_seconds``; a file being written carries a ``.part`` suffix until it is
+closed, so a reader never sees half a line it would take for a record.
+
+Writers: :class:`PredictionLogger` in the predictor (off the request path: a bounded queue and
+a writer thread; when the queue is full a record is dropped and counted, never blocking a
+request), and the KServe logger sink (``python -m kubetfx.components.model_monitor.sink``),
+which turns the CloudEvents KServe's own logger sends into the same records.
+Reader: :func:`read_records` (a time window or the last N).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import json
+import os
+import queue
+import random
+import threading
+import time
+
+from kubetfx.components.common.errors import ConfigError
+
+FILE_PREFIX = "predictions-"
+SUFFIX = ".jsonl"
+PART = ".part"
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_SECONDS = 3600.0
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: str, what: str) -> dt.datetime:
+    """ISO-8601 (``2026-11-30T12:00:00Z``, a date, or with an offset) as an aware UTC datetime."""
+    try:
+        moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        raise ConfigError(f"{what}: '{value}' is not an ISO-8601 time (e.g. 2026-11-30T12:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def records_for(request_id: str, model_name: str, model_version: str, instances: list[dict],
+                predictions: list[dict], when: str | None = None) -> list[dict]:
+    """The records of one request: one per instance (the shared shape of both writers)."""
+    when = when or utc_now()
+    return [{"request_id": request_id, "instance": index, "time": when, "model_name": model_name,
+             "model_version": str(model_version), "features": features, "prediction": prediction}
+            for index, (features, prediction) in enumerate(zip(instances, predictions))]
+
+
+class RotatingWriter:
+    """Append records to ``<log_dir>/<model_name>/`` files, starting a new one by size or age."""
+
+    def __init__(self, log_dir: str, model_name: str, max_bytes: int = DEFAULT_MAX_BYTES,
+                 max_seconds: float = DEFAULT_MAX_SECONDS):
+        self.directory = os.path.join(log_dir, model_name)
+        os.makedirs(self.directory, exist_ok=True)
+        self.max_bytes, self.max_seconds = max_bytes, max_seconds
+        self._handle, self._path, self._opened, self._size, self._sequence = None, None, 0.0, 0, 0
+
+    def _open(self) -> None:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        self._sequence += 1
+        self._path = os.path.join(self.directory,
+                                  f"{FILE_PREFIX}{stamp}-{os.getpid()}-{self._sequence:04d}{SUFFIX}{PART}")
+        self._handle = open(self._path, "a", encoding="utf-8")
+        self._opened, self._size = time.monotonic(), 0
+
+    def write(self, records: list[dict]) -> None:
+        if self._handle is None:
+            self._open()
+        text = "".join(json.dumps(r, separators=(",", ":"), allow_nan=True) + "\n" for r in records)
+        self._handle.write(text)
+        self._handle.flush()
+        self._size += len(text)
+        if self._size >= self.max_bytes or time.monotonic() - self._opened >= self.max_seconds:
+            self.close()
+
+    def close(self) -> None:
+        """Close the current file and drop its ``.part`` suffix: readers see it from now on."""
+        if self._handle is not None:
+            self._handle.close()
+            os.replace(self._path, self._path[: -len(PART)])
+            self._handle = None
+
+
+class PredictionLogger:
+    """The predictor's log: ``log()`` never blocks a request; a writer thread does the I/O.
+
+    ``sample_rate`` (0..1) keeps that share of requests (all instances of a kept request).
+    ``dropped`` counts records lost because the queue was full or the sink failed, ``written``
+    those on disk: both are exported as Prometheus counters by the predictor.
+    """
+
+    def __init__(self, log_dir: str, model_name: str, sample_rate: float = 1.0, queue_size: int = 10_000,
+                 max_bytes: int = DEFAULT_MAX_BYTES, max_seconds: float = DEFAULT_MAX_SECONDS):
+        if not 0.0 <= sample_rate <= 1.0:
+            raise ConfigError(f"prediction log sample rate must be between 0 and 1, got {sample_rate}")
+        self.model_name, self.sample_rate = model_name, sample_rate
+        self.writer = RotatingWriter(log_dir, model_name, max_bytes, max_seconds)
+        self.written = self.dropped = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._thread = threading.Thread(target=self._drain, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def log(self, request_id: str, model_version: str, instances: list[dict], predictions: list[dict]) -> None:
+        if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
+            return
+        try:
+            self._queue.put_nowait((request_id, model_version, instances, predictions, utc_now()))
+        except queue.Full:
+            self.dropped += len(instances)
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < 512:  # write what has piled up in one go
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                batch.append(more)
+            records = [r for request_id, version, instances, predictions, when in batch
+                       for r in records_for(request_id, self.model_name, version, instances, predictions, when)]
+            try:
+                self.writer.write(records)
+                self.written += len(records)
+            except OSError:
+                self.dropped += len(records)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self.writer.close()
+
+
+def log_files(log_dir: str, model_name: str) -> list[str]:
+    """Closed log files of ``model_name``, oldest first (names sort by start time)."""
+    return sorted(glob.glob(os.path.join(log_dir, model_name, f"{FILE_PREFIX}*{SUFFIX}")))
+
+
+def read_records(log_dir: str, model_name: str, start: str = "", end: str = "", last_n: int = 0,
+                 include_open: bool = False) -> tuple[list[dict], int]:
+    """(records in [start, end) — or the newest ``last_n`` —, count of unreadable lines skipped).
+
+    ``include_open`` also reads files still being written (their last line may be partial: skipped).
+    """
+    low = parse_time(start, "start") if start else None
+    high = parse_time(end, "end") if end else None
+    files = log_files(log_dir, model_name)
+    if include_open:
+        files = sorted(files + glob.glob(os.path.join(log_dir, model_name, f"{FILE_PREFIX}*{SUFFIX}{PART}")))
+    records, skipped = [], 0
+    for path in files:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                    moment = parse_time(record["time"], "time")
+                except (ValueError, KeyError, TypeError, ConfigError):
+                    skipped += 1
+                    continue
+                if (low and moment < low) or (high and moment >= high):
+                    continue
+                records.append(record)
+    records.sort(key=lambda r: r["time"])
+    if last_n:
+        records = records[-last_n:]
+    return records, skipped

@@ -1,0 +1,254 @@
+"""Model monitor: what the served model sees vs what it was trained on, and whether to retrain.
+
+Reads a window of the prediction log (``common/prediction_log.py``: a time range or the last N
+records), computes statistics of the logged features **with StatisticsGen's code**, and checks
+them against the model's schema and training statistics **with ExampleValidator's code**:
+
+* schema anomalies in the SERVING environment (new categories, missing features, type changes,
+  out-of-range values), exactly the anomaly types ExampleValidator reports;
+* training/serving skew per feature: L-infinity distance for categorical features,
+  Jensen-Shannon divergence for numeric ones, with each feature's threshold from the schema's
+  ``skew_comparator`` (like TFDV) or the monitor's defaults;
+* drift over time: the same distances per time slice of the window (for the plots);
+* with ground truth (a CSV/JSONL file of request_id[, instance], label), live quality —
+  accuracy or MAE/RMSE — against the metrics recorded for the serving version.
+
+Decision: retrain when any of these is anomalous, with one reason per finding. Outputs: TFMD
+``Anomalies`` (``Split-serving/SchemaDiff.pb``) and the serving statistics beside them, an HTML
+report with plots (training vs serving distribution per feature, distance per time slice), KFP
+metrics, a Prometheus text file (``kubetfx_feature_skew{...}``), and ``decision.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pyarrow as pa
+from tensorflow_metadata.proto.v0 import statistics_pb2
+
+from kubetfx.components.common import fileio, prediction_log, provenance, tfmd
+from kubetfx.components.common.errors import ConfigError, InputDataError
+from kubetfx.components.example_validator import executor as validator
+from kubetfx.components.model_monitor import plots
+from kubetfx.components.statistics_gen import executor as statistics_gen
+
+SERVING_SPLIT = validator.SKEW_SERVING_SPLIT  # the split name ExampleValidator reads as the SERVING environment
+DEFAULT_LINF = 0.2
+DEFAULT_JSD = 0.1
+DEFAULT_QUALITY_DROP = 0.05
+DEFAULT_MIN_RECORDS = 100
+TIME_SLICES = 8
+DECISION_FILE = "decision.json"
+PROMETHEUS_FILE = "drift.prom"
+
+
+# ----------------------------------------------------------------------------- records -> statistics
+
+
+def _value_type(values: list) -> pa.DataType:
+    """What tf.Example type the logged values are: int64 (ints, bools), float32 (any float), else string."""
+    if values and all(isinstance(v, (bool, int)) for v in values):
+        return pa.int64()
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return pa.float32()
+    return pa.string()
+
+
+def _column(values: list) -> pa.Array:
+    """A list column (as decoded from tf.Examples): None or an absent key is a missing value; a type of
+    its own when the requests disagree with the schema (ExampleValidator then reports the type change)."""
+    rows = [None if value is None else [v for v in (value if isinstance(value, list) else [value]) if v is not None]
+            for value in values]
+    kind = _value_type([v for row in rows if row for v in row])
+    if kind == pa.string():
+        rows = [None if row is None else [v if isinstance(v, str) else json.dumps(v) for v in row] for row in rows]
+    elif kind == pa.int64():
+        rows = [None if row is None else [int(v) for v in row] for row in rows]
+    return pa.array(rows, type=pa.list_(kind))
+
+
+def features_table(records: list[dict]) -> pa.Table:
+    """One list column per feature name seen in the records (a missing key is a missing value)."""
+    names = sorted({name for record in records for name in (record.get("features") or {})})
+    return pa.table({name: _column([(record.get("features") or {}).get(name) for record in records])
+                     for name in names}) if names else pa.table({})
+
+
+def serving_statistics(records: list[dict]) -> statistics_pb2.DatasetFeatureStatistics:
+    return statistics_gen.generate_statistics(features_table(records), SERVING_SPLIT).datasets[0]
+
+
+# ----------------------------------------------------------------------------- quality
+
+
+def read_labels(path: str) -> dict[tuple[str, int], object]:
+    """(request_id, instance) -> label, from CSV (header: request_id[,instance],label) or JSONL."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"labels: file {path} not found")
+    rows = []
+    with open(path, encoding="utf-8", newline="") as handle:
+        if path.endswith((".jsonl", ".json")):
+            rows = [json.loads(line) for line in handle if line.strip()]
+        else:
+            rows = list(csv.DictReader(handle))
+    labels = {}
+    for number, row in enumerate(rows, start=1):
+        if "request_id" not in row or "label" not in row:
+            raise ConfigError(f"labels {path}: row {number} needs request_id and label (and optionally instance)")
+        labels[(str(row["request_id"]), int(row.get("instance") or 0))] = row["label"]
+    return labels
+
+
+def live_quality(records: list[dict], labels: dict, problem_type: str) -> dict | None:
+    """Accuracy (classification) or MAE/RMSE (regression) on the records that have a label."""
+    pairs = [(record["prediction"], labels[key]) for record in records
+             if (key := (str(record["request_id"]), int(record.get("instance", 0)))) in labels]
+    if not pairs:
+        return None
+    if problem_type == "classification":
+        hits = [str(prediction.get("class")) == str(label) for prediction, label in pairs]
+        return {"labelled": len(pairs), "accuracy": float(np.mean(hits))}
+    errors = np.array([float(prediction.get("prediction")) - float(label) for prediction, label in pairs])
+    return {"labelled": len(pairs), "mae": float(np.mean(np.abs(errors))), "rmse": float(np.sqrt(np.mean(errors ** 2)))}
+
+
+def quality_findings(live: dict | None, reference: dict, tolerance: float) -> list[str]:
+    """Reasons to retrain: live accuracy below, or live error above, the reference by more than ``tolerance``."""
+    if not live:
+        return []
+    reasons = []
+    if "accuracy" in live and reference.get("eval_accuracy") is not None:
+        expected = float(reference["eval_accuracy"])
+        if live["accuracy"] < expected - tolerance:
+            reasons.append(f"live accuracy {live['accuracy']:.4f} on {live['labelled']} labelled requests is below "
+                           f"the serving version's evaluation accuracy {expected:.4f} by more than {tolerance}")
+    for metric in ("mae", "rmse"):
+        expected = reference.get(f"eval_{metric}")
+        if metric in live and expected is not None and live[metric] > float(expected) * (1 + tolerance):
+            reasons.append(f"live {metric.upper()} {live[metric]:.4g} on {live['labelled']} labelled requests is "
+                           f"above the serving version's evaluation {metric.upper()} {float(expected):.4g} "
+                           f"by more than {tolerance:.0%}")
+    return reasons
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _time_slices(records: list[dict], count: int) -> list[list[dict]]:
+    """``count`` consecutive slices of about equal size (records are in time order)."""
+    count = max(1, min(count, len(records) // 50 or 1))
+    bounds = np.linspace(0, len(records), count + 1).astype(int)
+    return [records[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+
+
+def run(prediction_log_dir: str, model_name: str, training_statistics: str, schema_path: str, output_dir: str, *,
+        start: str = "", end: str = "", last_n: int = 0, labels: str = "", model_info: dict | None = None,
+        linf_threshold: float = DEFAULT_LINF, jsd_threshold: float = DEFAULT_JSD,
+        quality_tolerance: float = DEFAULT_QUALITY_DROP, min_records: int = DEFAULT_MIN_RECORDS,
+        report_path: str | None = None, metrics_path: str | None = None) -> dict:
+    """Monitor one window of ``model_name``'s prediction log; write the outputs; return the decision metadata.
+
+    ``training_statistics``: a FeatureStats.pb file or a statistics artifact dir (its ``train`` split).
+    ``model_info``: the serving version's kubetfx_model.json (problem type, evaluation metrics).
+    """
+    if last_n and (start or end):
+        raise ConfigError("give a time window (start/end) or last_n, not both")
+    if last_n < 0 or min_records < 1:
+        raise ConfigError("last_n must be >= 0 and min_records >= 1")
+    schema = tfmd.read_schema(schema_path)
+    training = _read_training_statistics(training_statistics)
+    records, skipped = prediction_log.read_records(prediction_log_dir, model_name, start, end, last_n)
+    window = {"start": records[0]["time"] if records else start, "end": records[-1]["time"] if records else end,
+              "records": len(records), "unreadable_lines": skipped,
+              "versions": sorted({str(r.get("model_version")) for r in records})}
+    metadata = {"tfx_type": "ModelMonitoring", "model_name": model_name, "window": window,
+                "package_versions": provenance.package_versions()}
+    if len(records) < min_records:
+        decision = {"retrain": False, "reasons": [], "note": f"only {len(records)} logged predictions in the window "
+                                                            f"(min_records {min_records}): nothing decided"}
+        return _finish(output_dir, metadata, decision, None, None, {}, [], report_path, metrics_path)
+
+    index = validator.SchemaIndex(schema, schema_path)
+    serving = serving_statistics(records)
+    result = validator.validate_split(index, SERVING_SPLIT, serving)
+    result.comparison_kind = "skew"
+    result.comparison_note = "Skew: the training split vs the logged serving requests."
+    training_env = validator.TRAINING if index.uses_environments else None
+    serving_env = validator.SERVING if index.uses_environments else None
+    result.measurements = validator.compare_split(index, training, serving, "skew", linf_threshold, jsd_threshold,
+                                                  (training_env, serving_env))
+    result.findings += [validator.comparison_finding(m, "skew") for m in result.measurements if m.anomalous]
+    over_time = []
+    for piece in _time_slices(records, TIME_SLICES):
+        measured = validator.compare_split(index, training, serving_statistics(piece), "skew", linf_threshold,
+                                           jsd_threshold, (training_env, serving_env))
+        over_time.append({"start": piece[0]["time"], "end": piece[-1]["time"],
+                          "distances": {m.feature: m.value for m in measured}})
+    info = model_info or {}
+    live = live_quality(records, read_labels(labels), info.get("problem_type", "")) if labels else None
+    reasons = [f"{finding.feature}: {finding.type_name}: {finding.description}" for finding in result.findings]
+    reasons += quality_findings(live, info.get("metrics") or {}, quality_tolerance)
+    decision = {"retrain": bool(reasons), "reasons": reasons}
+    anomalies = validator.build_anomalies(schema, result)
+    tfmd.write_anomalies(output_dir, SERVING_SPLIT, anomalies)
+    stats_list = statistics_pb2.DatasetFeatureStatisticsList()
+    stats_list.datasets.append(serving)
+    tfmd.write_statistics(output_dir, SERVING_SPLIT, stats_list)
+    metadata["live_quality"] = live
+    plot_data = plots.PlotData(training, serving, result.measurements, over_time)
+    return _finish(output_dir, metadata, decision, result, plot_data, live or {}, over_time, report_path,
+                   metrics_path)
+
+
+def _read_training_statistics(path: str) -> statistics_pb2.DatasetFeatureStatistics:
+    if os.path.isdir(path):
+        return tfmd.read_statistics(path, validator.SKEW_TRAIN_SPLIT).datasets[0]
+    if not os.path.isfile(path):
+        raise InputDataError(f"training statistics {path} not found (a FeatureStats.pb file or a statistics "
+                             "artifact dir)")
+    stats = statistics_pb2.DatasetFeatureStatisticsList()
+    with open(path, "rb") as handle:
+        stats.ParseFromString(handle.read())
+    if not stats.datasets:
+        raise InputDataError(f"training statistics {path} hold no dataset")
+    return stats.datasets[0]
+
+
+def prometheus_text(model_name: str, measurements: list, decision: dict, records: int) -> str:
+    """Gauges for Prometheus' node-exporter textfile collector (or any scraper of the file)."""
+    lines = ["# HELP kubetfx_feature_skew Training/serving distance of a feature (L-infinity or Jensen-Shannon).",
+             "# TYPE kubetfx_feature_skew gauge"]
+    for m in measurements:
+        measure = "linf" if m.measure == plots.L_INFTY else "jsd"
+        lines.append(f'kubetfx_feature_skew{{model="{model_name}",feature="{m.feature}",measure="{measure}"}} '
+                     f"{m.value:.6g}")
+    lines += ["# HELP kubetfx_monitor_retrain 1 when the last monitor run decided to retrain.",
+              "# TYPE kubetfx_monitor_retrain gauge", f'kubetfx_monitor_retrain{{model="{model_name}"}} '
+              f"{int(decision['retrain'])}",
+              "# HELP kubetfx_monitor_records Logged predictions in the last monitor run's window.",
+              "# TYPE kubetfx_monitor_records gauge", f'kubetfx_monitor_records{{model="{model_name}"}} {records}']
+    return "\n".join(lines) + "\n"
+
+
+def _finish(output_dir, metadata, decision, result, plot_data, live, over_time, report_path, metrics_path) -> dict:
+    measurements = result.measurements if result else []
+    metadata.update(decision=decision, retrain=int(decision["retrain"]),
+                    skew={m.feature: round(m.value, 6) for m in measurements},
+                    anomalies=sorted({f.feature for f in result.findings}) if result else [])
+    os.makedirs(output_dir, exist_ok=True)
+    fileio.atomic_write(os.path.join(output_dir, DECISION_FILE), json.dumps(decision, indent=2))
+    fileio.atomic_write(os.path.join(output_dir, PROMETHEUS_FILE),
+                        prometheus_text(metadata["model_name"], measurements, decision,
+                                        metadata["window"]["records"]))
+    metrics = {"records": metadata["window"]["records"], "retrain": int(decision["retrain"]),
+               **{f"skew_{name}": value for name, value in metadata["skew"].items()},
+               **{f"live_{k}": v for k, v in live.items() if isinstance(v, (int, float)) and not math.isnan(v)}}
+    if metrics_path:
+        fileio.atomic_write(metrics_path, json.dumps(metrics, indent=2, sort_keys=True))
+    if report_path:
+        fileio.atomic_write(report_path, plots.render_html(metadata, decision, result, plot_data, over_time))
+    return metadata

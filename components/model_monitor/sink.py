@@ -1,0 +1,138 @@
+"""Receive what KServe's inference logger sends and write it as prediction log records.
+
+An InferenceService with ``spec.predictor.logger: {mode: all, url: http://<this service>/}``
+makes KServe's agent POST two CloudEvents per request — the request body (type
+``org.kubeflow.serving.inference.request``) and the response body (``…inference.response``),
+sharing ``ce-id`` — in binary mode (``ce-*`` headers, JSON body) or structured mode
+(``application/cloudevents+json``). This sink pairs them by id and writes one record per
+instance with :class:`~kubetfx.components.common.prediction_log.PredictionLogger`, so the
+model monitor reads the cluster's traffic exactly like ``make serve``'s local log.
+V1 (``instances`` / ``predictions``) and V2 (``inputs`` / ``outputs``) bodies are understood.
+
+    python -m kubetfx.components.model_monitor.sink --log_dir /mnt/prediction-log --port 8080
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from kubetfx.components.common.prediction_log import PredictionLogger
+
+REQUEST_TYPE = "org.kubeflow.serving.inference.request"
+RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
+PENDING_TTL_S = 300.0  # a request whose response never comes is forgotten after this
+
+
+def v2_rows(tensors: list[dict]) -> list[dict]:
+    """Open Inference Protocol tensors -> one dict per row (first dimension)."""
+    rows: list[dict] = []
+    for tensor in tensors:
+        data, shape = tensor.get("data") or [], tensor.get("shape") or [len(tensor.get("data") or [])]
+        count = shape[0] if shape else len(data)
+        width = max(1, len(data) // count) if count else 1
+        for index in range(count):
+            while len(rows) <= index:
+                rows.append({})
+            values = data[index * width:(index + 1) * width]
+            rows[index][tensor["name"]] = values[0] if width == 1 else values
+    return rows
+
+
+def instances_of(body: dict) -> list[dict]:
+    if "instances" in body:
+        return [i if isinstance(i, dict) else {"instance": i} for i in body["instances"]]
+    return v2_rows(body.get("inputs") or [])
+
+
+def predictions_of(body: dict) -> list[dict]:
+    if "predictions" in body:
+        return [p if isinstance(p, dict) else {"prediction": p} for p in body["predictions"]]
+    return v2_rows(body.get("outputs") or [])
+
+
+class PairingSink:
+    """Pair request and response events by id; log each pair once; forget unpaired ones after a while."""
+
+    def __init__(self, logger_for):
+        self._logger_for = logger_for  # model name -> PredictionLogger
+        self._pending: dict[str, tuple[float, str, dict]] = {}
+        self._lock = threading.Lock()
+        self.unpaired_dropped = 0
+
+    def receive(self, event_id: str, event_type: str, model_name: str, body: dict) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for stale in [k for k, (t, _, _) in self._pending.items() if now - t > PENDING_TTL_S]:
+                del self._pending[stale]
+                self.unpaired_dropped += 1
+            other = self._pending.pop(event_id, None)
+            if other is None:
+                self._pending[event_id] = (now, event_type, body)
+                return
+        request, response = (body, other[2]) if event_type == REQUEST_TYPE else (other[2], body)
+        version = str(response.get("model_version") or "")
+        self._logger_for(model_name).log(event_id, version, instances_of(request), predictions_of(response))
+
+
+def make_server(log_dir: str, port: int, host: str = "0.0.0.0", sample_rate: float = 1.0) -> ThreadingHTTPServer:
+    loggers: dict[str, PredictionLogger] = {}
+    lock = threading.Lock()
+
+    def logger_for(model_name: str) -> PredictionLogger:
+        with lock:
+            if model_name not in loggers:
+                loggers[model_name] = PredictionLogger(log_dir, model_name, sample_rate=sample_rate)
+            return loggers[model_name]
+
+    sink = PairingSink(logger_for)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                payload = json.loads(self.rfile.read(length) or b"{}")
+                if self.headers.get("Content-Type", "").startswith("application/cloudevents+json"):
+                    event_id, event_type, body = payload["id"], payload["type"], payload.get("data") or {}
+                    model_name = payload.get("inferenceservicename") or "model"
+                else:
+                    event_id, event_type, body = self.headers["ce-id"], self.headers["ce-type"], payload
+                    model_name = self.headers.get("ce-inferenceservicename") or "model"
+                if event_type not in (REQUEST_TYPE, RESPONSE_TYPE) or not isinstance(body, dict):
+                    raise ValueError(f"not an inference event: {event_type}")
+            except (ValueError, KeyError, TypeError) as err:
+                self.send_error(400, f"not a KServe inference logger CloudEvent: {err}")
+                return
+            sink.receive(event_id, event_type, model_name, body)
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):  # one line per event would be the log volume of the traffic itself
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.sink, server.loggers = sink, loggers
+    return server
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log_dir", required=True, help="where the prediction log files go (a mounted volume)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--sample_rate", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    server = make_server(args.log_dir, args.port, sample_rate=args.sample_rate)
+    print(f"kubetfx prediction log sink on :{args.port}, writing under {args.log_dir}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        for logger in server.loggers.values():
+            logger.close()
+
+
+if __name__ == "__main__":
+    main()
