@@ -140,9 +140,8 @@ def _cmd_run(args, parser) -> int:
 
 
 def _cmd_params(args, parser) -> int:
-    from kubetfx.pipelines.tabular import PARAMETER_HELP
-
     entry = _entry(args)
+    help_text = entry.parameter_help()
     inputs = entry.make().component_spec.inputs
     width = max(map(len, inputs))
     print(f"Parameters of the {entry.name} pipeline (`--set NAME=VALUE` on run, `--param` on submit, "
@@ -150,7 +149,7 @@ def _cmd_params(args, parser) -> int:
     for name, spec in inputs.items():
         default = "(required)" if spec.default is None else json.dumps(spec.default)
         print(f"  {name:<{width}}  {spec.type:<7}  {default}")
-        print(f"  {'':<{width}}  {PARAMETER_HELP.get(name, '')}")
+        print(f"  {'':<{width}}  {help_text.get(name, '')}")
     return 0
 
 

@@ -28,13 +28,20 @@ class Compiled:
 def environment_defaults(entry: PipelineEntry, config: pipeline_config.PipelineConfig, inputs: dict) -> dict:
     """The parameter defaults an environment bakes in, checked against the pipeline's parameters."""
     from kubetfx.pipelines import kustomize, serving_template
+    from kubetfx.pipelines.registry import MONITOR
 
-    defaults = dict(config.parameters)
+    defaults = dict(config.parameters) if entry.kind != MONITOR else {}
     unknown = sorted(set(defaults) - set(inputs))
     if unknown:
         raise ConfigError(f"{config.source or config.name}: parameters: unknown pipeline parameter(s) "
                           f"{', '.join(unknown)}; the {entry.name} pipeline takes: {', '.join(sorted(inputs))}")
     repository = config.model_repository
+    if entry.kind == MONITOR:  # the training pipeline's parameters are not the monitor's
+        for name, value in (("model_repository", repository.uri), ("prediction_log", config.prediction_log.path),
+                            ("experiment", config.kfp.experiment)):
+            if value:
+                defaults[name] = value
+        return defaults
     if repository.uri:
         defaults.setdefault("push_destination", repository.uri)
     if config.manifests:

@@ -100,6 +100,15 @@ class ModelRepository:
 
 
 @dataclasses.dataclass
+class PredictionLog:
+    """Where the prediction log lives in pods: ``path`` (where the predictor/sink write and the monitor reads),
+    on the PersistentVolumeClaim ``pvc`` when set (manifests/base/prediction-log.yaml)."""
+
+    path: str = ""
+    pvc: str = ""
+
+
+@dataclasses.dataclass
 class PipelineConfig:
     name: str = "default"
     source: str = ""  # the file it came from (for messages)
@@ -108,6 +117,7 @@ class PipelineConfig:
     parameters: dict = dataclasses.field(default_factory=dict)  # pipeline parameter defaults for this environment
     kfp: KfpSettings = dataclasses.field(default_factory=KfpSettings)
     model_repository: ModelRepository = dataclasses.field(default_factory=ModelRepository)
+    prediction_log: PredictionLog = dataclasses.field(default_factory=PredictionLog)
     trainer_gpu: GpuPool = dataclasses.field(default_factory=GpuPool)
     resources: dict = dataclasses.field(default_factory=dict)  # task name ("trainer", ...) -> Resources
 
@@ -207,6 +217,10 @@ def from_dict(data: dict, source: str = "config", name: str = "default") -> Pipe
     config.name, config.source = data.get("name") or name, source
     config.kfp = _kfp(data.get("kfp"), f"{source}: kfp")
     config.model_repository = _model_repository(data.get("model_repository"), f"{source}: model_repository")
+    config.prediction_log = _build(PredictionLog, data.get("prediction_log"), f"{source}: prediction_log")
+    if config.prediction_log.pvc and not config.prediction_log.path.startswith("/"):
+        raise ConfigError(f"{source}: prediction_log.path must be the absolute path where the PVC "
+                          f"'{config.prediction_log.pvc}' is mounted, got '{config.prediction_log.path}'")
     config.trainer_gpu = _gpu_pool(data.get("trainer_gpu"), f"{source}: trainer_gpu")
     config.resources = _resources(config.resources or {}, f"{source}: resources")
     config.parameters = dict(config.parameters or {})

@@ -5,7 +5,7 @@ They only change the compiled YAML; kfp.local ignores them.
 
 from kfp import kubernetes
 
-from kubetfx.pipelines.config import GpuPool, ModelRepository, Resources
+from kubetfx.pipelines.config import GpuPool, ModelRepository, PredictionLog, Resources
 
 
 def apply_resources(task, resources: Resources | None):
@@ -40,4 +40,11 @@ def mount_model_repository(task, repository: ModelRepository):
     if repository.credentials_secret:
         kubernetes.use_secret_as_env(task, secret_name=repository.credentials_secret,
                                      secret_key_to_env={key: key for key in repository.credentials_keys})
+    return task
+
+
+def mount_prediction_log(task, prediction_log: PredictionLog):
+    """The monitor reads the prediction log from its volume."""
+    if prediction_log.pvc:
+        kubernetes.mount_pvc(task, pvc_name=prediction_log.pvc, mount_path=prediction_log.path)
     return task

@@ -184,33 +184,48 @@ def check(inputs: dict, arguments: dict, flag: str = "--set", require_all: bool 
     values = {name: spec.default for name, spec in inputs.items() if spec.default is not None}
     values.update(arguments)
 
-    def given(name):
-        return values.get(name)
-
     missing = [name for name, spec in inputs.items() if spec.default is None and name not in arguments]
     if missing and require_all:
         raise ConfigError(f"no value for {', '.join(missing)} (give it with {flag} {missing[0]}=...)")
-    model_repository.check_model_name(given("model_name"))
-    check_problem_type(given("problem_type"))
-    parse_splits(given("splits"))
-    parse_null_values(given("null_values"), "null_values", DEFAULT_NULL_VALUES)
-    parse_null_values(given("string_null_values"), "string_null_values", DEFAULT_STRING_NULL_VALUES)
-    check_numeric_imputation(given("numeric_imputation"))
-    for name in ("train_steps", "eval_steps"):
-        if given(name) < 0:
-            raise ConfigError(f"{flag} {name}: must be 0 or more, got {given(name)}")
-    if given("module_file"):
-        check_module_file(given("module_file"), given("eval_steps"), given("train_steps"))
-    else:
-        hp_lib.parse(given("hyperparameters"))
-    if given("eval_config"):
+    checks = {
+        "model_name": model_repository.check_model_name,
+        "problem_type": check_problem_type,
+        "splits": parse_splits,
+        "null_values": lambda v: parse_null_values(v, "null_values", DEFAULT_NULL_VALUES),
+        "string_null_values": lambda v: parse_null_values(v, "string_null_values", DEFAULT_STRING_NULL_VALUES),
+        "numeric_imputation": check_numeric_imputation,
+        "train_steps": lambda v: _non_negative("train_steps", v, flag),
+        "eval_steps": lambda v: _non_negative("eval_steps", v, flag),
+        "last_n": lambda v: _non_negative("last_n", v, flag),
+        "deploy": lambda v: v and kserve_deploy.parse_settings(v, values.get("model_name", "model")),
+        "schema_file": lambda v: _existing_local_file("schema_file", v, flag),
+        "labels": lambda v: _existing_local_file("labels", v, flag),
+        "eval_config": _check_eval_config,
+    }
+    for name, check in checks.items():
+        if name in values:
+            check(values[name])
+    if "module_file" in values or "hyperparameters" in values:
+        if values.get("module_file"):
+            check_module_file(values["module_file"], values.get("eval_steps", 0), values.get("train_steps", 0))
+        elif "hyperparameters" in values:
+            hp_lib.parse(values["hyperparameters"])
+    check_label_in_local_input(values.get("input_uri"), values.get("label_column"))
+    return arguments
+
+
+def _non_negative(name: str, value: int, flag: str) -> None:
+    if value < 0:
+        raise ConfigError(f"{flag} {name}: must be 0 or more, got {value}")
+
+
+def _existing_local_file(name: str, value: str, flag: str) -> None:
+    if value and "://" not in value and not os.path.isfile(value):
+        raise ConfigError(f"{flag} {name}: '{value}' not found")
+
+
+def _check_eval_config(value: str) -> None:
+    if value:
         from kubetfx.components.evaluator import eval_config as config_lib
 
-        config = config_lib.load(given("eval_config"))
-        config_lib.validate_thresholds(config)
-    if given("deploy"):
-        kserve_deploy.parse_settings(given("deploy"), given("model_name"))
-    if given("schema_file") and "://" not in given("schema_file") and not os.path.isfile(given("schema_file")):
-        raise ConfigError(f"{flag} schema_file: '{given('schema_file')}' not found")
-    check_label_in_local_input(given("input_uri"), given("label_column"))
-    return arguments
+        config_lib.validate_thresholds(config_lib.load(value))

@@ -12,11 +12,22 @@ from typing import Callable
 CHURN_LOCAL_ROWS = 50_000
 
 
+TRAINING, MONITOR = "training", "monitor"
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineEntry:
     name: str
     make: Callable  # PipelineConfig | None -> @dsl.pipeline function
     local_arguments: Callable[[str], dict]  # local root (data/, model-repository/ inside) -> pipeline arguments
+    kind: str = TRAINING  # which environment values its compile bakes in (compiler.environment_defaults)
+
+    def parameter_help(self) -> dict:
+        if self.kind == MONITOR:
+            from kubetfx.pipelines.monitor.pipeline import PARAMETER_HELP
+        else:
+            from kubetfx.pipelines.tabular import PARAMETER_HELP
+        return PARAMETER_HELP
 
 
 def _span_pattern(root: str, file_name: str) -> str:
@@ -98,7 +109,23 @@ def for_data(data: str, label: str, name: str | None = None, problem_type: str =
     return PipelineEntry(model_name, make, local_arguments)
 
 
+def prediction_log_dir(local_root: str) -> str:
+    """The embedded default's prediction log (what `make serve` writes and `make monitor` reads)."""
+    return os.path.join(os.path.abspath(local_root), "prediction-log")
+
+
+def _make_monitor(config=None):
+    from kubetfx.pipelines.monitor import pipeline
+
+    return pipeline.make(config)
+
+
+def _monitor_local_arguments(local_root: str) -> dict:
+    return {"prediction_log": prediction_log_dir(local_root), "model_repository": model_repository_dir(local_root)}
+
+
 PIPELINES = {
     "penguin": PipelineEntry("penguin", _make_penguin, _penguin_local_arguments),
     "churn": PipelineEntry("churn", _make_churn, _churn_local_arguments),
+    "monitor": PipelineEntry("monitor", _make_monitor, _monitor_local_arguments, MONITOR),
 }

@@ -13,7 +13,7 @@ from kubetfx.components.pusher import kserve_deploy
 _PREDICTOR_FIELDS = {"minReplicas": "min_replicas", "maxReplicas": "max_replicas", "scaleMetric": "scale_metric",
                      "scaleTarget": "scale_target", "canaryTrafficPercent": "canary_traffic_percent",
                      "serviceAccountName": "service_account_name", "nodeSelector": "node_selector",
-                     "tolerations": "tolerations"}
+                     "tolerations": "tolerations", "logger": "logger"}
 _MODEL_FIELDS = {"runtime": "runtime_name", "protocolVersion": "protocol_version", "resources": "resources",
                  "image": "image"}
 _IGNORED_MODEL_FIELDS = ("modelFormat", "storageUri")  # the runtime kind / the pushed version: the Pusher's

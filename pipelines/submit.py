@@ -190,6 +190,26 @@ class KfpSubmitter:
         print(f"  {ui}/#/runs/details/{run.run_id}")
         return run.run_id
 
+    def start_latest(self, pipeline_name: str, params: dict, run_name: str) -> str:
+        """Start a run of the newest version of an uploaded pipeline (continuous training's trigger)."""
+        with self._api("finding the pipeline on"):
+            pipeline_id = self.client.get_pipeline_id(pipeline_name)
+            if pipeline_id is None:
+                raise KfpApiError(f"no pipeline named {pipeline_name} on {self.host}: upload it first "
+                                  "(`make submit` or `make schedule` for its environment)")
+            versions = self.client.list_pipeline_versions(pipeline_id, page_size=1,
+                                                          sort_by="created_at desc").pipeline_versions
+        if not versions:
+            raise KfpApiError(f"pipeline {pipeline_name} on {self.host} has no version to run")
+        experiment_id = self._experiment_id()
+        with self._api("starting the run on"):
+            run = self.client.run_pipeline(experiment_id=experiment_id, job_name=run_name, params=params,
+                                           pipeline_id=pipeline_id, version_id=versions[0].pipeline_version_id,
+                                           service_account=self.config.kfp.service_account or None)
+        print(f"Started run {run_name} ({run.run_id}) of {pipeline_name} version "
+              f"{versions[0].display_name} in experiment {self.config.kfp.experiment}")
+        return run.run_id
+
     def _recurring_runs_named(self, experiment_id: str, name: str) -> list:
         found, token = [], ""
         while True:

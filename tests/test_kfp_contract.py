@@ -219,3 +219,34 @@ def test_every_environment_compiles_and_names_an_overlay(tmp_path, capsys):
                                  "--output", str(tmp_path / f"{environment}.yaml"))
         assert code == 0, err
         assert os.path.isdir(pipeline_config.load_environment(environment).manifests_path())
+
+
+def test_the_monitors_retrain_trigger_starts_the_newest_training_version(api, capsys, tmp_path):
+    """Continuous training's last step, as the monitor pipeline runs it in the cluster (host given here)."""
+    from kubetfx.components.retrain_trigger import executor as trigger
+
+    assert submit(capsys, tmp_path)[0] == 0  # the training pipeline is uploaded (and ran once)
+    assert submit(capsys, tmp_path, "--image", "registry.example.com/kubetfx:newer")[0] == 0  # a newer version
+    newest = list(api.pipeline_versions.values())[-1]
+    result = trigger.run("kubetfx-penguin", "kubetfx-dev", params={"input_uri": DATA}, host=api.url,
+                         service_account="kubetfx-pipeline-runner", reason="body_mass_g drifted")
+    run = api.runs[result["run_id"]]
+    assert run["pipeline_version_reference"]["pipeline_version_id"] == newest["pipeline_version_id"]
+    assert run["runtime_config"]["parameters"] == {"input_uri": DATA}
+    assert run["display_name"].startswith("kubetfx-penguin-retrain-") and result["reason"] == "body_mass_g drifted"
+    with pytest.raises(Exception, match="no pipeline named kubetfx-nothing"):
+        trigger.run("kubetfx-nothing", "kubetfx-dev", host=api.url)
+
+
+def test_the_monitor_pipeline_compiles_for_an_environment(tmp_path, capsys):
+    code, out, err = kubetfx(capsys, "compile", "monitor", "--env", "dev", "--output", str(tmp_path / "m.yaml"))
+    assert code == 0, err
+    documents = list(yaml.safe_load_all((tmp_path / "m.yaml").read_text()))
+    parameters = documents[0]["root"]["inputDefinitions"]["parameters"]
+    assert parameters["prediction_log"]["defaultValue"] == "/mnt/prediction-log"
+    assert parameters["model_repository"]["defaultValue"] == "/mnt/model-repository"
+    mounts = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-model-monitor"]["pvcMount"]
+    assert {m["mountPath"] for m in mounts} == {"/mnt/model-repository", "/mnt/prediction-log"}
+    tasks = documents[0]["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert tasks["retrain-trigger"]["inputs"]["parameters"]["pipeline_name"]["componentInputParameter"] == \
+        "pipelinechannel--training_pipeline"

@@ -185,7 +185,7 @@ def test_core_unknown_field_is_rejected():
 
 
 def test_core_wrong_type_is_rejected():
-    claim = only(rendered("dev"), "PersistentVolumeClaim")
+    claim = next(o for o in rendered("dev") if o["kind"] == "PersistentVolumeClaim")
     claim["spec"]["accessModes"] = "ReadWriteMany"
     assert "spec.accessModes: 'ReadWriteMany' is not of type 'array'" in rejected(claim)
 

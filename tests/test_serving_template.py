@@ -30,7 +30,7 @@ def test_prod_serves_on_the_gpu_pool_with_canaries(rendered):
                                                  model_name="penguin", model_version=3)
     template = next(o for o in rendered["prod"] if o["kind"] == "InferenceService")
     for key in ("nodeSelector", "tolerations", "minReplicas", "maxReplicas", "scaleMetric", "scaleTarget",
-                "serviceAccountName"):
+                "serviceAccountName", "logger"):
         assert isvc["spec"]["predictor"][key] == template["spec"]["predictor"][key], key
     assert isvc["spec"]["predictor"]["model"]["resources"] == template["spec"]["predictor"]["model"]["resources"]
     assert isvc["spec"]["predictor"]["model"]["image"] == template["spec"]["predictor"]["model"]["image"]
@@ -40,6 +40,7 @@ def test_dev_is_cpu_only_and_raw(rendered):
     deploy = settings_for(rendered["dev"])
     assert deploy["deployment_mode"] == "RawDeployment" and deploy["namespace"] == "kubetfx-dev"
     assert "nvidia.com/gpu" not in str(deploy) and "image" not in deploy
+    assert deploy["logger"] == {"mode": "all", "url": "http://kubetfx-prediction-log-sink/"}  # the monitor's input
 
 
 def test_a_model_without_its_own_template_uses_the_environments_only_one(rendered):

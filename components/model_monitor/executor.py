@@ -252,3 +252,54 @@ def _finish(output_dir, metadata, decision, result, plot_data, live, over_time, 
     if report_path:
         fileio.atomic_write(report_path, plots.render_html(metadata, decision, result, plot_data, over_time))
     return metadata
+
+
+def serving_version_files(model_repository_base: str, model_name: str, version: int = 0,
+                          work_dir: str | None = None) -> tuple[int, dict]:
+    """(version, {"schema", "statistics", "info"} paths) of a pushed version (0: the latest).
+
+    The Pusher puts the training schema and statistics beside the model; an object-store
+    repository's files are copied to ``work_dir`` first.
+    """
+    import tempfile
+
+    from kubetfx.components.common import layout, model_repository, storage
+
+    version = version or model_repository.latest_version(model_repository_base, model_name)
+    if not version:
+        raise InputDataError(f"no pushed version of '{model_name}' in {model_repository_base}: nothing to monitor")
+    directory = model_repository.version_path(model_repository_base, model_name, version)
+    names = {"schema": layout.SCHEMA_FILE, "statistics": model_repository.TRAINING_STATISTICS_FILE,
+             "info": model_repository.MODEL_METADATA_FILE}
+    if "://" not in directory:
+        paths = {key: os.path.join(directory, name) for key, name in names.items()}
+    else:
+        work_dir = work_dir or tempfile.mkdtemp(prefix="kubetfx-monitor-")
+        paths = {}
+        for key, name in names.items():
+            try:
+                data = storage.read_bytes(f"{directory}/{name}")
+            except (OSError, InputDataError):
+                continue
+            paths[key] = os.path.join(work_dir, name)
+            with open(paths[key], "wb") as handle:
+                handle.write(data)
+    for key in ("schema", "statistics"):
+        if not os.path.isfile(paths.get(key, "")):
+            raise InputDataError(f"version {version} of '{model_name}' ({directory}) has no {names[key]}: it was "
+                                 "pushed without it (push with a kubetfx Pusher that is given the statistics)")
+    return version, paths
+
+
+def run_for_model(prediction_log_dir: str, model_repository_base: str, model_name: str, output_dir: str, *,
+                  version: int = 0, **kwargs) -> dict:
+    """:func:`run` against the schema, training statistics and metrics pushed with the serving version."""
+    version, paths = serving_version_files(model_repository_base, model_name, version)
+    info = {}
+    if os.path.isfile(paths.get("info", "")):
+        with open(paths["info"], encoding="utf-8") as handle:
+            info = json.load(handle)
+    result = run(prediction_log_dir, model_name, paths["statistics"], paths["schema"], output_dir,
+                 model_info=info, **kwargs)
+    result["compared_with_version"] = version
+    return result

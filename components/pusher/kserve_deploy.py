@@ -78,7 +78,8 @@ FAILED_MODEL_STATES = ("BlockedByFailedLoad", "InvalidSpec")
 SETTINGS_KEYS = ("name", "namespace", "runtime", "runtime_name", "runtime_version", "protocol_version",
                  "storage_uri_base", "deployment_mode", "min_replicas", "max_replicas", "scale_metric",
                  "scale_target", "resources", "gpus", "service_account_name", "canary_traffic_percent",
-                 "labels", "annotations", "image", "node_selector", "tolerations", "apply")
+                 "labels", "annotations", "image", "node_selector", "tolerations", "logger", "apply")
+LOGGER_MODES = ("all", "request", "response")
 TOLERATION_KEYS = ("key", "operator", "value", "effect", "tolerationSeconds")
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -118,6 +119,7 @@ class DeploySettings:
     image: str | None = None  # overrides the runtime's image (e.g. the GPU image on a GPU pool)
     node_selector: dict = field(default_factory=dict)
     tolerations: list = field(default_factory=list)  # [{"key", "operator", "value", "effect"}]
+    logger: dict = field(default_factory=dict)  # KServe's inference logger: {"mode": "all", "url": sink}
     apply: bool = True
 
     @property
@@ -298,6 +300,7 @@ def parse_settings(deploy: dict | None, model_name: str) -> DeploySettings | Non
     settings.image = _str(deploy.get("image"), "image")
     settings.node_selector = _string_map(deploy.get("node_selector"), "node_selector")
     settings.tolerations = _tolerations(deploy.get("tolerations"))
+    settings.logger = _logger(deploy.get("logger"))
     apply = deploy.get("apply", True)
     if not isinstance(apply, bool):
         raise ConfigError(f"deploy.apply must be true or false, got {apply!r}")
@@ -318,6 +321,22 @@ def _tolerations(raw) -> list:
         if toleration.get("operator", "Equal") not in ("Exists", "Equal"):
             raise ConfigError(f"deploy.tolerations[{i}].operator must be Exists or Equal")
     return [dict(t) for t in raw]
+
+
+def _logger(raw) -> dict:
+    """KServe's inference logger (CloudEvents of every request/response to ``url``: the monitor's sink)."""
+    if raw in (None, "", {}):
+        return {}
+    if not isinstance(raw, dict) or set(raw) - {"mode", "url"}:
+        raise ConfigError(f"deploy.logger must be {{'mode': 'all'|'request'|'response', 'url': 'http://...'}}, "
+                          f"got {raw!r}")
+    mode = raw.get("mode", "all")
+    if mode not in LOGGER_MODES:
+        raise ConfigError(f"deploy.logger.mode must be one of {', '.join(LOGGER_MODES)}, got {mode!r}")
+    url = raw.get("url")
+    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+        raise ConfigError(f"deploy.logger.url must be an http(s) URL (the prediction log sink), got {url!r}")
+    return {"mode": mode, **({"url": url} if url else {})}
 
 
 def _check_storage_uri(uri: str, where: str) -> None:
@@ -348,6 +367,7 @@ def build_typed(settings: DeploySettings, *, storage_uri: str, model_name: str, 
     """The ``kserve.V1beta1InferenceService`` for one model version."""
     from kserve import (V1beta1InferenceService, V1beta1InferenceServiceSpec, V1beta1ModelFormat,
                         V1beta1ModelSpec, V1beta1PredictorSpec)
+    from kserve import V1beta1LoggerSpec
     from kubernetes.client import V1ObjectMeta, V1ResourceRequirements, V1Toleration
 
     if settings.runtime == "kubetfx":
@@ -373,6 +393,8 @@ def build_typed(settings: DeploySettings, *, storage_uri: str, model_name: str, 
         tolerations=[V1Toleration(key=t.get("key"), operator=t.get("operator"), value=t.get("value"),
                                   effect=t.get("effect"), toleration_seconds=t.get("tolerationSeconds"))
                      for t in settings.tolerations] or None,
+        logger=V1beta1LoggerSpec(mode=settings.logger["mode"], url=settings.logger.get("url"))
+        if settings.logger else None,
         annotations={MODEL_VERSION: str(model_version)})
     annotations = dict(settings.annotations)
     annotations.update({

@@ -1,0 +1,1 @@
+"""Continuous training's last step: start the training pipeline on Kubeflow Pipelines."""
