@@ -22,7 +22,7 @@ export CONTAINERS_CONF
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test compile bench bench-e2e image image-gpu e2e manifests submit schedule deploy clean clean-models
+.PHONY: help install run test monitor compile bench bench-e2e image image-gpu e2e manifests submit schedule deploy clean clean-models
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -79,6 +79,9 @@ schedule: install ## compile for ENV, upload and create or replace the recurring
 deploy: install ## kubectl apply -k manifests/overlays/ENV (all but the InferenceService, which the Pusher creates)
 	$(PY) -m kubetfx.pipelines deploy --env $(ENV)
 
+monitor: install ## monitor `make serve`'s prediction log vs the served model's training data; retrain + push when drifted
+	$(PY) -m kubetfx.pipelines monitor penguin --root $(ROOT) --retrain
+
 clean: ## remove local runs, compiled pipelines and caches (keeps pushed models, .venv and built images)
 	rm -rf build bench-results .pytest_cache $(ROOT)/pipeline-root $(ROOT)/logs $(ROOT)/data
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
@@ -91,12 +94,16 @@ clean-models: ## delete the local model repository (every pushed model version i
 SERVE_MODEL ?= penguin
 HTTP_PORT   ?= 8080
 GRPC_PORT   ?= 8081
-.PHONY: serve bench-serve
+.PHONY: serve bench-serve bench-abuse
 
 serve: install ## serve the latest pushed model of kubetfx-local/model-repository (KServe V1/V2 REST :8080, gRPC :8081)
 	$(PY) -m kubetfx.components.predictor --model_repository $(ROOT)/model-repository --model_name $(SERVE_MODEL) \
 		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
 
-bench-serve: install ## benchmark the predictor vs a naive kserve.Model with hey (installs hey with apt-get if missing)
+bench-serve: install ## benchmark the predictor vs a naive kserve.Model (3 rounds, medians, the speed targets; installs hey)
 	command -v hey >/dev/null || (apt-get update && apt-get install -y hey)
 	$(PY) tests/benchmarks/bench_serving.py
+
+bench-abuse: install ## 30 s of good + hostile traffic at the predictor: fails on a 5xx, a reset or a log over 1 MB
+	command -v hey >/dev/null || (apt-get update && apt-get install -y hey)
+	$(PY) tests/benchmarks/bench_abuse.py

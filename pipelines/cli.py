@@ -139,6 +139,41 @@ def _cmd_run(args, parser) -> int:
                             containers=args.containers, config=config)
 
 
+def _cmd_monitor(args, parser) -> int:
+    """The local continuous-training loop: monitor the prediction log; retrain when it says so."""
+    import time
+
+    from kubetfx.components.model_monitor import executor as monitor
+    from kubetfx.pipelines import local_runner
+
+    entry = _entry(args)
+    if entry.kind != registry.TRAINING:
+        raise KubetfxError("kubetfx monitor watches a training pipeline's model (penguin, churn or --data/--label)")
+    root = os.path.abspath(args.root)
+    output_dir = os.path.join(root, "monitor", time.strftime("%Y%m%d-%H%M%S"))
+    model_name = entry.make().component_spec.inputs["model_name"].default
+    result = monitor.run_for_model(
+        registry.prediction_log_dir(root), registry.model_repository_dir(root), model_name, output_dir,
+        last_n=args.last_n, start=args.start, end=args.end, labels=args.labels, min_records=args.min_records,
+        report_path=os.path.join(output_dir, "report.html"), metrics_path=os.path.join(output_dir, "metrics.json"))
+    decision, window = result["decision"], result["window"]
+    print(f"Monitored {window['records']} logged predictions of {model_name} (versions "
+          f"{', '.join(window['versions']) or '-'}) against version {result['compared_with_version']}'s training data")
+    print(f"  report: {os.path.join(output_dir, 'report.html')}")
+    if decision.get("note"):
+        print(f"  {decision['note']}")
+    if not decision["retrain"]:
+        print("No retraining needed.")
+        return 0
+    print("Retrain:")
+    for reason in decision["reasons"]:
+        print(f"  - {reason}")
+    if not args.retrain:
+        return 0
+    print(f"\nRetraining: the {entry.name} pipeline on the newest data span")
+    return local_runner.run(entry, root=root)
+
+
 def _cmd_params(args, parser) -> int:
     entry = _entry(args)
     help_text = entry.parameter_help()
@@ -217,6 +252,18 @@ def main(argv=None) -> int:
 
     deploy = commands.add_parser("deploy", help="kubectl apply -k the environment's manifests overlay")
     _add_environment(deploy, compiles=False)
+
+    watch = commands.add_parser("monitor", help="compare the local prediction log with the served version's "
+                                                "training data; retrain when it has drifted (--retrain)")
+    _add_pipeline(watch)
+    watch.add_argument("--root", default="kubetfx-local", help="local directory (prediction-log/, model-repository/)")
+    watch.add_argument("--last-n", type=int, default=0, help="the newest N logged predictions (default: all)")
+    watch.add_argument("--start", default="", help="window start (ISO-8601)")
+    watch.add_argument("--end", default="", help="window end (ISO-8601, exclusive)")
+    watch.add_argument("--labels", default="", help="ground truth: CSV/JSONL of request_id[,instance],label")
+    watch.add_argument("--min-records", type=int, default=100, help="decide nothing below this many predictions")
+    watch.add_argument("--retrain", action="store_true", help="run the pipeline when the monitor says retrain")
+    watch.set_defaults(handler=_cmd_monitor)
 
     params = commands.add_parser("params", help="list a pipeline's parameters, their defaults and meaning")
     _add_pipeline(params)

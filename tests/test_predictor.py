@@ -339,9 +339,10 @@ def test_hot_reload_switches_to_new_versions_and_skips_corrupt_ones(served, peng
 
 
 def test_model_dir_with_two_workers(tmp_path, penguin_model, eval_instances, savedmodel_outputs):
-    """--model_dir (the InfraValidator's and KServe's layout) and --workers 2: each worker loads the model."""
+    """--model_dir (the InfraValidator's and KServe's layout) and --workers 2: each worker loads the model
+    and answers through the REST front door (size cap, error policy) like the single-process server."""
     server = Server(["--model_dir", penguin_model["model"], "--model_name", MODEL, "--workers", "2",
-                     "--model_version", "7"], str(tmp_path / "predictor.log"))
+                     "--model_version", "7", "--max_request_bytes", "4096"], str(tmp_path / "predictor.log"))
     try:
         server.wait_ready()
         for _ in range(6):
@@ -349,8 +350,12 @@ def test_model_dir_with_two_workers(tmp_path, penguin_model, eval_instances, sav
             assert status == 200 and answer["model_version"] == "7"
             np.testing.assert_allclose([list(p["probabilities"].values()) for p in answer["predictions"]],
                                        savedmodel_outputs["probabilities"][:4], atol=1e-6)
+            status, body = server.request("POST", f"/v2/models/{MODEL}/infer", b'{"instances": [{"x": 1e309}]}')
+            assert status == 400 and b"not valid JSON" in body
+            assert server.predict(eval_instances * 10)[0] == 413
         log = server.log()
         assert log.count("serving model 'penguin' version 7") >= 2, log[-3000:]  # parent + worker(s)
+        assert "Traceback" not in log
     finally:
         server.stop()
 

@@ -9,6 +9,8 @@ Modules, one job each:
 * ``batching.py``        the micro-batcher: concurrent requests coalesced into one signature call.
 * ``repository_watch.py`` hot reload: polls the repository, loads newer versions in the background.
 * ``model.py``           the ``kserve.Model``: load -> preprocess -> predict -> postprocess.
-* ``server.py``          builds and starts ``kserve.ModelServer`` (quiet logs, workers).
+* ``rest_front.py``      the ASGI layer in front of kserve's REST app: body cap, JSON fast path for V1/V2.
+* ``error_policy.py``    what a failed request answers (HTTP/gRPC status, one message) and logs (rate-limited).
+* ``server.py``          builds and starts ``kserve.ModelServer`` (quiet logs, front door, error policy, workers).
 * ``__main__.py``        the CLI: ``python -m kubetfx.components.predictor --model_repository DIR --model_name NAME``.
 """

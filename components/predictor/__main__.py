@@ -1,5 +1,6 @@
 """CLI: ``python -m kubetfx.components.predictor --model_repository DIR --model_name NAME [--version N]
---http_port P --grpc_port G --workers N`` (or ``--model_dir DIR`` for one model dir, as on KServe).
+--http_port P --grpc_port G --workers N [--max_request_bytes B]`` (or ``--model_dir DIR`` for one model
+dir, as on KServe).
 """
 
 import argparse
@@ -32,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_argument("--max_batch_wait_us", type=int, default=0,
                          help="wait up to this long for more requests before a model call (0: batch only what "
                               "queued up while the model was busy)")
+    serving.add_argument("--max_request_bytes", type=int, default=8 * 1024 * 1024,
+                         help="largest request body (REST) or message (gRPC) taken; larger ones are answered 413 "
+                              "(gRPC: RESOURCE_EXHAUSTED)")
     serving.add_argument("--poll_interval_s", type=float, default=10.0, help="how often to look for new versions")
     serving.add_argument("--allow_nan", action="store_true",
                          help="accept NaN/Inf (JSON null) in float features unless the schema disallows them")
@@ -55,7 +59,10 @@ def main(argv=None) -> int:
             if not args.model_repository or not args.model_name:
                 raise KubetfxError("give --model_repository DIR and --model_name NAME (or --model_dir DIR)")
             source = ModelSource(model_name=args.model_name, repository=args.model_repository, version=args.version)
+        if args.max_request_bytes < 1024:
+            raise KubetfxError(f"--max_request_bytes must be at least 1024, got {args.max_request_bytes}")
         options = ServingOptions(allow_nan=args.allow_nan, max_batch_size=args.max_batch_size,
+                                 max_request_bytes=args.max_request_bytes,
                                  max_batch_wait_us=args.max_batch_wait_us, poll_interval_s=args.poll_interval_s,
                                  intra_op_threads=args.tf_intra_op_threads, inter_op_threads=args.tf_inter_op_threads)
         from kubetfx.components.predictor import server

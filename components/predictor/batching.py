@@ -31,7 +31,8 @@ from prometheus_client import Histogram
 BATCH_SIZE = Histogram("kubetfx_predictor_batch_size", "Instances per model call (after micro-batching)",
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
 MODEL_CALL = Histogram("kubetfx_predictor_model_call_seconds", "Time of one (batched) model signature call",
-                       buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+                       buckets=(0.0001, 0.0002, 0.0003, 0.0004, 0.0005, 0.0006, 0.0007, 0.0008, 0.0009, 0.001,
+                                0.0015, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
 BATCH_REQUESTS = Histogram("kubetfx_predictor_batch_requests", "Requests coalesced into one model call",
                            buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 

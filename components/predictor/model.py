@@ -11,6 +11,10 @@ Protocols (kserve routes them; this class only sees decoded payloads):
   ``class_ids`` INT64 [N], ``classes`` BYTES [N] (regression: ``predictions`` FP32 [N]);
   ``model_version`` is the served version. ``GET /v2/models/NAME`` lists the inputs and outputs.
 
+The REST front door (``rest_front.py``) hands V1 bodies over as parsed JSON and V2 JSON bodies as a
+``V2JsonRequest``; gRPC and V2 binary-tensor requests arrive as kserve's ``InferRequest``.
+``postprocess`` answers each in kind (a dict for the front door to write, an ``InferResponse`` for kserve).
+
 The served version is one attribute (``_servable``) swapped atomically by the repository watcher;
 a request takes it once in ``preprocess`` and carries it to ``postprocess``, so it finishes on the
 version it started on.
@@ -23,6 +27,7 @@ ping keeps answering) and its HTTP server starts accepting only once the model i
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import uuid
@@ -34,7 +39,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Counter, Gauge
 
 from kubetfx.components.predictor import repository_watch, servable as servable_lib
-from kubetfx.components.predictor.schema_check import RequestError
+from kubetfx.components.predictor.schema_check import RequestError, V2JsonRequest, json_kind
 
 logger = logging.getLogger("kubetfx.predictor")
 
@@ -52,6 +57,7 @@ class ServingOptions:
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     worker_load_timeout_s: float = 600.0
+    max_request_bytes: int = 8 * 1024 * 1024  # REST bodies and gRPC messages; larger ones get 413 / RESOURCE_EXHAUSTED
 
 
 class _Work:
@@ -63,8 +69,17 @@ class _Work:
         self.servable = servable
         self.columns = columns
         self.n = n
-        self.request = request  # the InferRequest (V2) or None (V1)
+        self.request = request  # V2: the InferRequest (gRPC, binary REST) or V2JsonRequest (JSON REST); V1: None
         self.outputs = None
+
+
+_RESPONSE_IDS = itertools.count(1)
+_RESPONSE_ID_PREFIX = uuid.uuid4().hex[:12]  # per process (each --workers child imports this module anew)
+
+
+def _new_response_id() -> str:
+    """A unique id for a V2 response whose request gave none (a uuid4 per request showed in the profile)."""
+    return f"{_RESPONSE_ID_PREFIX}-{next(_RESPONSE_IDS)}"
 
 
 def _text(value) -> str:
@@ -141,8 +156,7 @@ class KubetfxPredictor(Model):
         self._loaded = threading.Event()
         from kubetfx.components.predictor import server
 
-        server.drop_kserve_timing_middleware()  # this worker builds its own REST app
-        server.skip_idle_fastapi_telemetry()
+        server.install_kserve_changes(self.options.max_request_bytes)  # this worker builds its own REST app
         server.quiet_logs()
         threading.Thread(target=self._load_in_worker, name="kubetfx-worker-load", daemon=True).start()
         try:  # the worker's HTTP server waits for the model before accepting connections
@@ -187,18 +201,18 @@ class KubetfxPredictor(Model):
         if servable is None:
             raise ModelNotReady(self.name)
         try:
+            if isinstance(payload, V2JsonRequest):
+                columns, n = servable.rules.from_v2_json(payload.body, self.name)
+                return _Work(servable, columns, n, payload)
             if isinstance(payload, InferRequest):
                 columns, n = servable.rules.from_infer_request(payload)
                 return _Work(servable, columns, n, payload)
-            if isinstance(payload, dict):
-                if "instances" not in payload:
-                    raise RequestError('expected a JSON object {"instances": [{feature: value, ...}, ...]}'
-                                       + (f" (got keys: {', '.join(sorted(map(str, payload))[:10])})"
-                                          if payload else ""))
-                columns, n = servable.rules.from_instances(payload["instances"])
-                return _Work(servable, columns, n, None)
-            raise RequestError(f"unsupported request body ({type(payload).__name__}); send JSON "
-                               '{"instances": [...]} (V1) or a V2 inference request')
+            if isinstance(payload, (bytes, bytearray)):  # kserve passes a body it did not read as JSON as is
+                raise RequestError(f"unsupported request body ({json_kind(payload)}); send JSON with Content-Type: "
+                                   f'application/json: {{"instances": [...]}} to /v1/models/{self.name}:predict or '
+                                   f'{{"inputs": [...]}} to /v2/models/{self.name}/infer')
+            columns, n = servable.rules.from_v1_json(payload, self.name)
+            return _Work(servable, columns, n, None)
         except RequestError:
             INVALID_REQUESTS.labels(self.name).inc()
             raise
@@ -211,7 +225,15 @@ class KubetfxPredictor(Model):
         if work.request is None:
             return {"predictions": self._v1_predictions(work), "model_name": self.name,
                     "model_version": work.servable.version}
-        return self._v2_response(work)
+        if isinstance(work.request, V2JsonRequest):  # the REST fast path writes this dict as JSON itself
+            return {"model_name": self.name, "model_version": work.servable.version,
+                    "id": work.request.id or _new_response_id(),
+                    "outputs": [{"name": name, "datatype": datatype, "shape": shape, "data": data}
+                                for name, datatype, shape, data in self._v2_outputs(work)]}
+        return InferResponse(response_id=work.request.id or _new_response_id(), model_name=self.name,
+                             model_version=work.servable.version, from_grpc=work.request.from_grpc,
+                             infer_outputs=[InferOutput(name=name, shape=shape, datatype=datatype, data=data)
+                                            for name, datatype, shape, data in self._v2_outputs(work)])
 
     def _v1_predictions(self, work: _Work) -> list:
         spec, outputs = work.servable.spec, work.outputs
@@ -225,17 +247,13 @@ class KubetfxPredictor(Model):
                    for name, array in outputs.items()}
         return [{name: column[i] for name, column in columns.items()} for i in range(work.n)]
 
-    def _v2_response(self, work: _Work) -> InferResponse:
-        request, outputs = work.request, work.outputs
-        infer_outputs = []
+    @staticmethod
+    def _v2_outputs(work: _Work) -> list[tuple]:
+        """The V2 outputs as (name, datatype, shape, flat data list), for either response type."""
+        outputs = []
         for output in work.servable.spec.v2_outputs():
-            array = outputs[output.name]
-            if array.dtype == object:
-                data = [_text(v) for v in array.reshape(-1).tolist()]
-            else:
-                data = array.reshape(-1).tolist()
-            infer_outputs.append(InferOutput(name=output.name, shape=list(array.shape), datatype=output.datatype,
-                                             data=data))
-        return InferResponse(response_id=request.id or str(uuid.uuid4()), model_name=self.name,
-                             model_version=work.servable.version, infer_outputs=infer_outputs,
-                             from_grpc=request.from_grpc)
+            array = work.outputs[output.name]
+            flat = array.reshape(-1).tolist()
+            outputs.append((output.name, output.datatype, list(array.shape),
+                            [_text(v) for v in flat] if array.dtype == object else flat))
+        return outputs

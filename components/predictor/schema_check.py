@@ -12,8 +12,11 @@ present, ``schema.pbtxt`` beside ``kubetfx_model.json`` (string domains, ``float
 * no NaN/±Inf in float features (JSON ``null`` in a float feature means NaN), unless the predictor
   runs with ``allow_nan`` and the schema does not set ``disallow_nan``/``disallow_inf``.
 
-A violation raises :class:`RequestError` (kserve ``InvalidInput``: HTTP 400, gRPC INVALID_ARGUMENT)
-whose message names the instance index and the feature. No TensorFlow import.
+V1 instances and V2 JSON inputs (:meth:`RequestSchema.from_v2_json`) get the same value checks and
+messages; V2 tensors that arrive typed (gRPC, binary REST) are checked as numpy arrays. A violation
+raises :class:`RequestError` (kserve ``InvalidInput``: HTTP 400, gRPC INVALID_ARGUMENT) whose message
+names the instance index and the feature; names a client sent are clipped and lists of them cut
+short, so a message stays short whatever the request holds. No TensorFlow import.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ _JSON_KIND = {"float32": "a number", "int64": "an integer", "string": "a string"
 _INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _MAX_SHOWN = 10
+_MAX_NAME_CHARS = 60
 
 
 class RequestError(InvalidInput):
@@ -44,6 +48,85 @@ def _show(values) -> str:
     values = sorted(values)
     shown = ", ".join(values[:_MAX_SHOWN])
     return shown + (f", ... ({len(values)} in all)" if len(values) > _MAX_SHOWN else "")
+
+
+def _quoted(name) -> str:
+    """A client-supplied name for a message: quoted and clipped (messages stay short whatever is sent)."""
+    text = str(name)
+    return f"'{text}'" if len(text) <= _MAX_NAME_CHARS else f"'{text[:_MAX_NAME_CHARS - 3]}...'"
+
+
+def _quoted_list(names) -> str:
+    names = sorted(map(str, names))
+    shown = ", ".join(_quoted(n) for n in names[:_MAX_SHOWN])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > _MAX_SHOWN else "")
+
+
+def json_kind(value) -> str:
+    """What a parsed JSON value is, in JSON's words."""
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _body_keys(body: dict) -> str:
+    return f" (got keys: {_quoted_list(body)})" if body else " (got an empty object)"
+
+
+class V2JsonRequest:
+    """A V2 REST request body as parsed JSON, checked by :meth:`RequestSchema.from_v2_json`.
+
+    The REST fast path hands this to the model instead of kserve's ``InferRequest``: it skips
+    kserve's pydantic model, and its values get the same checks (and messages) as V1 instances.
+    """
+
+    __slots__ = ("body",)
+
+    def __init__(self, body):
+        self.body = body
+
+    @property
+    def id(self) -> str | None:
+        request_id = self.body.get("id") if type(self.body) is dict else None
+        return request_id if type(request_id) is str else None
+
+
+class _JsonTensor:
+    """One entry of a V2 JSON ``inputs`` list, its structure checked (not yet its values)."""
+
+    __slots__ = ("name", "datatype", "shape", "data")
+
+    def __init__(self, index: int, entry):
+        if type(entry) is not dict:
+            raise RequestError(f"inputs[{index}] must be an object with name, datatype, shape and data, "
+                               f"got {json_kind(entry)}")
+        name, datatype, shape, data = (entry.get("name"), entry.get("datatype"), entry.get("shape"),
+                                       entry.get("data"))
+        if type(name) is not str:
+            raise RequestError(f"inputs[{index}]: 'name' must be a string (the feature name), got {json_kind(name)}")
+        if type(datatype) is not str:
+            raise RequestError(f"input {_quoted(name)}: 'datatype' must be a string such as FP32, INT64 or BYTES, "
+                               f"got {json_kind(datatype)}")
+        if type(shape) is not list or not all(type(d) is int and d >= 0 for d in shape):
+            raise RequestError(f"input {_quoted(name)}: 'shape' must be a list of non-negative integers, e.g. [N]")
+        if type(data) is not list:
+            binary = isinstance(entry.get("parameters"), dict) and "binary_data_size" in entry["parameters"]
+            raise RequestError(f"input {_quoted(name)}: " + (
+                "binary data needs the Inference-Header-Content-Length header" if binary and data is None else
+                "'data' is missing" if data is None else f"'data' must be a list, got {json_kind(data)}"))
+        self.name, self.datatype, self.shape, self.data = name, datatype, shape, data
+
+    def values(self) -> list:
+        """The data as one flat list of N values (``[[v], [v], ...]`` is accepted for shape [N, 1])."""
+        data, rows = self.data, self.shape[0]
+        if len(self.shape) == 2 and data and type(data[0]) is list:
+            if not all(type(row) is list and len(row) == 1 for row in data):
+                raise RequestError(f"input {_quoted(self.name)}: data for shape {self.shape} must be {rows} values "
+                                   f"or {rows} one-element lists")
+            data = [row[0] for row in data]
+        if len(data) != rows:
+            raise RequestError(f"input {_quoted(self.name)}: shape {self.shape} needs {rows} values but 'data' has "
+                               f"{len(data)}")
+        return data
 
 
 class _Rule:
@@ -73,36 +156,46 @@ class RequestSchema:
     # ------------------------------------------------------------------ errors
     def _key_error(self, index: int, instance) -> RequestError:
         if not isinstance(instance, dict):
-            return RequestError(f"instance {index}: expected a JSON object of features, got "
-                                f"{type(instance).__name__}")
+            return RequestError(f"instance {index}: expected a JSON object of features, got {json_kind(instance)}")
         missing = sorted(self.names - instance.keys())
-        extra = sorted(set(instance) - self.names)
+        extra = set(instance) - self.names
         parts = []
         if missing:
-            parts.append("missing feature" + ("s " if len(missing) > 1 else " ") + ", ".join(f"'{m}'" for m in missing))
+            parts.append("missing feature" + ("s " if len(missing) > 1 else " ") + _quoted_list(missing))
         if extra:
             parts.append(self._unknown(extra))
         return RequestError(f"instance {index}: " + "; ".join(parts))
 
     def _unknown(self, extra) -> str:
-        text = "unknown feature" + ("s " if len(extra) > 1 else " ") + ", ".join(f"'{e}'" for e in extra)
+        text = "unknown feature" + ("s " if len(extra) > 1 else " ") + _quoted_list(extra)
         if self.label and self.label in extra:
             text += f" ('{self.label}' is the label: leave it out of requests)"
         return text + f" (the model takes: {_show(self.names)})"
 
     @staticmethod
     def _value_error(index: int, rule: _Rule, value, why: str) -> RequestError:
-        shown = repr(value)
+        shown = "null" if value is None else ("true" if value else "false") if type(value) is bool else repr(value)
         if len(shown) > 60:
             shown = shown[:57] + "..."
         return RequestError(f"instance {index}: feature '{rule.name}': {why} (got {shown})")
 
     # ------------------------------------------------------------------ V1
+    def from_v1_json(self, body, model_name: str = "<model>") -> tuple[dict, int]:
+        """A V1 body as parsed JSON (``{"instances": [...]}``) -> (columns, n)."""
+        if type(body) is not dict:
+            raise RequestError('expected a V1 request, a JSON object {"instances": [{feature: value, ...}, ...]}, '
+                               f"got {json_kind(body)}")
+        if "instances" not in body:
+            hint = f"; that is a V2 body: POST it to /v2/models/{model_name}/infer" if "inputs" in body else ""
+            raise RequestError('expected a JSON object {"instances": [{feature: value, ...}, ...]}' + _body_keys(body)
+                               + hint)
+        return self.from_instances(body["instances"])
+
     def from_instances(self, instances) -> tuple[dict, int]:
         """V1 ``instances`` (a list of {feature: value}) -> ({feature: np.ndarray}, n)."""
         if not isinstance(instances, list):
             raise RequestError(f"'instances' must be a list of objects (one per example), got "
-                               f"{type(instances).__name__}")
+                               f"{json_kind(instances)}")
         if not instances:
             raise RequestError("'instances' is empty: send at least one instance")
         names = self.names
@@ -117,6 +210,8 @@ class RequestSchema:
         return columns, len(instances)
 
     def _column(self, rule: _Rule, values: list) -> np.ndarray:
+        if not values:
+            return np.empty(0, dtype=rule.np_dtype)
         kinds = set(map(type, values))
         if rule.dtype == "string":
             if kinds != {str}:
@@ -159,7 +254,7 @@ class RequestSchema:
 
     def _check_finite(self, rule: _Rule, column: np.ndarray, values) -> None:
         """``column``: float64 (or float32) values; beyond the float32 range counts as infinite."""
-        if rule.allow_nan and rule.allow_inf:
+        if (rule.allow_nan and rule.allow_inf) or not column.size:
             return
         magnitude = np.abs(column)
         if magnitude.max() <= _FLOAT32_MAX:  # NaN compares False: handled below
@@ -174,21 +269,39 @@ class RequestSchema:
                                         "infinite (or beyond the float32 range) is not allowed for this feature")
 
     # ------------------------------------------------------------------ V2 (REST and gRPC)
+    def from_v2_json(self, body, model_name: str = "<model>") -> tuple[dict, int]:
+        """A V2 REST body as parsed JSON (``{"inputs": [...]}``) -> (columns, n); values checked as in V1."""
+        if type(body) is not dict:
+            raise RequestError('expected a V2 inference request, a JSON object {"inputs": [...]}, got '
+                               + json_kind(body))
+        inputs = body.get("inputs")
+        if type(inputs) is not list:
+            if "inputs" in body:
+                raise RequestError(f"'inputs' must be a list of input objects, got {json_kind(inputs)}")
+            hint = (f"; that is a V1 body: POST it to /v1/models/{model_name}:predict" if "instances" in body else "")
+            raise RequestError('expected a V2 inference request {"inputs": [{"name": ..., "datatype": ..., '
+                               '"shape": [N], "data": [...]}, ...]}' + _body_keys(body) + hint)
+        if "id" in body and type(body["id"]) is not str:
+            raise RequestError(f"'id' must be a string, got {json_kind(body['id'])}")
+        return self._from_tensors([_JsonTensor(index, entry) for index, entry in enumerate(inputs)])
+
     def from_infer_request(self, request) -> tuple[dict, int]:
         """A kserve ``InferRequest`` (one input per feature, shape [N] or [N, 1]) -> (columns, n)."""
-        inputs = request.inputs or []
+        return self._from_tensors(request.inputs or [])
+
+    def _from_tensors(self, inputs: list) -> tuple[dict, int]:
+        """V2 inputs (kserve ``InferInput`` or :class:`_JsonTensor`), one per feature -> (columns, n)."""
         seen = {}
         for infer_input in inputs:
             if infer_input.name in seen:
-                raise RequestError(f"input '{infer_input.name}' is given twice")
+                raise RequestError(f"input {_quoted(infer_input.name)} is given twice")
             seen[infer_input.name] = infer_input
-        extra = sorted(set(seen) - self.names)
+        extra = set(seen) - self.names
         if extra:
             raise RequestError(self._unknown(extra))
         missing = sorted(self.names - seen.keys())
         if missing:
-            raise RequestError("missing input" + ("s " if len(missing) > 1 else " ")
-                               + ", ".join(f"'{m}'" for m in missing)
+            raise RequestError("missing input" + ("s " if len(missing) > 1 else " ") + _quoted_list(missing)
                                + f" (one input per feature, shape [N]; the model takes: {_show(self.names)})")
         columns, n = {}, None
         for rule in self.rules:
@@ -207,24 +320,27 @@ class RequestSchema:
         datatype = (infer_input.datatype or "").upper()
         accepted = _ACCEPTED_V2[rule.dtype]
         if datatype not in accepted:
-            raise RequestError(f"input '{rule.name}': datatype {datatype or '(none)'} does not match the feature "
-                               f"type {rule.dtype}; use {' or '.join(accepted)}")
+            raise RequestError(f"input '{rule.name}': datatype {_quoted(datatype) if datatype else '(none)'} does "
+                               f"not match the feature type {rule.dtype}; use {' or '.join(accepted)}")
         shape = list(infer_input.shape or [])
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
-            raise RequestError(f"input '{rule.name}': shape {shape} is not supported; use [N] (or [N, 1]), "
+            raise RequestError(f"input '{rule.name}': shape {str(shape)[:40]} is not supported; use [N] (or [N, 1]), "
                                "one value per instance")
+        if isinstance(infer_input, _JsonTensor):  # JSON values: the same checks and messages as V1 instances
+            return self._column(rule, infer_input.values())
         try:
             array = infer_input.as_numpy()
-        except (ValueError, TypeError, OverflowError) as err:
+        except Exception as err:  # numpy, struct (BYTES framing) and kserve errors alike: the data is bad
             raise RequestError(f"input '{rule.name}': data does not match datatype {datatype} "
-                               f"and shape {shape}: {err}") from None
+                               f"and shape {shape}: {str(err)[:200]}") from None
         array = array.reshape(-1)
         if rule.dtype == "string":
-            if rule.domain is not None:
-                for index, value in enumerate(array.tolist()):
-                    if value not in rule.domain and value not in rule.domain_bytes:
-                        raise self._value_error(index, rule, value,
-                                                f"value not in the training domain ({_show(rule.domain)})")
+            for index, value in enumerate(array.tolist()):
+                if type(value) not in (str, bytes):
+                    raise self._value_error(index, rule, value, "expected a string")
+                if rule.domain is not None and value not in rule.domain and value not in rule.domain_bytes:
+                    raise self._value_error(index, rule, value,
+                                            f"value not in the training domain ({_show(rule.domain)})")
             return array.astype(object, copy=False)
         if rule.dtype == "int64":
             return array.astype(np.int64, copy=False)

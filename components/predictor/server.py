@@ -1,9 +1,12 @@
-"""Start ``kserve.ModelServer`` with the kubetfx predictor, without per-request logging.
+"""Start ``kserve.ModelServer`` with the kubetfx predictor: quiet logs, the REST front door, one error policy.
 
 kserve logs a line per request by default (latency line, access log, gRPC method line), which
 costs ~30% throughput on a small model (FIELD-NOTES). :func:`quiet_logs` turns those off and keeps
-start-up, reload and error messages. The event loop is uvloop when installed (kserve's own
-single-process server runs in ``asyncio.run``'s default loop otherwise).
+start-up, reload and error messages. :func:`install_kserve_changes` puts the REST front door
+(``rest_front.py``: body cap, JSON fast path) in front of kserve's app and makes kserve's REST
+handlers and gRPC interceptor follow ``error_policy.py`` (client errors: one line, no traceback,
+rate-limited). The event loop is uvloop when installed (kserve's own single-process server runs in
+``asyncio.run``'s default loop otherwise).
 """
 
 from __future__ import annotations
@@ -14,27 +17,23 @@ import warnings
 
 from kubetfx.components.common.errors import ConfigError
 
+from kubetfx.components.predictor import error_policy
 from kubetfx.components.predictor.model import KubetfxPredictor, ServingOptions
 from kubetfx.components.predictor.repository_watch import ModelSource
 
 logger = logging.getLogger("kubetfx.predictor")
 
-_PER_REQUEST_MESSAGES = ("grpc method:",)
-
-
-class _DropPerRequest(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.msg if isinstance(record.msg, str) else ""
-        return not message.startswith(_PER_REQUEST_MESSAGES)
+# uvicorn's one line per malformed HTTP request (no traceback), rate-limited like our client errors.
+_UVICORN_PER_REQUEST = ("Invalid HTTP request received.",)
 
 
 def quiet_logs() -> None:
     """No log line per request; our own logger to stderr at INFO. Idempotent (kserve workers re-run it)."""
     logging.getLogger("kserve.trace").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    kserve_logger = logging.getLogger("kserve")
-    if not any(isinstance(f, _DropPerRequest) for f in kserve_logger.filters):
-        kserve_logger.addFilter(_DropPerRequest())
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, error_policy.LimitRepeatedRecords) for f in uvicorn_errors.filters):
+        uvicorn_errors.addFilter(error_policy.LimitRepeatedRecords(_UVICORN_PER_REQUEST))
     ours = logging.getLogger("kubetfx.predictor")
     ours.setLevel(logging.INFO)
     if not ours.handlers:
@@ -72,6 +71,61 @@ def drop_kserve_timing_middleware() -> bool:
     _add_middlewares._kubetfx_patched = True
     rest_server.RESTServer._add_middlewares = _add_middlewares
     return True
+
+
+def install_kserve_changes(max_request_bytes: int) -> None:
+    """The REST front door and the error policy, in kserve's REST app and gRPC server. Idempotent.
+
+    Runs in the parent before ``ModelServer.start`` and again in every ``--workers`` child (which
+    re-imports kserve and builds its own app; see ``KubetfxPredictor.__setstate__``).
+    """
+    drop_kserve_timing_middleware()
+    skip_idle_fastapi_telemetry()
+    _install_rest_front_door(max_request_bytes)
+    _install_grpc_error_policy(max_request_bytes)
+
+
+def _install_rest_front_door(max_request_bytes: int) -> None:
+    """Wrap ``RESTServer.create_application``: our exception handlers on kserve's, and the front door outside."""
+    from kserve.protocol.rest import server as rest_server
+
+    from kubetfx.components.predictor.rest_front import RestFrontDoor
+
+    original = rest_server.RESTServer.create_application
+    original = getattr(original, "_kubetfx_original", original)
+
+    def create_application(self):
+        original(self)
+        from kserve.model_server import app
+
+        for exception_type in error_policy.rest_exception_types():
+            app.add_exception_handler(exception_type, error_policy.rest_exception_handler)
+        build_kserve_stack = getattr(app.build_middleware_stack, "_kubetfx_original", app.build_middleware_stack)
+        registry = self.dataplane.model_registry
+
+        def build_middleware_stack():
+            return RestFrontDoor(build_kserve_stack(), registry, max_request_bytes, (KubetfxPredictor,))
+
+        build_middleware_stack._kubetfx_original = build_kserve_stack
+        app.build_middleware_stack = build_middleware_stack
+
+    create_application._kubetfx_original = original
+    rest_server.RESTServer.create_application = create_application
+
+
+def _install_grpc_error_policy(max_request_bytes: int) -> None:
+    """kserve's gRPC server with our exception interceptor, no per-call log line, our message size cap."""
+    import kserve.model_server
+    from grpc.aio import ServerInterceptor
+    from kserve.protocol.grpc import server as grpc_server
+
+    class NoPerCallLog(ServerInterceptor):  # instead of kserve's LoggingInterceptor ("grpc method: ..." per call)
+        async def intercept_service(self, continuation, handler_call_details):
+            return await continuation(handler_call_details)
+
+    grpc_server.LoggingInterceptor = NoPerCallLog
+    grpc_server.ExceptionToStatusInterceptor = error_policy.grpc_exception_interceptor()
+    kserve.model_server.args.grpc_max_receive_message_length = int(max_request_bytes)
 
 
 def skip_idle_fastapi_telemetry() -> list[str]:
@@ -148,14 +202,13 @@ def serve(source: ModelSource, options: ServingOptions, *, http_port: int = 8080
                                 enable_grpc=enable_grpc, enable_latency_logging=False,
                                 grace_period=grace_period_s)
     quiet_logs()  # kserve (re)configured logging in its constructor
-    drop_kserve_timing_middleware()
-    skip_idle_fastapi_telemetry()
+    install_kserve_changes(options.max_request_bytes)
     if uvloop and use_uvloop():
         logger.info("event loop: uvloop")
     logger.info("model '%s' version %s: REST on :%d (V1 /v1/models/%s:predict, V2 /v2/models/%s/infer)%s, "
-                "%d worker(s), max batch %d, max batch wait %d us%s",
+                "%d worker(s), max batch %d, max batch wait %d us, max request %d bytes%s",
                 source.model_name, model.version, http_port, source.model_name, source.model_name,
                 f", gRPC V2 on :{grpc_port}" if enable_grpc else "", workers, options.max_batch_size,
-                options.max_batch_wait_us,
+                options.max_batch_wait_us, options.max_request_bytes,
                 f", polling for new versions every {options.poll_interval_s:g} s" if source.watchable else "")
     server.start([model])
