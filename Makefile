@@ -96,13 +96,13 @@ HTTP_PORT   ?= 8080
 GRPC_PORT   ?= 8081
 .PHONY: serve bench-serve bench-abuse
 
-serve: install ## serve the latest pushed model of kubetfx-local/model-repository (KServe V1/V2 REST :8080, gRPC :8081)
+serve: install ## serve the latest pushed model (KServe V1/V2 REST :8080, gRPC :8081); log predictions for make monitor
 	$(PY) -m kubetfx.components.predictor --model_repository $(ROOT)/model-repository --model_name $(SERVE_MODEL) \
-		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT)
+		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT) --prediction_log_dir $(ROOT)/prediction-log
 
 bench-serve: install ## benchmark the predictor vs a naive kserve.Model (3 rounds, medians, the speed targets; installs hey)
 	command -v hey >/dev/null || (apt-get update && apt-get install -y hey)
-	$(PY) tests/benchmarks/bench_serving.py
+	$(PY) tests/benchmarks/bench_serving.py --servers kubetfx,kubetfx-logged,naive
 
 bench-abuse: install ## 30 s of good + hostile traffic at the predictor: fails on a 5xx, a reset or a log over 1 MB
 	command -v hey >/dev/null || (apt-get update && apt-get install -y hey)

@@ -1,5 +1,6 @@
 """A user's own data and module files, end to end on the embedded default, as a new user runs them."""
 
+import json
 import textwrap
 
 import pytest
@@ -60,3 +61,65 @@ def test_example_gen_records_tensorflow_names_and_refuses_colliding_columns(tmp_
     with pytest.raises(InputDataError, match="columns 'a b' and 'a_b' of .*clash.csv both become 'a_b'"):
         example_gen.run(str(clash), str(tmp_path / "clash-examples"), label_column="y")
     assert not (tmp_path / "clash-examples").exists()
+
+
+def serve(tmp_path, repository: str, model: str):
+    from test_predictor import Server
+
+    server = Server(["--model_repository", repository, "--model_name", model], str(tmp_path / f"{model}.log"),
+                    model=model)
+    server.wait_ready()
+    return server
+
+
+def test_scikit_learns_iris_with_its_own_headers_trains_pushes_and_answers_by_those_names(capsys, tmp_path):
+    """The issue's done-when: `kubetfx run --data <sklearn iris CSV> --label target`, then a request in its names."""
+    from sklearn.datasets import load_iris
+
+    data = tmp_path / "iris.csv"
+    load_iris(as_frame=True).frame.to_csv(data, index=False)
+    assert data.read_text().startswith("sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)")
+    root = tmp_path / "root"
+    code, out, _ = run_cli(capsys, "run", "--data", str(data), "--label", "target", "--root", str(root))
+    assert code == local_runner.EXIT_PUSHED, out
+    assert "infra-validator: BLESSED" in out and f"Pushed model version 1: {root / 'model-repository' / 'iris' / '1'}" \
+        in out
+    server = serve(tmp_path, str(root / "model-repository"), "iris")
+    try:
+        virginica = {"sepal length (cm)": 6.3, "sepal width (cm)": 3.3, "petal length (cm)": 6.0,
+                     "petal width (cm)": 2.5}
+        setosa = {"sepal length (cm)": 5.1, "sepal width (cm)": 3.5, "petal length (cm)": 1.4,
+                  "petal width (cm)": 0.2}
+        status, body = server.predict([virginica, setosa])
+        assert status == 200, body
+        assert [p["class"] for p in body["predictions"]] == ["2", "0"]
+        status, raw = server.request("GET", "/v2/models/iris")
+        assert status == 200
+        assert {i["name"] for i in json.loads(raw)["inputs"]} == set(virginica)  # the data's names, not safe ones
+    finally:
+        server.stop()
+
+
+def test_tfx_penguin_module_with_only_its_import_changed_runs_to_a_served_version(capsys, tmp_path,
+                                                                                processed_penguins):
+    """TFX's module (serving_default only) through the whole pipeline: blessed, pushed, answered."""
+    from test_transform import TFX_MODULE
+
+    root = tmp_path / "root"
+    code, out, _ = run_cli(capsys, "run", "--data", processed_penguins, "--label", "species", "--name", "penguin",
+                           "--root", str(root), "--set", f"module_file={TFX_MODULE}", "--set", "train_steps=100",
+                           "--set", "eval_steps=5")
+    assert code == local_runner.EXIT_PUSHED, out
+    assert "evaluator: BLESSED" in out and "infra-validator: BLESSED" in out
+    server = serve(tmp_path, str(root / "model-repository"), "penguin")
+    try:
+        adelie = {"culmen_length_mm": 0.25, "culmen_depth_mm": 0.67, "flipper_length_mm": 0.15, "body_mass_g": 0.29}
+        status, body = server.predict([adelie])
+        assert status == 200, body
+        (prediction,) = body["predictions"]
+        (probabilities,) = prediction.values()  # the module's own output, as its serving_default names it
+        assert len(probabilities) == 3 and max(range(3), key=probabilities.__getitem__) == 0
+        status, body = server.predict([{"culmen_length_mm": 0.25}])
+        assert status == 400 and "missing features" in body["error"]
+    finally:
+        server.stop()

@@ -30,7 +30,10 @@ READY_TIMEOUT_S = 90
 
 
 class Server:
-    def __init__(self, args: list[str], log_path: str):
+    """The predictor in its own process (`python -m kubetfx.components.predictor ARGS`), real HTTP to it."""
+
+    def __init__(self, args: list[str], log_path: str, model: str = MODEL):
+        self.model = model
         self.http_port, self.grpc_port = free_ports(2)
         self.log_path = log_path
         self._log = open(log_path, "wb")
@@ -50,7 +53,7 @@ class Server:
             conn.close()
 
     def predict(self, instances):
-        status, body = self.request("POST", f"/v1/models/{MODEL}:predict", {"instances": instances})
+        status, body = self.request("POST", f"/v1/models/{self.model}:predict", {"instances": instances})
         return status, json.loads(body)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
@@ -59,7 +62,7 @@ class Server:
             if self.process.poll() is not None:
                 raise AssertionError(f"the predictor exited with {self.process.returncode}:\n{self.log()[-3000:]}")
             try:
-                if self.request("GET", f"/v2/models/{MODEL}/ready", timeout=2)[0] == 200:
+                if self.request("GET", f"/v2/models/{self.model}/ready", timeout=2)[0] == 200:
                     return
             except OSError:
                 pass

@@ -58,6 +58,35 @@ def records_for(request_id: str, model_name: str, model_version: str, instances:
             for index, (features, prediction) in enumerate(zip(instances, predictions))]
 
 
+def v2_rows(tensors: list[dict]) -> list[dict]:
+    """Open Inference Protocol tensors (``inputs``/``outputs``) -> one dict per row (first dimension)."""
+    rows: list[dict] = []
+    for tensor in tensors:
+        data, shape = tensor.get("data") or [], tensor.get("shape") or [len(tensor.get("data") or [])]
+        count = shape[0] if shape else len(data)
+        width = max(1, len(data) // count) if count else 1
+        for index in range(count):
+            while len(rows) <= index:
+                rows.append({})
+            values = data[index * width:(index + 1) * width]
+            rows[index][tensor["name"]] = values[0] if width == 1 else values
+    return rows
+
+
+def instances_of(request_body: dict) -> list[dict]:
+    """The instances of a V1 (``instances``) or V2 (``inputs``) request body, one dict each."""
+    if "instances" in request_body:
+        return [i if isinstance(i, dict) else {"instance": i} for i in request_body["instances"]]
+    return v2_rows(request_body.get("inputs") or [])
+
+
+def predictions_of(response_body: dict) -> list[dict]:
+    """The predictions of a V1 (``predictions``) or V2 (``outputs``) response body, one dict each."""
+    if "predictions" in response_body:
+        return [p if isinstance(p, dict) else {"prediction": p} for p in response_body["predictions"]]
+    return v2_rows(response_body.get("outputs") or [])
+
+
 class RotatingWriter:
     """Append records to ``<log_dir>/<model_name>/`` files, starting a new one by size or age."""
 
@@ -113,13 +142,15 @@ class PredictionLogger:
         self._thread = threading.Thread(target=self._drain, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def log(self, request_id: str, model_version: str, instances: list[dict], predictions: list[dict]) -> None:
+    def log(self, request_id: str, model_version: str, instances, predictions, count: int | None = None) -> None:
+        """Queue one request's records. ``instances``/``predictions``: lists of dicts, or zero-argument
+        callables that make them — called in the writer thread, so a request pays only the enqueue."""
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
         try:
             self._queue.put_nowait((request_id, model_version, instances, predictions, utc_now()))
         except queue.Full:
-            self.dropped += len(instances)
+            self.dropped += count if count is not None else len(instances)
 
     def _drain(self) -> None:
         while True:
@@ -136,8 +167,14 @@ class PredictionLogger:
                     self._queue.put(None)
                     break
                 batch.append(more)
-            records = [r for request_id, version, instances, predictions, when in batch
-                       for r in records_for(request_id, self.model_name, version, instances, predictions, when)]
+            records = []
+            for request_id, version, instances, predictions, when in batch:
+                try:
+                    records += records_for(request_id, self.model_name, version,
+                                           instances() if callable(instances) else instances,
+                                           predictions() if callable(predictions) else predictions, when)
+                except Exception:  # noqa: BLE001 - a record that cannot be rendered is counted, never fatal
+                    self.dropped += 1
             try:
                 self.writer.write(records)
                 self.written += len(records)
@@ -155,6 +192,18 @@ def log_files(log_dir: str, model_name: str) -> list[str]:
     return sorted(glob.glob(os.path.join(log_dir, model_name, f"{FILE_PREFIX}*{SUFFIX}")))
 
 
+def _parse_line(line: bytes) -> dict:
+    """orjson (3-5x json's speed on a million lines; kserve brings it), json for what only it reads (NaN)."""
+    try:
+        from orjson import loads
+    except ImportError:  # pragma: no cover
+        return json.loads(line)
+    try:
+        return loads(line)
+    except ValueError:
+        return json.loads(line)
+
+
 def read_records(log_dir: str, model_name: str, start: str = "", end: str = "", last_n: int = 0,
                  include_open: bool = False) -> tuple[list[dict], int]:
     """(records in [start, end) — or the newest ``last_n`` —, count of unreadable lines skipped).
@@ -168,10 +217,10 @@ def read_records(log_dir: str, model_name: str, start: str = "", end: str = "", 
         files = sorted(files + glob.glob(os.path.join(log_dir, model_name, f"{FILE_PREFIX}*{SUFFIX}{PART}")))
     records, skipped = [], 0
     for path in files:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, "rb") as handle:
             for line in handle:
                 try:
-                    record = json.loads(line)
+                    record = _parse_line(line)
                     moment = parse_time(record["time"], "time")
                 except (ValueError, KeyError, TypeError, ConfigError):
                     skipped += 1

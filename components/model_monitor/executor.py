@@ -78,8 +78,8 @@ def features_table(records: list[dict]) -> pa.Table:
                      for name in names}) if names else pa.table({})
 
 
-def serving_statistics(records: list[dict]) -> statistics_pb2.DatasetFeatureStatistics:
-    return statistics_gen.generate_statistics(features_table(records), SERVING_SPLIT).datasets[0]
+def serving_statistics(table: pa.Table) -> statistics_pb2.DatasetFeatureStatistics:
+    return statistics_gen.generate_statistics(table, SERVING_SPLIT).datasets[0]
 
 
 # ----------------------------------------------------------------------------- quality
@@ -138,11 +138,11 @@ def quality_findings(live: dict | None, reference: dict, tolerance: float) -> li
 # ----------------------------------------------------------------------------- the run
 
 
-def _time_slices(records: list[dict], count: int) -> list[list[dict]]:
-    """``count`` consecutive slices of about equal size (records are in time order)."""
-    count = max(1, min(count, len(records) // 50 or 1))
-    bounds = np.linspace(0, len(records), count + 1).astype(int)
-    return [records[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+def _time_slices(total: int, count: int) -> list[tuple[int, int]]:
+    """``count`` consecutive [lo, hi) row ranges of about equal size (records are in time order)."""
+    count = max(1, min(count, total // 50 or 1))
+    bounds = np.linspace(0, total, count + 1).astype(int)
+    return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
 
 
 def run(prediction_log_dir: str, model_name: str, training_statistics: str, schema_path: str, output_dir: str, *,
@@ -161,7 +161,9 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
         raise ConfigError("last_n must be >= 0 and min_records >= 1")
     schema = tfmd.read_schema(schema_path)
     training = _read_training_statistics(training_statistics)
-    records, skipped = prediction_log.read_records(prediction_log_dir, model_name, start, end, last_n)
+    # Files still being written count too: a predictor that is serving now keeps its current file open.
+    records, skipped = prediction_log.read_records(prediction_log_dir, model_name, start, end, last_n,
+                                                   include_open=True)
     window = {"start": records[0]["time"] if records else start, "end": records[-1]["time"] if records else end,
               "records": len(records), "unreadable_lines": skipped,
               "versions": sorted({str(r.get("model_version")) for r in records})}
@@ -173,7 +175,8 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
         return _finish(output_dir, metadata, decision, None, None, {}, [], report_path, metrics_path)
 
     index = validator.SchemaIndex(schema, schema_path)
-    serving = serving_statistics(records)
+    table = features_table(records)
+    serving = serving_statistics(table)
     result = validator.validate_split(index, SERVING_SPLIT, serving)
     result.comparison_kind = "skew"
     result.comparison_note = "Skew: the training split vs the logged serving requests."
@@ -183,10 +186,10 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
                                                   (training_env, serving_env))
     result.findings += [validator.comparison_finding(m, "skew") for m in result.measurements if m.anomalous]
     over_time = []
-    for piece in _time_slices(records, TIME_SLICES):
-        measured = validator.compare_split(index, training, serving_statistics(piece), "skew", linf_threshold,
-                                           jsd_threshold, (training_env, serving_env))
-        over_time.append({"start": piece[0]["time"], "end": piece[-1]["time"],
+    for lo, hi in _time_slices(len(records), TIME_SLICES):
+        measured = validator.compare_split(index, training, serving_statistics(table.slice(lo, hi - lo)), "skew",
+                                           linf_threshold, jsd_threshold, (training_env, serving_env))
+        over_time.append({"start": records[lo]["time"], "end": records[hi - 1]["time"],
                           "distances": {m.feature: m.value for m in measured}})
     info = model_info or {}
     live = live_quality(records, read_labels(labels), info.get("problem_type", "")) if labels else None

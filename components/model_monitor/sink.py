@@ -20,38 +20,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from kubetfx.components.common.prediction_log import PredictionLogger
+from kubetfx.components.common.prediction_log import PredictionLogger, instances_of, predictions_of
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 PENDING_TTL_S = 300.0  # a request whose response never comes is forgotten after this
-
-
-def v2_rows(tensors: list[dict]) -> list[dict]:
-    """Open Inference Protocol tensors -> one dict per row (first dimension)."""
-    rows: list[dict] = []
-    for tensor in tensors:
-        data, shape = tensor.get("data") or [], tensor.get("shape") or [len(tensor.get("data") or [])]
-        count = shape[0] if shape else len(data)
-        width = max(1, len(data) // count) if count else 1
-        for index in range(count):
-            while len(rows) <= index:
-                rows.append({})
-            values = data[index * width:(index + 1) * width]
-            rows[index][tensor["name"]] = values[0] if width == 1 else values
-    return rows
-
-
-def instances_of(body: dict) -> list[dict]:
-    if "instances" in body:
-        return [i if isinstance(i, dict) else {"instance": i} for i in body["instances"]]
-    return v2_rows(body.get("inputs") or [])
-
-
-def predictions_of(body: dict) -> list[dict]:
-    if "predictions" in body:
-        return [p if isinstance(p, dict) else {"prediction": p} for p in body["predictions"]]
-    return v2_rows(body.get("outputs") or [])
 
 
 class PairingSink:

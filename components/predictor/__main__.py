@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="largest request body (REST) or message (gRPC) taken; larger ones are answered 413 "
                               "(gRPC: RESOURCE_EXHAUSTED)")
     serving.add_argument("--poll_interval_s", type=float, default=10.0, help="how often to look for new versions")
+    serving.add_argument("--prediction_log_dir", default="",
+                         help="log each request's features and prediction under DIR/<model_name>/ for the model "
+                              "monitor (off the request path; empty: off)")
+    serving.add_argument("--prediction_log_sample_rate", type=float, default=1.0,
+                         help="share of requests logged (0..1)")
     serving.add_argument("--allow_nan", action="store_true",
                          help="accept NaN/Inf (JSON null) in float features unless the schema disallows them")
     serving.add_argument("--tf_intra_op_threads", type=int, default=0, help="TF intra-op threads (0: TF default)")
@@ -64,7 +69,9 @@ def main(argv=None) -> int:
         options = ServingOptions(allow_nan=args.allow_nan, max_batch_size=args.max_batch_size,
                                  max_request_bytes=args.max_request_bytes,
                                  max_batch_wait_us=args.max_batch_wait_us, poll_interval_s=args.poll_interval_s,
-                                 intra_op_threads=args.tf_intra_op_threads, inter_op_threads=args.tf_inter_op_threads)
+                                 intra_op_threads=args.tf_intra_op_threads, inter_op_threads=args.tf_inter_op_threads,
+                                 prediction_log_dir=args.prediction_log_dir,
+                                 prediction_log_sample_rate=args.prediction_log_sample_rate)
         from kubetfx.components.predictor import server
 
         server.serve(source, options, http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,

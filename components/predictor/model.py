@@ -44,6 +44,9 @@ from kubetfx.components.predictor.schema_check import RequestError, V2JsonReques
 logger = logging.getLogger("kubetfx.predictor")
 
 MODEL_VERSION = Gauge("kubetfx_predictor_model_version", "The model version being served", ["model"])
+LOGGED_RECORDS = Gauge("kubetfx_predictor_prediction_log_records", "Prediction log records of this process, "
+                       "by outcome: written to the log, or dropped (queue full or the sink failed)",
+                       ["model", "outcome"])
 INVALID_REQUESTS = Counter("kubetfx_predictor_invalid_requests", "Requests rejected by schema validation",
                            ["model"])
 
@@ -58,19 +61,22 @@ class ServingOptions:
     inter_op_threads: int = 0
     worker_load_timeout_s: float = 600.0
     max_request_bytes: int = 8 * 1024 * 1024  # REST bodies and gRPC messages; larger ones get 413 / RESOURCE_EXHAUSTED
+    prediction_log_dir: str = ""  # where to log requests and predictions for the model monitor (empty: off)
+    prediction_log_sample_rate: float = 1.0
 
 
 class _Work:
     """One request on its way through preprocess -> predict -> postprocess."""
 
-    __slots__ = ("servable", "columns", "n", "request", "outputs")
+    __slots__ = ("servable", "columns", "n", "request", "outputs", "request_id")
 
-    def __init__(self, servable, columns, n, request):
+    def __init__(self, servable, columns, n, request, request_id=None):
         self.servable = servable
         self.columns = columns
         self.n = n
         self.request = request  # V2: the InferRequest (gRPC, binary REST) or V2JsonRequest (JSON REST); V1: None
         self.outputs = None
+        self.request_id = request_id  # the client's (V2 "id", or an x-request-id header), else one of ours
 
 
 _RESPONSE_IDS = itertools.count(1)
@@ -86,6 +92,19 @@ def _text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def _instances(columns: dict, n: int) -> list[dict]:
+    """Request columns (numpy, by feature name) back to one dict per instance, for the prediction log."""
+    lists = {name: [_text(v) for v in column.tolist()] if column.dtype == object else column.tolist()
+             for name, column in columns.items()}
+    return [{name: values[i] for name, values in lists.items()} for i in range(n)]
+
+
+def _request_id(headers) -> str | None:
+    if not headers:
+        return None
+    return headers.get("x-request-id") or headers.get("X-Request-Id")
+
+
 class KubetfxPredictor(Model):
     def __init__(self, name: str, source: repository_watch.ModelSource, options: ServingOptions | None = None):
         super().__init__(name)
@@ -96,6 +115,7 @@ class KubetfxPredictor(Model):
         self._skipped: set = set()
         self._loaded = threading.Event()
         self._load_error: str | None = None
+        self._prediction_log = None  # made in the serving process (each --workers child has its own)
 
     # ------------------------------------------------------------------ loading
     def _load_location(self, location):
@@ -105,6 +125,7 @@ class KubetfxPredictor(Model):
                                  inter_op_threads=o.inter_op_threads)
 
     def _switch(self, new) -> None:
+        self._open_prediction_log()
         old, self._servable = self._servable, new
         self.ready = True
         self._loaded.set()
@@ -132,7 +153,44 @@ class KubetfxPredictor(Model):
                 self.options.poll_interval_s, skipped=self._skipped)
             self._watcher.start()
 
+    def _open_prediction_log(self) -> None:
+        """The prediction log of this process: off the request path (queue + writer thread), counted in /metrics."""
+        if not self.options.prediction_log_dir or self._prediction_log is not None:
+            return
+        from kubetfx.components.common.prediction_log import PredictionLogger
+
+        log = PredictionLogger(self.options.prediction_log_dir, self.name,
+                               sample_rate=self.options.prediction_log_sample_rate)
+        LOGGED_RECORDS.labels(self.name, "written").set_function(lambda: log.written)
+        LOGGED_RECORDS.labels(self.name, "dropped").set_function(lambda: log.dropped)
+        self._prediction_log = log
+
+    def _log_prediction(self, work: _Work, predictions) -> None:
+        if self._prediction_log is not None:
+            self._prediction_log.log(work.request_id or _new_response_id(), work.servable.version,
+                                     lambda: _instances(work.columns, work.n), predictions, count=work.n)
+
+    def _log_rejected(self, payload, headers, err: RequestError) -> None:
+        """A rejected request is what the model was asked too (an unseen category, a type change): logged
+        with the reason as its prediction, so the monitor sees what the schema check turned away."""
+        if self._prediction_log is None or self._servable is None:
+            return
+        from kubetfx.components.common.prediction_log import instances_of
+
+        body = payload.body if isinstance(payload, V2JsonRequest) else payload
+        if not isinstance(body, dict):
+            return  # not JSON instances (binary tensors, garbage): nothing a monitor could compare
+
+        def instances():
+            rows = instances_of(body)
+            return rows if isinstance(rows, list) and all(isinstance(r, dict) for r in rows) else []
+
+        self._prediction_log.log(_request_id(headers) or _new_response_id(), self._servable.version, instances,
+                                 lambda: [{"error": str(err)[:300]}] * len(instances()), count=1)
+
     def stop(self) -> None:
+        if self._prediction_log is not None:
+            self._prediction_log.close()
         if self._watcher is not None:
             self._watcher.stop()
         if self._servable is not None:
@@ -146,7 +204,8 @@ class KubetfxPredictor(Model):
     # ------------------------------------------------------------------ workers (pickling)
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_servable", "_watcher", "_loaded", "_http_client_instance", "_grpc_client_stub"):
+        for key in ("_servable", "_watcher", "_loaded", "_http_client_instance", "_grpc_client_stub",
+                    "_prediction_log"):
             state[key] = None
         state["ready"] = False
         return state
@@ -203,18 +262,19 @@ class KubetfxPredictor(Model):
         try:
             if isinstance(payload, V2JsonRequest):
                 columns, n = servable.rules.from_v2_json(payload.body, self.name)
-                return _Work(servable, columns, n, payload)
+                return _Work(servable, columns, n, payload, payload.id or _request_id(headers))
             if isinstance(payload, InferRequest):
                 columns, n = servable.rules.from_infer_request(payload)
-                return _Work(servable, columns, n, payload)
+                return _Work(servable, columns, n, payload, payload.id or _request_id(headers))
             if isinstance(payload, (bytes, bytearray)):  # kserve passes a body it did not read as JSON as is
                 raise RequestError(f"unsupported request body ({json_kind(payload)}); send JSON with Content-Type: "
                                    f'application/json: {{"instances": [...]}} to /v1/models/{self.name}:predict or '
                                    f'{{"inputs": [...]}} to /v2/models/{self.name}/infer')
             columns, n = servable.rules.from_v1_json(payload, self.name)
-            return _Work(servable, columns, n, None)
-        except RequestError:
+            return _Work(servable, columns, n, None, _request_id(headers))
+        except RequestError as err:
             INVALID_REQUESTS.labels(self.name).inc()
+            self._log_rejected(payload, headers, err)
             raise
 
     async def predict(self, work: _Work, headers=None, response_headers=None) -> _Work:
@@ -222,15 +282,22 @@ class KubetfxPredictor(Model):
         return work
 
     async def postprocess(self, work: _Work, headers=None, response_headers=None):
+        if self._prediction_log is not None and work.request_id is None:
+            work.request_id = _new_response_id()  # logged and answered: labels arriving later can refer to it
         if work.request is None:
-            return {"predictions": self._v1_predictions(work), "model_name": self.name,
-                    "model_version": work.servable.version}
+            predictions = self._v1_predictions(work)
+            self._log_prediction(work, predictions)
+            answer = {"predictions": predictions, "model_name": self.name, "model_version": work.servable.version}
+            if work.request_id:
+                answer["id"] = work.request_id
+            return answer
+        self._log_prediction(work, lambda: self._v1_predictions(work))
         if isinstance(work.request, V2JsonRequest):  # the REST fast path writes this dict as JSON itself
             return {"model_name": self.name, "model_version": work.servable.version,
-                    "id": work.request.id or _new_response_id(),
+                    "id": work.request_id or _new_response_id(),
                     "outputs": [{"name": name, "datatype": datatype, "shape": shape, "data": data}
                                 for name, datatype, shape, data in self._v2_outputs(work)]}
-        return InferResponse(response_id=work.request.id or _new_response_id(), model_name=self.name,
+        return InferResponse(response_id=work.request_id or _new_response_id(), model_name=self.name,
                              model_version=work.servable.version, from_grpc=work.request.from_grpc,
                              infer_outputs=[InferOutput(name=name, shape=shape, datatype=datatype, data=data)
                                             for name, datatype, shape, data in self._v2_outputs(work)])

@@ -50,13 +50,14 @@ def inference_route(path: str) -> tuple[str, str] | None:
 class _Request:
     """What the front door reads from the headers, in one pass."""
 
-    __slots__ = ("media_type", "content_length", "binary_json_length", "cloudevent")
+    __slots__ = ("media_type", "content_length", "binary_json_length", "cloudevent", "request_id")
 
     def __init__(self, headers):
         self.media_type = None
         self.content_length = None
         self.binary_json_length = None  # V2 binary tensor extension: the length of the JSON part
         self.cloudevent = False  # binary-mode CloudEvent headers
+        self.request_id = None  # x-request-id (set by Istio/KServe or the client): the prediction log's request id
         for name, value in headers:
             if name == b"content-type":
                 self.media_type = value.split(b";", 1)[0].strip().lower()
@@ -64,6 +65,8 @@ class _Request:
                 self.content_length = int(value) if value.isdigit() else None
             elif name == b"inference-header-content-length":
                 self.binary_json_length = value
+            elif name == b"x-request-id":
+                self.request_id = value.decode("latin-1")[:200]
             elif name.startswith(b"ce-"):
                 self.cloudevent = True
         if self.media_type == b"application/cloudevents+json":
@@ -186,7 +189,8 @@ class RestFrontDoor:
                     payload = payload["data"]  # as kserve does: a structured CloudEvent sent as plain JSON
             if not model.ready:
                 raise ModelNotReady(model.name)
-            response, _headers = await model(payload)
+            response, _headers = await model(payload, headers={"x-request-id": request.request_id}
+                                             if request.request_id else None)
             answer, extra_headers = _encode(response)
         except Exception as exc:
             await _respond_error(send, scope, exc)

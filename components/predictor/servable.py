@@ -1,4 +1,8 @@
-"""One loaded model version: its ``serving_raw`` signature, request rules and micro-batcher.
+"""One loaded model version: its signature, request rules and micro-batcher.
+
+The signature is ``serving_raw`` (one tensor per feature; the Trainer's export), or, for a model
+that has only TFX's ``serving_default`` (a module file's ``run_fn``), that one: each request is
+then encoded as serialized tf.Examples, named and typed as in the training data.
 
 Loading checks the model end to end before it may serve: the SavedModel loads, has the
 ``serving_raw`` signature, its inputs match kubetfx_model.json, and one warm-up call on a synthetic
@@ -54,8 +58,10 @@ class Servable:
 
     def __init__(self, location: signature.ModelLocation, spec: signature.ModelSpec,
                  rules: schema_check.RequestSchema, function, load_seconds: float,
-                 max_batch_size: int, max_batch_wait_us: int):
+                 max_batch_size: int, max_batch_wait_us: int, examples_argument: str | None = None):
         self.location = location
+        self._arguments = {f.name: f.argument for f in spec.features}  # request name -> signature argument
+        self._examples_argument = examples_argument
         self.version = location.version
         self.spec = spec
         self.rules = rules
@@ -66,9 +72,12 @@ class Servable:
         self.batcher = batching.MicroBatcher(self.run, max_batch_size=max_batch_size,
                                              max_wait_us=max_batch_wait_us, name=f"v{self.version}")
 
-    # The signature call: numpy columns in, numpy outputs out.
+    # The signature call: numpy columns (by request name) in, numpy outputs out.
     def run(self, columns: dict) -> dict:
-        outputs = self._function(**columns)
+        if self._examples_argument:
+            outputs = self._function(**{self._examples_argument: _serialized_examples(columns)})
+        else:
+            outputs = self._function(**{self._arguments[name]: column for name, column in columns.items()})
         return {name: outputs[name].numpy() for name in self._output_names}
 
     def close(self) -> None:
@@ -78,6 +87,35 @@ class Servable:
         return {"version": self.version, "path": self.location.saved_model_dir, "problem_type": self.spec.problem_type,
                 "features": [f.name for f in self.spec.features], "validation": self.rules.source,
                 "load_seconds": round(self.load_seconds, 3)}
+
+
+def _serialized_examples(columns: dict):
+    """numpy request columns -> a tf.string tensor of serialized tf.Examples (a NaN number: the feature absent)."""
+    import pyarrow as pa
+    import tensorflow as tf
+
+    from kubetfx.components.common import examples
+
+    arrays = {}
+    for name, column in columns.items():
+        if column.dtype.kind == "f":
+            arrays[name] = pa.array(column, mask=np.isnan(column))
+        elif column.dtype == object:
+            arrays[name] = pa.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in column],
+                                    type=pa.string())
+        else:
+            arrays[name] = pa.array(column)
+    return tf.constant(examples.encode_examples(pa.table(arrays)), dtype=tf.string)
+
+
+def _examples_argument(function) -> str | None:
+    """The one tf.string argument of a ``serving_default`` that takes serialized tf.Examples, else None."""
+    _, kwargs = function.structured_input_signature
+    if len(kwargs) == 1:
+        (name, spec), = kwargs.items()
+        if spec.dtype.name == "string":
+            return name
+    return None
 
 
 def _synthetic_columns(rules: schema_check.RequestSchema) -> dict:
@@ -107,19 +145,25 @@ def load(location: signature.ModelLocation, *, allow_nan: bool = False, max_batc
         raise LoadError(f"{where}: the SavedModel does not load: {type(err).__name__}: "
                         f"{str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}") from None
     function = loaded.signatures.get(signature.RAW_SIGNATURE)
+    examples_argument = None
     if function is None:
-        raise LoadError(f"{where}: the SavedModel has no '{signature.RAW_SIGNATURE}' signature (it has: "
-                        f"{', '.join(sorted(loaded.signatures)) or 'none'}); export it with the kubetfx Trainer")
+        function = loaded.signatures.get(signature.EXAMPLES_SIGNATURE)
+        examples_argument = _examples_argument(function) if function is not None else None
+        if examples_argument is None:
+            raise LoadError(f"{where}: the SavedModel has neither a '{signature.RAW_SIGNATURE}' signature nor a "
+                            f"'{signature.EXAMPLES_SIGNATURE}' taking serialized tf.Examples (it has: "
+                            f"{', '.join(sorted(loaded.signatures)) or 'none'})")
     _, kwargs = function.structured_input_signature
     inputs = {name: _spec_dtype_name(spec) for name, spec in kwargs.items()}
     outputs = {name: (spec.dtype.name, tuple(-1 if d is None else int(d) for d in spec.shape[1:]))
                for name, spec in function.structured_outputs.items()}
     try:
-        spec = signature.build_spec(info, inputs, outputs, where)
+        features = signature.example_features(info, location.schema_path, where) if examples_argument else None
+        spec = signature.build_spec(info, inputs, outputs, where, features)
         rules = schema_check.build(spec.features, info, location.schema_path, allow_nan=allow_nan)
     except KubetfxError as err:
         raise LoadError(str(err)) from None
-    servable = Servable(location, spec, rules, function, 0.0, max_batch_size, max_batch_wait_us)
+    servable = Servable(location, spec, rules, function, 0.0, max_batch_size, max_batch_wait_us, examples_argument)
     servable._owner = loaded  # the signature's variables belong to the loaded object: keep it alive
     try:
         warm = servable.run(_synthetic_columns(rules))

@@ -11,7 +11,12 @@ An optional ``schema.pbtxt`` beside ``kubetfx_model.json`` adds string domains a
 request validation (see ``schema_check.py``).
 
 The request features are the ``serving_raw`` signature's inputs (one [None] tensor per raw feature
-except the label); ``kubetfx_model.json`` adds the problem type, label and class names.
+except the label), named as in the data: ``kubetfx_model.json`` maps each feature's name to its
+signature argument (``raw_features[].input``, the column's ``feature_names.safe_name``: a request
+says ``"sepal length (cm)"``, the signature ``sepal_length_cm``) and adds the problem type, label
+and class names. A model with only TFX's usual ``serving_default`` (serialized tf.Examples, what a
+module file's ``run_fn`` exports) is served too: its features come from ``raw_features`` or the
+schema's SERVING features, and the predictor encodes each request as tf.Examples.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ SERVING_DIR = "Format-Serving"
 MODEL_INFO_FILE = model_repository.MODEL_METADATA_FILE
 SCHEMA_FILE = "schema.pbtxt"
 RAW_SIGNATURE = "serving_raw"
+EXAMPLES_SIGNATURE = "serving_default"  # TFX's: serialized tf.Examples in
+_SCHEMA_DTYPES = {"INT": "int64", "FLOAT": "float32", "BYTES": "string"}
 
 # TF dtype name -> V2 (Open Inference Protocol) datatype.
 V2_DATATYPES = {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32", "string": "BYTES",
@@ -105,10 +112,16 @@ def read_info(location: ModelLocation) -> dict:
 
 @dataclass(frozen=True)
 class Feature:
-    """One request feature: its name and TF dtype name (float32 / int64 / string)."""
+    """One request feature: its name (as in the data), TF dtype name (float32 / int64 / string) and
+    the signature argument it feeds (its safe name; empty: the name itself)."""
 
     name: str
     dtype: str
+    input: str = ""
+
+    @property
+    def argument(self) -> str:
+        return self.input or self.name
 
     @property
     def datatype(self) -> str:
@@ -162,23 +175,35 @@ class ModelSpec:
         return [{"name": o.name, "datatype": o.datatype, "shape": [-1, *o.shape]} for o in self.v2_outputs()]
 
 
-def build_spec(info: dict, inputs: dict[str, str], outputs: dict[str, tuple[str, tuple]], where: str) -> ModelSpec:
-    """Combine the signature (``inputs``: name -> dtype; ``outputs``: name -> (dtype, shape)) with ``info``.
+def build_spec(info: dict, inputs: dict[str, str], outputs: dict[str, tuple[str, tuple]], where: str,
+               features: list[Feature] | None = None) -> ModelSpec:
+    """Combine the signature (``inputs``: argument -> dtype; ``outputs``: name -> (dtype, shape)) with ``info``.
 
     The signature is the truth for names and dtypes; a ``raw_features`` list in kubetfx_model.json
-    that disagrees with it is an error (the metadata belongs to another model).
+    that disagrees with it is an error (the metadata belongs to another model). ``features`` given:
+    a ``serving_default``-only model, whose features are not signature arguments.
     """
+    if features is not None:
+        return _spec(features, info, outputs)
     for name, dtype in inputs.items():
         if dtype not in FEATURE_DTYPES:
             raise ConfigError(f"{where}: signature '{RAW_SIGNATURE}' input '{name}' has dtype {dtype}; "
                               f"expected one of {', '.join(FEATURE_DTYPES)}")
-    declared = info.get("raw_features")
-    if isinstance(declared, list) and declared:
-        expected = {str(f.get("name")): str(f.get("dtype")) for f in declared if isinstance(f, dict)}
+    declared = [f for f in info.get("raw_features") or [] if isinstance(f, dict)]
+    if declared:
+        features = [Feature(str(f.get("name")), str(f.get("dtype")), str(f.get("input") or f.get("name")))
+                    for f in declared]
+        expected = {f.argument: f.dtype for f in features}
         if expected != inputs:
             raise ConfigError(f"{where}: kubetfx_model.json raw_features {sorted(expected.items())} do not match "
                               f"the '{RAW_SIGNATURE}' signature inputs {sorted(inputs.items())}")
-    features = [Feature(name, inputs[name]) for name in sorted(inputs)]
+        features.sort(key=lambda f: f.name)
+    else:
+        features = [Feature(name, inputs[name]) for name in sorted(inputs)]
+    return _spec(features, info, outputs)
+
+
+def _spec(features: list[Feature], info: dict, outputs: dict) -> ModelSpec:
     outs = [Output(name, dtype, tuple(shape)) for name, (dtype, shape) in sorted(outputs.items())]
     class_names = [str(c) for c in info.get("class_names") or []]
     problem = str(info.get("problem_type") or "")
@@ -187,3 +212,20 @@ def build_spec(info: dict, inputs: dict[str, str], outputs: dict[str, tuple[str,
         problem = CLASSIFICATION if set(CLASSIFICATION_OUTPUTS) <= names else (
             REGRESSION if REGRESSION_OUTPUT in names else "")
     return ModelSpec(features, outs, problem, str(info.get("label") or ""), class_names, info)
+
+
+def example_features(info: dict, schema_path: str | None, where: str) -> list[Feature]:
+    """The request features of a ``serving_default``-only model: ``raw_features``, else the schema's SERVING features."""
+    declared = [f for f in info.get("raw_features") or [] if isinstance(f, dict)]
+    if declared:
+        return sorted((Feature(str(f["name"]), str(f["dtype"])) for f in declared), key=lambda f: f.name)
+    if not schema_path:
+        raise ConfigError(f"{where}: a '{EXAMPLES_SIGNATURE}'-only model needs its features: kubetfx_model.json "
+                          "raw_features or a schema.pbtxt beside it")
+    from kubetfx.components.common import tfmd
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema = tfmd.read_schema(schema_path)
+    return sorted((Feature(f.name, _SCHEMA_DTYPES[schema_pb2.FeatureType.Name(f.type)]) for f in schema.feature
+                   if "SERVING" not in f.not_in_environment and schema_pb2.FeatureType.Name(f.type) in _SCHEMA_DTYPES),
+                  key=lambda f: f.name)

@@ -12,6 +12,7 @@ median over the rounds is reported, and the table ends with issue #12's three ta
 Servers:
   kubetfx      python -m kubetfx.components.predictor (micro-batching, validation, quiet logs, uvloop)
   kubetfx-w2   the same with --workers 2
+  kubetfx-logged  the same, logging every request to the prediction log (issue #9: within 10% of off)
   naive        a kserve.Model whose predict() calls the signature once per request, kserve defaults
                (per-request latency + access logs on) -- what the kserve docs lead to
   naive-quiet  the naive model with kserve's per-request logging turned off
@@ -36,6 +37,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -43,7 +45,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 MODEL_NAME = "penguin"
-ALL_SERVERS = ("kubetfx", "kubetfx-w2", "kubetfx-base", "naive", "naive-quiet")
+ALL_SERVERS = ("kubetfx", "kubetfx-logged", "kubetfx-w2", "kubetfx-base", "naive", "naive-quiet")
 
 
 # ---------------------------------------------------------------------- the naive baseline server
@@ -244,6 +246,9 @@ def start_server(kind: str, model_dir: str, log_path: str, extra_args=(), baseli
                    MODEL_NAME, "--http_port", str(http_port), "--grpc_port", str(grpc_port), "--grace_period_s", "3"]
         if kind == "kubetfx-w2":
             command += ["--workers", "2"]
+        if kind == "kubetfx-logged":  # every request's features and prediction to the prediction log
+            command += ["--prediction_log_dir", tempfile.mkdtemp(prefix="kubetfx-bench-log-"),
+                        "--prediction_log_sample_rate", "1.0"]
         if kind == "kubetfx-base":
             if not baseline:
                 raise RuntimeError("the kubetfx-base server needs --baseline DIR")
@@ -549,6 +554,12 @@ def table(results: list[dict], servers: list[str], measured_floor: dict, echo: d
             if ours and naive:
                 lines.append(f"  {protocol.upper()} b1 c1: p50 {ours['p50_ms']:.3f} ms vs naive {naive['p50_ms']:.3f} ms "
                              f"[target <=: {'met' if ours['p50_ms'] <= naive['p50_ms'] else 'MISSED'}]")
+            plain = by.get(("kubetfx", protocol, 1, 16))
+            logged = by.get((server, protocol, 1, 16))
+            if server == "kubetfx-logged" and plain and logged:
+                share = logged["rps"] / plain["rps"]
+                lines.append(f"  {protocol.upper()} b1 c16 with the prediction log at 100%: {share:.1%} of the "
+                             f"throughput without it [target >= 90%: {'met' if share >= 0.9 else 'MISSED'}]")
             if ours and "model_call_p50_ms" in ours:
                 work = ours["p50_ms"] - ours["model_call_p50_ms"] - echo["c1"]["p50_ms"]
                 lines.append(f"    server work besides the model call = p50 {ours['p50_ms']:.3f} - model call p50 "
