@@ -1,7 +1,8 @@
-"""Evaluator: TFMA on the real penguin model, rubber stamp, baseline comparison, blessing, errors.
+"""Evaluator: the real penguin model, rubber stamp, baseline comparison, blessing, errors.
 
-TFMA runs cost ~3-5 s each here, so the module shares a few runs through
-module-scoped fixtures; the error tests fail before TFMA starts.
+These configs are covered by the fast path (the default engine); test_evaluator_fast_path.py
+checks that TFMA gives the same results. Evaluations share a few runs through module-scoped
+fixtures; the error tests fail before any engine starts.
 """
 
 import json
@@ -37,7 +38,7 @@ metrics_specs {
 """
 
 
-def _outputs(root) -> dict:
+def output_paths(root) -> dict:
     root = str(root)
     return {"evaluation_dir": os.path.join(root, "evaluation"), "blessing_dir": os.path.join(root, "blessing"),
             "report_path": os.path.join(root, "report.md"), "metrics_path": os.path.join(root, "metrics.json"),
@@ -45,12 +46,12 @@ def _outputs(root) -> dict:
 
 
 def _evaluate(root, examples_dir: str, model_dir: str, **kwargs) -> dict:
-    paths = _outputs(root)
+    paths = output_paths(root)
     result = executor.run(examples_dir, model_dir, **paths, **kwargs)
     return {"result": result, **paths}
 
 
-def _push(model_dir: str, base: str) -> tuple[int, str]:
+def push_to_repository(model_dir: str, base: str) -> tuple[int, str]:
     return model_repository.push(os.path.join(model_dir, "Format-Serving"), base, MODEL_NAME,
                                  extra_files={"kubetfx_model.json": os.path.join(model_dir, "kubetfx_model.json")})
 
@@ -77,7 +78,7 @@ def good_model(penguin_model) -> str:
 def repository(tmp_path_factory, good_model) -> str:
     """A model repository whose latest version is the good penguin model."""
     base = str(tmp_path_factory.mktemp("evaluator-repo"))
-    assert _push(good_model, base)[0] == 1
+    assert push_to_repository(good_model, base)[0] == 1
     return base
 
 
@@ -116,6 +117,7 @@ def _serving_predictions(model_dir: str, examples_dir: str, class_names: list[st
 def test_default_config_rubber_stamps_the_first_model(rubber_stamped, good_model, raw_examples):
     result = rubber_stamped["result"]
     assert result["blessed"] == 1 and result["rubber_stamp"] == 1 and result["baseline_version"] is None
+    assert result["engine"] == "fast" and result["engine_reasons"] == []
     assert blessing.is_blessed(rubber_stamped["blessing_dir"])
     verdict = blessing.read_blessing(rubber_stamped["blessing_dir"])
     assert "rubber stamp" in verdict.reasons[0] and "1 change threshold(s) skipped" in verdict.reasons[0]
@@ -194,11 +196,11 @@ def test_untrained_model_is_not_blessed(tmp_path, raw_examples, untrained_model,
 def test_baseline_whose_variables_are_broken_is_a_config_error(tmp_path, raw_examples, good_model):
     """saved_model.pb parses but TFMA fails loading the variables: the error names the baseline version."""
     base = str(tmp_path / "repo")
-    _, path = _push(good_model, base)
+    _, path = push_to_repository(good_model, base)
     index = os.path.join(path, "variables", "variables.index")
     with open(index, "r+b") as handle:
         handle.truncate(64)
-    paths = _outputs(tmp_path / "out")
+    paths = output_paths(tmp_path / "out")
     with pytest.raises(ConfigError) as error:
         executor.run(raw_examples, good_model, **paths, baseline_repository=base, model_name=MODEL_NAME)
     assert "baseline version 1" in str(error.value) and path in str(error.value)
@@ -225,7 +227,7 @@ def test_baseline_whose_variables_are_broken_is_a_config_error(tmp_path, raw_exa
      'preprocessing_function_names: "transform_features"'),
 ])
 def test_bad_eval_config_fails_before_tfma(tmp_path, raw_examples, good_model, config, expected):
-    paths = _outputs(tmp_path)
+    paths = output_paths(tmp_path)
     with pytest.raises(ConfigError) as error:
         executor.run(raw_examples, good_model, **paths, eval_config=config)
     assert expected in str(error.value)
@@ -235,7 +237,7 @@ def test_bad_eval_config_fails_before_tfma(tmp_path, raw_examples, good_model, c
 def test_unloadable_candidate(tmp_path, raw_examples, good_model):
     empty = tmp_path / "empty-model"
     empty.mkdir()
-    paths = _outputs(tmp_path / "a")
+    paths = output_paths(tmp_path / "a")
     with pytest.raises(InputDataError) as error:
         executor.run(raw_examples, str(empty), **paths)
     assert str(empty) in str(error.value) and "Format-Serving" in str(error.value)
@@ -244,7 +246,7 @@ def test_unloadable_candidate(tmp_path, raw_examples, good_model):
     corrupt = tmp_path / "corrupt-model"
     shutil.copytree(good_model, corrupt)
     (corrupt / "Format-Serving" / "saved_model.pb").write_bytes(b"not a protobuf")
-    paths = _outputs(tmp_path / "b")
+    paths = output_paths(tmp_path / "b")
     with pytest.raises(ConfigError) as error:
         executor.run(raw_examples, str(corrupt), **paths)
     assert str(corrupt / "Format-Serving" / "saved_model.pb") in str(error.value)
@@ -253,17 +255,17 @@ def test_unloadable_candidate(tmp_path, raw_examples, good_model):
 
 def test_corrupt_baseline_is_never_skipped(tmp_path, raw_examples, good_model):
     base = str(tmp_path / "repo")
-    _, path = _push(good_model, base)
+    _, path = push_to_repository(good_model, base)
     with open(os.path.join(path, "saved_model.pb"), "r+b") as handle:
         handle.truncate(100)
-    paths = _outputs(tmp_path / "a")
+    paths = output_paths(tmp_path / "a")
     with pytest.raises(ConfigError) as error:
         executor.run(raw_examples, good_model, **paths, baseline_repository=base, model_name=MODEL_NAME)
     assert path in str(error.value) and "version 1" in str(error.value)
     _assert_nothing_written(paths)
     # A newest version without saved_model.pb is not replaced by an older one silently.
     os.makedirs(os.path.join(base, MODEL_NAME, "2", "variables"))
-    paths = _outputs(tmp_path / "b")
+    paths = output_paths(tmp_path / "b")
     with pytest.raises(ConfigError) as error:
         executor.run(raw_examples, good_model, **paths, baseline_repository=base, model_name=MODEL_NAME)
     assert os.path.join(base, MODEL_NAME, "2") in str(error.value)
@@ -274,9 +276,10 @@ def test_bad_parameters(tmp_path, raw_examples, good_model, rubber_stamped):
     cases = [({"split": "test"}, InputDataError, "split 'test'"),
              ({"slice_features": ["continent"]}, ConfigError, "continent"),
              ({"baseline_repository": str(tmp_path)}, ConfigError, "model_name"),
-             ({"baseline_repository": str(tmp_path), "model_name": "../up"}, ConfigError, "../up")]
+             ({"baseline_repository": str(tmp_path), "model_name": "../up"}, ConfigError, "../up"),
+             ({"engine": "beam"}, ConfigError, "engine: expected one of auto, fast, tfma")]
     for kwargs, error_type, expected in cases:
-        paths = _outputs(tmp_path / "out")
+        paths = output_paths(tmp_path / "out")
         with pytest.raises(error_type) as error:
             executor.run(raw_examples, good_model, **paths, **kwargs)
         assert expected in str(error.value), (kwargs, str(error.value))
@@ -383,7 +386,7 @@ def test_component_gates_the_pusher_under_kfp_local(tmp_path, raw_examples, good
     base = str(tmp_path / "serving")
 
     @dsl.pipeline
-    def evaluate_and_push(destination: str):
+    def evaluate_andpush_to_repository(destination: str):
         data = dsl.importer(artifact_uri=raw_examples, artifact_class=Dataset, reimport=False)
         model = dsl.importer(artifact_uri=good_model, artifact_class=Model, reimport=False)
         verdict = evaluator(examples=data.output, model=model.output, baseline_repository=destination,
@@ -392,7 +395,7 @@ def test_component_gates_the_pusher_under_kfp_local(tmp_path, raw_examples, good
             pusher(model=model.output, model_blessing=verdict.outputs["blessing"], push_destination=destination,
                    model_name=MODEL_NAME)
 
-    evaluate_and_push(destination=base)
+    evaluate_andpush_to_repository(destination=base)
     assert model_repository.list_versions(base, MODEL_NAME) == [1]
     files = [os.path.join(d, name) for d, _, names in os.walk(tmp_path / "root") for name in names]
     assert [f for f in files if os.path.basename(f) == blessing.BLESSED]

@@ -35,10 +35,12 @@ Without a config the default is derived from ``kubetfx_model.json`` and the eval
 * a module file's model (TFX ``run_fn``): the same, on its ``serving_default`` and raw label,
   classification when the label has at most 20 integral values, else regression.
 
-Validation happens before TFMA runs, each problem a ConfigError naming it:
-unknown metric classes, slicing features that are neither in the examples nor
-transformed features, signatures / label / prediction keys the model lacks,
-change thresholds without a direction.
+Validation happens before either engine runs, each problem a ConfigError naming it:
+slicing features that are neither in the examples nor transformed features,
+signatures / label / prediction keys the model lacks, change thresholds without a
+direction; when TFMA evaluates, also unknown metric classes and TFMA's own checks
+(``validate_for_tfma``). Nothing here imports TFMA except that function: the EvalConfig
+proto comes from tfma_protos.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from kubetfx.components.evaluator.models import ModelRef
 
 SERVING_SIGNATURE = "serving_default"
 TRANSFORM_SIGNATURE = "transform_features"
+CANDIDATE_NAME, BASELINE_NAME = "candidate", "baseline"  # TFMA's model names with a baseline
 MIN_ACCURACY = 0.6
 CHANGE_TOLERANCE = 1e-10
 MAX_SLICE_VALUES = 10
@@ -61,9 +64,9 @@ CONFIG_FILE_SUFFIXES = (".pbtxt", ".textproto", ".txt", ".json", ".config", ".cf
 
 
 def _config_pb2():
-    from tensorflow_model_analysis.proto import config_pb2
+    from kubetfx.components.evaluator import tfma_protos
 
-    return config_pb2
+    return tfma_protos.config_pb2()
 
 
 def to_text(config) -> str:
@@ -282,11 +285,18 @@ def complete(config, candidate: ModelRef) -> list[str]:
 
 
 def ensure_confusion_matrix(config) -> bool:
-    """Add MultiClassConfusionMatrixPlot (classification) if absent; True if added."""
+    """Add MultiClassConfusionMatrixPlot (classification) if absent; True if added.
+
+    It goes into the first metrics spec that neither binarizes nor aggregates (there the plot would be
+    per class or averaged), else into a new spec of its own.
+    """
     for spec in config.metrics_specs:
         if any(m.class_name == "MultiClassConfusionMatrixPlot" for m in spec.metrics):
             return False
-    config.metrics_specs[0].metrics.add(class_name="MultiClassConfusionMatrixPlot")
+    plain = [spec for spec in config.metrics_specs if not spec.HasField("binarize") and
+             not spec.HasField("aggregate")]
+    target = plain[0] if plain else config.metrics_specs.add()
+    target.metrics.add(class_name="MultiClassConfusionMatrixPlot")
     return True
 
 
@@ -306,24 +316,68 @@ def count_change_thresholds(config) -> int:
     return count
 
 
+def _clear_change_thresholds(config) -> None:
+    """Drop every change threshold (TFX rubber stamp); value thresholds stay."""
+    def clear(threshold):
+        if threshold.ByteSize():
+            threshold.ClearField("change_threshold")
+
+    for spec in config.metrics_specs:
+        for metric in spec.metrics:
+            clear(metric.threshold)
+            for item in list(metric.per_slice_thresholds) + list(metric.cross_slice_thresholds):
+                clear(item.threshold)
+        for threshold in spec.thresholds.values():
+            clear(threshold)
+        for group in list(spec.per_slice_thresholds.values()) + list(spec.cross_slice_thresholds.values()):
+            for item in group.thresholds:
+                clear(item.threshold)
+
+
 def apply_baseline(config, has_baseline: bool):
     """TFX semantics: with a baseline, add it as a copy of the candidate spec ("candidate"/"baseline");
-    without one, drop the baseline spec and every change threshold (rubber stamp)."""
-    from tensorflow_model_analysis.utils import config_util
+    without one, drop the baseline spec and every change threshold (rubber stamp).
 
+    What TFMA's ``config_util.update_eval_config_with_defaults(has_baseline=..., rubber_stamp=not
+    has_baseline)`` does (run_model_analysis applies it again: on our result it changes nothing),
+    written here so the fast path does not import TFMA; a test checks both agree.
+    """
+    config_pb2 = _config_pb2()
+    updated = config_pb2.EvalConfig()
+    updated.CopyFrom(config)
+    options = updated.options
+    if options.compute_confidence_intervals.value and options.confidence_intervals.method == \
+            config_pb2.ConfidenceIntervalOptions.UNKNOWN_CONFIDENCE_INTERVAL_METHOD:
+        options.confidence_intervals.method = config_pb2.ConfidenceIntervalOptions.JACKKNIFE
     if has_baseline:
-        baselines = [s for s in config.model_specs if s.is_baseline]
-        candidates = [s for s in config.model_specs if not s.is_baseline]
+        baselines = [s for s in updated.model_specs if s.is_baseline]
+        candidates = [s for s in updated.model_specs if not s.is_baseline]
         if baselines:  # the user configured the baseline spec: just make the names unambiguous
-            candidates[0].name = candidates[0].name or "candidate"
-            baselines[0].name = baselines[0].name or "baseline"
-        else:
-            candidates[0].name = ""  # TFMA adds the baseline copy only to an unnamed single spec
-    try:
-        return config_util.update_eval_config_with_defaults(config, has_baseline=has_baseline,
-                                                            rubber_stamp=not has_baseline)
-    except (ValueError, RuntimeError) as err:
-        raise ConfigError(f"eval_config: {err}") from None
+            candidates[0].name = candidates[0].name or CANDIDATE_NAME
+            baselines[0].name = baselines[0].name or BASELINE_NAME
+        elif len(updated.model_specs) == 1:
+            updated.model_specs[0].name = CANDIDATE_NAME
+            copy = updated.model_specs.add()
+            copy.CopyFrom(updated.model_specs[0])
+            copy.name, copy.is_baseline = BASELINE_NAME, True
+    else:
+        kept = [s for s in updated.model_specs if not s.is_baseline]
+        del updated.model_specs[:]
+        updated.model_specs.extend(kept)
+        _clear_change_thresholds(updated)
+    if not updated.model_specs:
+        updated.model_specs.add()
+    names = [spec.name for spec in updated.model_specs]
+    if len(names) == 1:
+        updated.model_specs[0].name = ""  # TFMA names a single model ""
+        names = [""]
+    for spec in updated.metrics_specs:
+        if not spec.model_names:
+            spec.model_names.extend(names)
+        elif len(names) == 1:
+            del spec.model_names[:]
+            spec.model_names.append("")
+    return updated
 
 
 # --------------------------------------------------------------------------- validation
@@ -408,37 +462,26 @@ def _check_model_spec(spec, model: ModelRef, raw_features: set[str], string_feat
 
 def validate(config, candidate: ModelRef, baseline: ModelRef | None, raw_features: set[str],
              string_features: set[str] = frozenset()) -> None:
-    """Everything that can be checked before TFMA runs; ConfigError naming the offending entry."""
-    from tensorflow_model_analysis.metrics import metric_specs
-    from tensorflow_model_analysis.utils import config_util
+    """What both engines need, checked without TFMA; ConfigError naming the offending entry.
 
-    try:
-        config_util.verify_eval_config(config)
-    except ValueError as err:
-        raise ConfigError(f"eval_config: {str(err).splitlines()[0]}") from None
+    ``validate_for_tfma`` adds TFMA's own checks (it imports TFMA) when TFMA evaluates.
+    """
+    for metrics_spec in config.metrics_specs:
+        for metric in metrics_spec.metrics:
+            if not metric.class_name:
+                raise ConfigError("eval_config: a metrics entry has no class_name")
+            for item in metric.per_slice_thresholds:
+                if not item.slicing_specs:
+                    raise ConfigError(f"eval_config: a per_slice_thresholds entry of '{metric.class_name}' has no "
+                                      "slicing_specs (use slicing_specs {} for the Overall slice)")
+        for name, group in metrics_spec.per_slice_thresholds.items():
+            if any(not item.slicing_specs for item in group.thresholds):
+                raise ConfigError(f"eval_config: a per_slice_thresholds entry of '{name}' has no slicing_specs "
+                                  "(use slicing_specs {} for the Overall slice)")
     for spec in config.model_specs:
         model = baseline if spec.is_baseline else candidate
         if model is not None:
             _check_model_spec(spec, model, raw_features, string_features)
-    seen = set()
-    for metrics_spec in config.metrics_specs:
-        for metric in metrics_spec.metrics:
-            key = (metric.class_name, metric.module, metric.config)
-            if key in seen:
-                continue
-            seen.add(key)
-            if not metric.class_name:
-                raise ConfigError("eval_config: a metrics entry has no class_name")
-            try:
-                metric_specs.metric_instance(metric)
-            except Exception as err:  # TFMA/Keras raise ValueError, ImportError, AttributeError, TypeError
-                origin = f" from module '{metric.module}'" if metric.module else ""
-                detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                detail = detail.split(". Please ensure")[0]
-                raise ConfigError(f"eval_config: unknown or invalid metric '{metric.class_name}'{origin}: "
-                                  f"{detail[:300]} (use a TFMA metric such as ExampleCount, "
-                                  "SparseCategoricalAccuracy, MeanSquaredError, or a tf_keras.metrics class name)") \
-                    from None
     known = set(raw_features)
     for model in (candidate, baseline):
         for spec in config.model_specs:
@@ -449,6 +492,34 @@ def validate(config, candidate: ModelRef, baseline: ModelRef | None, raw_feature
         if feature not in known:
             raise ConfigError(f"eval_config: {where} slices on feature '{feature}', which is neither in the "
                               f"examples nor a transformed feature (features: {', '.join(sorted(known))})")
+
+
+def validate_for_tfma(config) -> None:
+    """TFMA's own config checks and metric instantiation (imports TFMA); ConfigError naming the entry."""
+    from tensorflow_model_analysis.metrics import metric_specs
+    from tensorflow_model_analysis.utils import config_util
+
+    try:
+        config_util.verify_eval_config(config)
+    except ValueError as err:
+        raise ConfigError(f"eval_config: {str(err).splitlines()[0]}") from None
+    seen = set()
+    for metrics_spec in config.metrics_specs:
+        for metric in metrics_spec.metrics:
+            key = (metric.class_name, metric.module, metric.config)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                metric_specs.metric_instance(metric)
+            except Exception as err:  # TFMA/Keras raise ValueError, ImportError, AttributeError, TypeError
+                origin = f" from module '{metric.module}'" if metric.module else ""
+                detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                detail = detail.split(". Please ensure")[0]
+                raise ConfigError(f"eval_config: unknown or invalid metric '{metric.class_name}'{origin}: "
+                                  f"{detail[:300]} (use a TFMA metric such as ExampleCount, "
+                                  "SparseCategoricalAccuracy, MeanSquaredError, or a tf_keras.metrics class name)") \
+                    from None
 
 
 def validate_thresholds(config) -> None:

@@ -1,4 +1,4 @@
-"""Evaluator executor: TFMA on the eval split, candidate vs the latest pushed model, a blessing.
+"""Evaluator executor: TFMA's metrics on the eval split, candidate vs the latest pushed model, a blessing.
 
 Inputs: the RAW Examples from ExampleGen (``Split-<split>/``), the Trainer's Model
 (``Format-Serving/`` + ``kubetfx_model.json``) and, optionally, a model repository
@@ -19,7 +19,13 @@ feature values (``island:Biscoe``), not on the transformed ones (``island:0``):
 TFMA prefers transformed features, so transformed features that shadow a raw
 feature of the same name are dropped after the label has been read.
 
-Everything checkable is checked before TFMA runs (see eval_config.validate).
+Two engines compute the same thing. The fast path (fast_path.py) runs each model
+once over the eval examples and computes TFMA's standard metrics with numpy,
+writing TFMA's output files; it is used whenever it covers the EvalConfig. TFMA on
+Beam runs otherwise, and the report says why ("TFMA path: <reasons>").
+``engine="tfma"`` forces TFMA, ``engine="fast"`` refuses to fall back.
+
+Everything checkable is checked before either engine runs (see eval_config.validate).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ ARTIFACT_TYPE = "ModelEvaluation"
 BLESSING_TYPE = "ModelBlessing"
 VERSION_PACKAGES = ("kubetfx", "tensorflow", "tensorflow-model-analysis", "apache-beam", "tfx-bsl")
 _UNBATCH_STAGE = "ExtractUnbatchedInputs"
+AUTO, FAST, TFMA = "auto", "fast", "tfma"
+ENGINES = (AUTO, FAST, TFMA)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -99,24 +107,6 @@ def _prefer_raw_features(extracts, model_names: tuple, raw_keys: frozenset):
     return copy
 
 
-def _error_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    interesting = [line for line in lines if not line.startswith(("File ", "Traceback", "[while running"))]
-    text = (interesting or lines or [type(err).__name__])[-1]
-    return text[:500]
-
-
-def _load_error(saved_model_dir: str) -> str | None:
-    """Why ``saved_model_dir`` cannot be loaded by TensorFlow, or None if it loads."""
-    import tensorflow as tf
-
-    try:
-        tf.saved_model.load(saved_model_dir)
-    except Exception as err:  # noqa: BLE001 - any load failure is the answer
-        return _error_line(err)
-    return None
-
-
 def _run_tfma(config, candidate, baseline, data_location: str, output_path: str, raw_keys: set,
               beam_args: list[str]) -> None:
     import apache_beam as beam
@@ -124,7 +114,7 @@ def _run_tfma(config, candidate, baseline, data_location: str, output_path: str,
     from apache_beam.options.pipeline_options import PipelineOptions
     from tensorflow_model_analysis.extractors import extractor
 
-    from kubetfx.components.evaluator import results
+    from kubetfx.components.evaluator import models, results
 
     candidate_name, baseline_name = results.model_names(config)
     try:
@@ -147,35 +137,59 @@ def _run_tfma(config, candidate, baseline, data_location: str, output_path: str,
         raise
     except Exception as err:  # TFMA/Beam/TF raise anything; name the model and the cause
         message = str(err)
-        line = _error_line(err)
+        line = models.error_line(err)
         # Which model is it? The message often names the path; otherwise try loading each (error path only).
         for model in [m for m in (baseline, candidate) if m is not None]:
-            problem = line if model.saved_model_dir in message else _load_error(model.saved_model_dir)
+            problem = line if model.saved_model_dir in message else models.load_error(model.saved_model_dir)
             if problem:
-                advice = f"; repair or delete {model.saved_model_dir}" if model is baseline else ""
-                raise ConfigError(f"{model.describe()} cannot be loaded or evaluated by TFMA: {problem}{advice}") \
-                    from err
-        models = candidate.describe() + (f" and {baseline.describe()}" if baseline is not None else "")
-        raise ConfigError(f"TFMA failed evaluating {models} on {data_location}: {line}") from err
+                raise models.cannot_load(model, problem) from err
+        which = candidate.describe() + (f" and {baseline.describe()}" if baseline is not None else "")
+        raise ConfigError(f"TFMA failed evaluating {which} on {data_location}: {line}") from err
 
 
 # --------------------------------------------------------------------------- entry point
 
 
+def _engine_choice(engine: str, not_covered: list[str]) -> str:
+    """FAST or TFMA for ``engine`` (auto | fast | tfma) given what the fast path does not cover."""
+    if engine not in ENGINES:
+        raise ConfigError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == FAST and not_covered:
+        raise ConfigError("engine 'fast' was asked for, but the fast path does not cover: " + "; ".join(not_covered))
+    if engine == AUTO:
+        return TFMA if not_covered else FAST
+    return engine
+
+
+def _tfma_evaluation(config, evaluation_dir: str):
+    """TFMA's output read back (metrics, validation, plots) as the executor needs it."""
+    import tensorflow_model_analysis as tfma
+
+    from kubetfx.components.evaluator import fast_path, results
+
+    slices = results.load_metrics(evaluation_dir, config)
+    return fast_path.Evaluation(slices, tfma.load_validation_result(evaluation_dir), results.checks(slices, config),
+                                list(tfma.load_plots(evaluation_dir)))
+
+
 def run(examples_dir: str, model_dir: str, evaluation_dir: str, blessing_dir: str, report_path: str | None = None,
         metrics_path: str | None = None, classification_metrics_path: str | None = None, eval_config: str = "",
         baseline_repository: str = "", model_name: str = "", split: str = "eval",
-        slice_features: list | str | None = None, beam_pipeline_args: list[str] | str | None = None) -> dict:
+        slice_features: list | str | None = None, beam_pipeline_args: list[str] | str | None = None,
+        engine: str = AUTO) -> dict:
     """Evaluate, validate against thresholds (and the baseline), bless or not; returns the artifact metadata.
 
     The result holds ``blessed`` (1/0), ``baseline_version``, ``metrics`` (candidate, Overall), ``reasons``,
-    ``eval_config`` (text proto actually used), ``confusion_matrix`` and ``blessing`` (ModelBlessing metadata).
+    ``eval_config`` (text proto actually used), ``confusion_matrix``, ``engine`` (fast / tfma) with
+    ``engine_reasons`` (why TFMA ran) and ``blessing`` (ModelBlessing metadata). ``engine``: ``auto`` uses
+    the fast path whenever it covers the EvalConfig; ``fast`` fails when it does not; ``tfma`` always runs TFMA.
     """
     from kubetfx.components.evaluator import eval_config as config_lib
 
     if not isinstance(split, str) or not split.strip():
         raise ConfigError(f"split: expected a split name such as 'eval', got {split!r}")
     split = split.strip()
+    _engine_choice(engine, [])  # an unknown engine fails before any work
     slice_list = config_lib.parse_slice_features(slice_features)
     repository = (baseline_repository or "").strip()
     name = (model_name or "").strip()
@@ -191,11 +205,12 @@ def run(examples_dir: str, model_dir: str, evaluation_dir: str, blessing_dir: st
     _check_output_free(blessing_dir, "blessing")
     examples.split_files(examples_dir, split)  # InputDataError naming the splits present
     data_location = os.path.join(layout.split_dir(examples_dir, split), "*")
-    batch = examples.read_split(examples_dir, split)
+    records = examples.read_split_records(examples_dir, split)  # read once: the fast path feeds them to the models
+    batch = examples.decode_examples(records, source=layout.split_dir(examples_dir, split))
     if batch.num_rows == 0:
         raise InputDataError(f"split '{split}' of {examples_dir} has no examples to evaluate on")
 
-    from kubetfx.components.evaluator import models, report, results
+    from kubetfx.components.evaluator import fast_path, models, report, results
 
     candidate = models.resolve_candidate(model_dir)
     baseline = models.resolve_baseline(repository, name) if repository else None
@@ -239,22 +254,39 @@ def run(examples_dir: str, model_dir: str, evaluation_dir: str, blessing_dir: st
             if spec.is_baseline:
                 config_lib.fill_model_spec(spec, baseline)
     config_lib.validate(config, candidate, baseline, raw_features, config_lib.string_features(batch))
+    engine_reasons = fast_path.unsupported(config, candidate, baseline, batch, beam_args) if engine != TFMA else \
+        ["engine 'tfma' was asked for"]
+    used = _engine_choice(engine, engine_reasons if engine != TFMA else [])
+    if used == TFMA:
+        config_lib.validate_for_tfma(config)
     config_text = config_lib.to_text(config)
 
     rubber_stamp = baseline is None
     baseline_label = f"baseline version {baseline.version}" if baseline is not None else "the baseline"
     with fileio.atomic_directory(evaluation_dir) as evaluation_tmp:
         started = time.perf_counter()
-        _run_tfma(config, candidate, baseline, data_location, evaluation_tmp, raw_features, beam_args)
-        tfma_seconds = time.perf_counter() - started
-        import tensorflow_model_analysis as tfma
-
-        slices = results.load_metrics(evaluation_tmp, config)
-        validation = tfma.load_validation_result(evaluation_tmp)
-        checks = results.checks(slices, config)
+        outcome = None
+        if used == FAST:
+            try:
+                outcome = fast_path.evaluate(config, candidate, baseline, records, batch, evaluation_tmp,
+                                             data_location, rubber_stamp)
+            except fast_path.Unsupported as err:  # found in the data (e.g. the predictions' shape)
+                if engine == FAST:
+                    raise ConfigError("engine 'fast' was asked for, but the fast path does not cover: "
+                                      + "; ".join(err.reasons)) from None
+                used, engine_reasons = TFMA, err.reasons
+                config_lib.validate_for_tfma(config)
+        if outcome is None:
+            del records  # TFMA reads the files itself
+            _run_tfma(config, candidate, baseline, data_location, evaluation_tmp, raw_features, beam_args)
+            outcome = _tfma_evaluation(config, evaluation_tmp)
+        else:
+            engine_reasons = []
+        analysis_seconds = time.perf_counter() - started
+        slices, validation, checks = outcome.slices, outcome.validation, outcome.checks
         matrix = None
         if any(m.class_name == "MultiClassConfusionMatrixPlot" for s in config.metrics_specs for m in s.metrics):
-            rows = results.confusion_matrix(evaluation_tmp, config, len(candidate.class_names))
+            rows = results.confusion_matrix_from_protos(outcome.plots, config, len(candidate.class_names))
             if rows is not None:
                 categories = candidate.class_names if len(candidate.class_names) == len(rows) \
                     else [str(i) for i in range(len(rows))]
@@ -271,7 +303,7 @@ def run(examples_dir: str, model_dir: str, evaluation_dir: str, blessing_dir: st
                 reasons.append(f"all {len(passed)} threshold check(s) passed: "
                                + "; ".join(c.describe(baseline_label) for c in passed))
             elif not rubber_stamp:
-                reasons.append("TFMA validation passed")
+                reasons.append("validation passed")
             else:
                 reasons.append("no value thresholds to check")
         else:
@@ -297,7 +329,8 @@ def run(examples_dir: str, model_dir: str, evaluation_dir: str, blessing_dir: st
         "skipped_change_thresholds": change_thresholds if rubber_stamp else 0,
         "slices": [{"slice": s.name, "metrics": s.metrics} for s in slices],
         "checks": [c.__dict__ for c in checks], "no_skill": no_skill, "confusion_matrix": matrix,
-        "eval_config": config_text, "config_notes": notes, "tfma_seconds": tfma_seconds,
+        "eval_config": config_text, "config_notes": notes, "engine": used, "engine_reasons": engine_reasons,
+        "analysis_seconds": analysis_seconds,
     }
     if metrics_path:
         fileio.atomic_write(metrics_path, json.dumps(metrics, indent=2, sort_keys=True))
@@ -313,7 +346,7 @@ def run(examples_dir: str, model_dir: str, evaluation_dir: str, blessing_dir: st
         "no_skill": {k: v for k, v in no_skill.items() if k != "description"}, "reasons": reasons,
         "failed_checks": [c.describe(baseline_label) for c in checks if not c.passed],
         "slices": [s.name for s in slices], "eval_config": config_text, "confusion_matrix": matrix,
-        "tfma_seconds": round(tfma_seconds, 3),
+        "engine": used, "engine_reasons": engine_reasons, "analysis_seconds": round(analysis_seconds, 3),
         "package_versions": provenance.package_versions(VERSION_PACKAGES),
         "blessing": {layout.TFX_TYPE: BLESSING_TYPE, "blessed": int(blessed), "reasons": reasons,
                      "current_model": candidate.saved_model_dir,

@@ -150,3 +150,28 @@ def resolve_baseline(repository: str, model_name: str) -> ModelRef | None:
     what = f"baseline model (version {version} of '{model_name}' in {repository})"
     signatures = read_signatures(path, what)
     return ModelRef(BASELINE, path, _read_info(path, what), signatures, version)
+
+
+def error_line(err: BaseException) -> str:
+    """The telling line of a TensorFlow/TFMA error message (they run to pages)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    interesting = [line for line in lines if not line.startswith(("File ", "Traceback", "[while running"))]
+    text = (interesting or lines or [type(err).__name__])[-1]
+    return text[:500]
+
+
+def load_error(saved_model_dir: str) -> str | None:
+    """Why ``saved_model_dir`` cannot be loaded by TensorFlow, or None if it loads."""
+    import tensorflow as tf
+
+    try:
+        tf.saved_model.load(saved_model_dir)
+    except Exception as err:  # noqa: BLE001 - any load failure is the answer
+        return error_line(err)
+    return None
+
+
+def cannot_load(model: ModelRef, problem: str) -> ConfigError:
+    """The error for a model that TensorFlow cannot load or run; a broken baseline is never skipped."""
+    advice = f"; repair or delete {model.saved_model_dir}" if model.role == BASELINE else ""
+    return ConfigError(f"{model.describe()} cannot be loaded or evaluated: {problem}{advice}")

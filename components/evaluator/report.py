@@ -17,6 +17,14 @@ def _delta(values: dict) -> str:
     return "–" if diff is None else f"{diff:+.4g}"
 
 
+def engine_line(info: dict) -> str:
+    """Which engine computed the metrics and, for TFMA, why the fast path did not."""
+    if info.get("engine") == "fast":
+        return "fast path (one batch-inference pass per model, TFMA's metric definitions and output format)"
+    reasons = info.get("engine_reasons") or []
+    return "TFMA path: " + ("; ".join(reasons) if reasons else "TFMA")
+
+
 def render(info: dict) -> str:
     blessed = info["blessed"]
     lines = ["# Evaluator", "",
@@ -83,7 +91,8 @@ def render(info: dict) -> str:
         ["candidate", f"`{info['candidate_path']}`"],
         ["baseline", f"`{info['baseline_path']}`" if info.get("baseline_path") else "none"],
         ["examples", f"`{info['data_location']}`"],
-        ["TFMA analysis", f"{info['tfma_seconds']:.1f} s"]]), ""]
+        ["engine", engine_line(info)],
+        ["analysis", f"{info['analysis_seconds']:.1f} s"]]), ""]
     if info.get("config_notes"):
         lines += [f"- {note}" for note in info["config_notes"]] + [""]
     lines += ["## EvalConfig used", "", "```", info["eval_config"].rstrip(), "```", ""]
