@@ -111,12 +111,20 @@ def test_the_pushers_inference_service_validates_against_kserves_crd(pipeline_ru
 
 
 def test_a_failing_task_fails_the_run(docker_api, component_image, e2e_root):
-    """kfp 2.17.3's DockerRunner, with podman, reports a failed task as SUCCESS; ours must not."""
+    """kfp 2.17.3's DockerRunner, with podman, reports a failed task as SUCCESS; ours must not.
+
+    The data passes every check made before the run (it exists, its header has the label) and
+    fails inside ExampleGen's container: a row with one field too many.
+    """
     root = os.path.join(e2e_root, "failing")
-    result = kubetfx("run", "penguin", "--containers", "--root", root, "--set", f"input_uri={root}/no-such-data.csv")
-    assert result.returncode == 1
-    assert "kubetfx: InputDataError: input not found" in result.stdout
+    data = os.path.join(root, "input", "penguins.csv")
+    os.makedirs(os.path.dirname(data))
+    with open(data, "w") as handle:
+        handle.write("species,island,bill_length_mm\nAdelie,Torgersen,39.1\nAdelie,Torgersen,39.5,extra\n")
+    result = kubetfx("run", "penguin", "--containers", "--root", root, "--set", f"input_uri={data}")
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Task 'example-gen' finished with status FAILURE" in result.stdout
+    assert "  example-gen: kubetfx: InputDataError:" in result.stdout and "line 3 has 4 fields" in result.stdout
     assert "Pushed model version" not in result.stdout
     assert not os.path.exists(os.path.join(root, "model-repository", "penguin"))
 
