@@ -1,9 +1,15 @@
 """Prediction logs: what a served model saw and answered, for the model monitor. One format, two writers.
 
-A record is one JSON object per line, one per instance::
+A line is one request (what was written is one JSON object per request, which keeps the writer
+cheap when requests carry many instances)::
 
-    {"request_id": "…", "instance": 0, "time": "2026-11-30T12:00:00.123456Z", "model_name": "penguin",
-     "model_version": "3", "features": {"island": "Biscoe", …}, "prediction": {"class": "Adelie", …}}
+    {"request_id": "…", "time": "2026-11-30T12:00:00.123456Z", "model_name": "penguin",
+     "model_version": "3", "instances": [{"island": "Biscoe", …}, …], "predictions": [{"class": "Adelie", …}, …]}
+
+and :func:`read_records` gives one record per instance::
+
+    {"request_id": "…", "instance": 0, "time": …, "model_name": …, "model_version": …,
+     "features": {"island": "Biscoe", …}, "prediction": {"class": "Adelie", …}}
 
 Files: ``<log_dir>/<model_name>/predictions-<UTC start>-<pid>-<seq>.jsonl``, a new file after
 ``max_bytes`` or ``max_seconds``; a file being written carries a ``.part`` suffix until it is
@@ -51,11 +57,21 @@ def parse_time(value: str, what: str) -> dt.datetime:
 
 def records_for(request_id: str, model_name: str, model_version: str, instances: list[dict],
                 predictions: list[dict], when: str | None = None) -> list[dict]:
-    """The records of one request: one per instance (the shared shape of both writers)."""
-    when = when or utc_now()
-    return [{"request_id": request_id, "instance": index, "time": when, "model_name": model_name,
-             "model_version": str(model_version), "features": features, "prediction": prediction}
-            for index, (features, prediction) in enumerate(zip(instances, predictions))]
+    """The line of one request (the shared shape of both writers), in a list: what writers write."""
+    return [{"request_id": request_id, "time": when or utc_now(), "model_name": model_name,
+             "model_version": str(model_version), "instances": instances, "predictions": predictions}]
+
+
+def _per_instance(line: dict) -> list[dict]:
+    """A request line -> its records, one per instance (what the monitor reads)."""
+    if "instances" not in line:
+        return [line]  # already one instance
+    common = {"request_id": line["request_id"], "time": line["time"], "model_name": line.get("model_name"),
+              "model_version": line.get("model_version")}
+    predictions = line.get("predictions") or []
+    return [{**common, "instance": index, "features": features,
+             "prediction": predictions[index] if index < len(predictions) else None}
+            for index, features in enumerate(line["instances"] or [])]
 
 
 def v2_rows(tensors: list[dict]) -> list[dict]:
@@ -102,13 +118,13 @@ class RotatingWriter:
         self._sequence += 1
         self._path = os.path.join(self.directory,
                                   f"{FILE_PREFIX}{stamp}-{os.getpid()}-{self._sequence:04d}{SUFFIX}{PART}")
-        self._handle = open(self._path, "a", encoding="utf-8")
+        self._handle = open(self._path, "ab")
         self._opened, self._size = time.monotonic(), 0
 
     def write(self, records: list[dict]) -> None:
         if self._handle is None:
             self._open()
-        text = "".join(json.dumps(r, separators=(",", ":"), allow_nan=True) + "\n" for r in records)
+        text = b"".join(_dump_line(r) for r in records)
         self._handle.write(text)
         self._handle.flush()
         self._size += len(text)
@@ -127,7 +143,7 @@ class PredictionLogger:
     """The predictor's log: ``log()`` never blocks a request; a writer thread does the I/O.
 
     ``sample_rate`` (0..1) keeps that share of requests (all instances of a kept request).
-    ``dropped`` counts records lost because the queue was full or the sink failed, ``written``
+    ``dropped`` counts instances lost because the queue was full or the sink failed, ``written``
     those on disk: both are exported as Prometheus counters by the predictor.
     """
 
@@ -167,19 +183,20 @@ class PredictionLogger:
                     self._queue.put(None)
                     break
                 batch.append(more)
-            records = []
+            records, count = [], 0
             for request_id, version, instances, predictions, when in batch:
                 try:
-                    records += records_for(request_id, self.model_name, version,
-                                           instances() if callable(instances) else instances,
+                    rows = instances() if callable(instances) else instances
+                    records += records_for(request_id, self.model_name, version, rows,
                                            predictions() if callable(predictions) else predictions, when)
+                    count += len(rows)
                 except Exception:  # noqa: BLE001 - a record that cannot be rendered is counted, never fatal
                     self.dropped += 1
             try:
                 self.writer.write(records)
-                self.written += len(records)
+                self.written += count
             except OSError:
-                self.dropped += len(records)
+                self.dropped += count
 
     def close(self, timeout: float = 10.0) -> None:
         self._queue.put(None)
@@ -190,6 +207,21 @@ class PredictionLogger:
 def log_files(log_dir: str, model_name: str) -> list[str]:
     """Closed log files of ``model_name``, oldest first (names sort by start time)."""
     return sorted(glob.glob(os.path.join(log_dir, model_name, f"{FILE_PREFIX}*{SUFFIX}")))
+
+
+def _dump_line(record: dict) -> bytes:
+    """One JSON line; orjson when present (the writer thread shares the GIL with the server: it must be cheap).
+
+    orjson writes NaN as null (a missing value); json writes NaN, which only json reads back.
+    """
+    try:
+        from orjson import OPT_APPEND_NEWLINE, OPT_SERIALIZE_NUMPY, dumps
+    except ImportError:  # pragma: no cover
+        return (json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n").encode()
+    try:
+        return dumps(record, option=OPT_APPEND_NEWLINE | OPT_SERIALIZE_NUMPY)
+    except TypeError:  # a value orjson does not know (e.g. a numpy scalar of an odd type)
+        return (json.dumps(record, separators=(",", ":"), allow_nan=True, default=str) + "\n").encode()
 
 
 def _parse_line(line: bytes) -> dict:
@@ -222,12 +254,13 @@ def read_records(log_dir: str, model_name: str, start: str = "", end: str = "", 
                 try:
                     record = _parse_line(line)
                     moment = parse_time(record["time"], "time")
+                    expanded = _per_instance(record)
                 except (ValueError, KeyError, TypeError, ConfigError):
                     skipped += 1
                     continue
                 if (low and moment < low) or (high and moment >= high):
                     continue
-                records.append(record)
+                records += expanded
     records.sort(key=lambda r: r["time"])
     if last_n:
         records = records[-last_n:]

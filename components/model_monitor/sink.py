@@ -4,8 +4,8 @@ An InferenceService with ``spec.predictor.logger: {mode: all, url: http://<this 
 makes KServe's agent POST two CloudEvents per request — the request body (type
 ``org.kubeflow.serving.inference.request``) and the response body (``…inference.response``),
 sharing ``ce-id`` — in binary mode (``ce-*`` headers, JSON body) or structured mode
-(``application/cloudevents+json``). This sink pairs them by id and writes one record per
-instance with :class:`~kubetfx.components.common.prediction_log.PredictionLogger`, so the
+(``application/cloudevents+json``). This sink pairs them by id and writes one line per
+request (read back as one record per instance) with :class:`~kubetfx.components.common.prediction_log.PredictionLogger`, so the
 model monitor reads the cluster's traffic exactly like ``make serve``'s local log.
 V1 (``instances`` / ``predictions``) and V2 (``inputs`` / ``outputs``) bodies are understood.
 

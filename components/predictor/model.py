@@ -68,15 +68,16 @@ class ServingOptions:
 class _Work:
     """One request on its way through preprocess -> predict -> postprocess."""
 
-    __slots__ = ("servable", "columns", "n", "request", "outputs", "request_id")
+    __slots__ = ("servable", "columns", "n", "request", "outputs", "request_id", "instances")
 
-    def __init__(self, servable, columns, n, request, request_id=None):
+    def __init__(self, servable, columns, n, request, request_id=None, instances=None):
         self.servable = servable
         self.columns = columns
         self.n = n
         self.request = request  # V2: the InferRequest (gRPC, binary REST) or V2JsonRequest (JSON REST); V1: None
         self.outputs = None
         self.request_id = request_id  # the client's (V2 "id", or an x-request-id header), else one of ours
+        self.instances = instances  # V1: the request's own instance dicts (what the prediction log writes)
 
 
 _RESPONSE_IDS = itertools.count(1)
@@ -167,8 +168,9 @@ class KubetfxPredictor(Model):
 
     def _log_prediction(self, work: _Work, predictions) -> None:
         if self._prediction_log is not None:
-            self._prediction_log.log(work.request_id or _new_response_id(), work.servable.version,
-                                     lambda: _instances(work.columns, work.n), predictions, count=work.n)
+            instances = work.instances if work.instances is not None else lambda: _instances(work.columns, work.n)
+            self._prediction_log.log(work.request_id or _new_response_id(), work.servable.version, instances,
+                                     predictions, count=work.n)
 
     def _log_rejected(self, payload, headers, err: RequestError) -> None:
         """A rejected request is what the model was asked too (an unseen category, a type change): logged
@@ -271,7 +273,7 @@ class KubetfxPredictor(Model):
                                    f'application/json: {{"instances": [...]}} to /v1/models/{self.name}:predict or '
                                    f'{{"inputs": [...]}} to /v2/models/{self.name}/infer')
             columns, n = servable.rules.from_v1_json(payload, self.name)
-            return _Work(servable, columns, n, None, _request_id(headers))
+            return _Work(servable, columns, n, None, _request_id(headers), payload.get("instances"))
         except RequestError as err:
             INVALID_REQUESTS.labels(self.name).inc()
             self._log_rejected(payload, headers, err)
