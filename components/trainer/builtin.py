@@ -7,6 +7,8 @@ GPU), evaluates it and exports the SavedModel. Returns what kubetfx_model.json r
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -55,7 +57,9 @@ def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None, prob
     strategy, strategy_name, devices = strategy_and_devices()
     with strategy.scope():
         model = default_model.build(inputs, problem, hp, seed)
-    fitted = default_model.fit(model, train_ds, eval_ds, hp, epochs, fn_args.eval_steps or 0, fn_args.model_run_dir)
+    eval_steps = fn_args.eval_steps or math.ceil(eval_labels.size / batch)
+    fitted = default_model.fit(model, train_ds, eval_ds, hp, epochs, steps_per_epoch, eval_steps,
+                               fn_args.model_run_dir)
     metrics = {}
     for split, files in (("train", fn_args.train_files), ("eval", fn_args.eval_files)):
         dataset = data.training_dataset(fn_args, files, schema, problem, names, max(batch, EVALUATE_BATCH), False,

@@ -1,8 +1,12 @@
 """Trainer executor: a user ``run_fn(fn_args)`` (TFX module file) or the built-in Keras 3 DNN.
 
-Inputs: the transformed Examples (``Split-train``/``Split-eval``), the transform
-graph and the raw schema. Output: ``<model_dir>/Format-Serving`` (one SavedModel)
-and ``<model_dir>/kubetfx_model.json``; TensorBoard logs in ``model_run_dir``.
+Inputs: the Examples (``Split-train``/``Split-eval``), the transform graph and the
+raw schema. The examples are Transform's transformed examples or, when Transform
+ran with ``materialize=False``, the raw examples: ``raw_examples_dir``, else the
+directory its marker names. ``examples_dir`` may also be ExampleGen's output itself
+(TFX's wiring). Raw examples are parsed and transformed in tf.data (fn_args.py).
+Output: ``<model_dir>/Format-Serving`` (one SavedModel) and
+``<model_dir>/kubetfx_model.json``; TensorBoard logs in ``model_run_dir``.
 Both directories are written atomically, so a failed run leaves no model a
 Pusher could pick up. User modules run with tf_keras (``TF_USE_LEGACY_KERAS=1``)
 when ``keras="auto"`` — TFX module files are Keras 2 code; see keras_mode.py.
@@ -26,6 +30,9 @@ MODEL_RUN_TYPE = "ModelRun"
 SERVING_DIR = "Format-Serving"
 MODEL_INFO_FILE = "kubetfx_model.json"
 TRAIN_SPLIT, EVAL_SPLIT = "train", "eval"
+# kubetfx_model.json's training_input: what the model was trained from.
+TRANSFORMED_INPUT = "transformed examples"
+RAW_INPUT = "raw examples + transform graph (applied in tf.data)"
 VERSION_PACKAGES = ("kubetfx", "tensorflow", "keras", "tf-keras", "tensorflow-transform", "tfx-bsl")
 
 
@@ -75,6 +82,27 @@ def _split_pattern(examples_dir: str, split: str) -> str:
     return os.path.join(layout.split_dir(examples_dir, split), "*")
 
 
+def _training_examples(examples_dir: str, raw_examples_dir: str, summary: dict) -> tuple[str, bool]:
+    """(the Examples directory to train from, whether its examples are transformed)."""
+    from kubetfx.components.transform.executor import read_not_materialized_marker
+
+    marker = read_not_materialized_marker(examples_dir) if os.path.isdir(examples_dir) else None
+    if marker is None:
+        # Transformed examples, or (TFX's wiring) ExampleGen's: after materialize=False, or the very
+        # examples the graph was analyzed on.
+        analyzed = summary.get("raw_examples")
+        raw = summary.get("materialized") is False or bool(
+            analyzed and os.path.realpath(examples_dir) == os.path.realpath(analyzed))
+        return examples_dir, not raw
+    for candidate in (raw_examples_dir, marker.get("raw_examples")):
+        if candidate and layout.list_splits(candidate):
+            return candidate, False
+    raise ConfigError(f"examples: {examples_dir} holds no transformed examples (Transform ran with materialize=False) "
+                      f"and the raw examples it analyzed ({marker.get('raw_examples')}) are not readable here; give "
+                      "the Trainer the raw examples (ExampleGen's output) as raw_examples, or run Transform with "
+                      "materialize=True")
+
+
 def _transform_summary(transform_graph_dir: str) -> dict:
     from kubetfx.components.transform.executor import read_summary
 
@@ -86,7 +114,12 @@ def _transform_summary(transform_graph_dir: str) -> dict:
 # --------------------------------------------------------------------------- user module
 
 
-def _run_user_module(fn_args: FnArgs, module_file: str, run_fn: str) -> dict:
+_RAW_EXAMPLES_HINT = (" (Transform ran with materialize=False: fn_args.train_files/eval_files are RAW tf.Examples; "
+                      "data_accessor.tf_dataset_factory transforms them when given the transformed schema, a module "
+                      "that reads the files itself needs Transform's materialize=True)")
+
+
+def _run_user_module(fn_args: FnArgs, module_file: str, run_fn: str, raw_examples: bool) -> dict:
     function = module_loader.load_function(module_file, run_fn, "module_file", "run_fn")
     import tensorflow as tf
 
@@ -97,8 +130,9 @@ def _run_user_module(fn_args: FnArgs, module_file: str, run_fn: str) -> dict:
         raise
     except Exception as err:
         location = module_loader.where(err, module_loader.source_file(function))
+        hint = _RAW_EXAMPLES_HINT if raw_examples else ""
         raise ConfigError(f"run_fn '{run_fn}' of module '{module_file}' failed at {location}: "
-                          f"{module_loader.last_line(err)}") from err
+                          f"{module_loader.last_line(err)}{hint}") from err
     if not os.path.isfile(os.path.join(fn_args.serving_model_dir, "saved_model.pb")):
         raise ConfigError(f"run_fn '{run_fn}' of module '{module_file}' returned without writing a SavedModel to "
                           f"fn_args.serving_model_dir ({fn_args.serving_model_dir})")
@@ -123,8 +157,11 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         report_path: str | None = None, metrics_path: str | None = None, module_file: str = "",
         run_fn: str = "run_fn", label_column: str = "", train_steps: int = 0, eval_steps: int = 0,
         hyperparameters: dict | str | None = None, custom_config=None, seed: int = 42, keras: str = "auto",
-        problem_type: str = "auto", _isolated: bool = False) -> dict:
-    """Train and export; returns the Model artifact metadata (with ``metrics`` and ``model_run``)."""
+        problem_type: str = "auto", raw_examples_dir: str = "", _isolated: bool = False) -> dict:
+    """Train and export; returns the Model artifact metadata (with ``metrics`` and ``model_run``).
+
+    ``raw_examples_dir``: ExampleGen's examples, used when ``examples_dir`` is the marker of a
+    Transform run with materialize=False."""
     call = {k: v for k, v in locals().items() if k != "_isolated"}
     schema = tfmd.read_schema(schema_path)
     schema_file = tfmd.schema_path(schema_path) if os.path.isdir(schema_path) else schema_path
@@ -153,7 +190,8 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         raise ConfigError(f"seed: expected an int, got {type(seed).__name__} {seed!r}")
     hp = hp_lib.parse(hyperparameters) if not module_file else _json_dict("hyperparameters", hyperparameters)
     config = _json_dict("custom_config", custom_config)
-    patterns = {split: _split_pattern(examples_dir, split) for split in (TRAIN_SPLIT, EVAL_SPLIT)}
+    train_dir, transformed = _training_examples(examples_dir, raw_examples_dir, summary)
+    patterns = {split: _split_pattern(train_dir, split) for split in (TRAIN_SPLIT, EVAL_SPLIT)}
     if module_file:
         _check_module_exists(module_file)
         if not run_fn or not run_fn.isidentifier():
@@ -170,10 +208,11 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
             working_dir=run_tmp, train_files=[patterns[TRAIN_SPLIT]], eval_files=[patterns[EVAL_SPLIT]],
             train_steps=train_steps or None, eval_steps=eval_steps or None, schema_path=schema_file,
             schema_file=schema_file, transform_graph_path=transform_graph_dir, transform_output=transform_graph_dir,
-            data_accessor=make_data_accessor(), serving_model_dir=os.path.join(model_tmp, SERVING_DIR),
+            data_accessor=make_data_accessor(None if transformed else transform_graph_dir),
+            serving_model_dir=os.path.join(model_tmp, SERVING_DIR),
             model_run_dir=run_tmp, hyperparameters=hp, custom_config=config, label_column=label or None, seed=seed)
         if module_file:
-            info = _run_user_module(fn_args, module_file, run_fn)
+            info = _run_user_module(fn_args, module_file, run_fn, raw_examples=not transformed)
             info.update(label=label, raw_features=_raw_features(transform_graph_dir, label),
                         train_examples=(summary.get("row_counts") or {}).get(TRAIN_SPLIT),
                         eval_examples=(summary.get("row_counts") or {}).get(EVAL_SPLIT))
@@ -188,6 +227,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
             hyperparameters=hp, seed=seed, train_steps=train_steps, eval_steps=eval_steps,
             keras="tf_keras" if module_file and keras_mode.effective_legacy() else "keras3",
             serving_model_dir=SERVING_DIR,
+            training_input=TRANSFORMED_INPUT if transformed else RAW_INPUT,
             signatures=export.describe_signatures(fn_args.serving_model_dir),
             package_versions=provenance.package_versions(VERSION_PACKAGES))
         fileio.atomic_write(os.path.join(model_tmp, MODEL_INFO_FILE), json.dumps(info, indent=2, sort_keys=True))

@@ -21,6 +21,7 @@ def render(info: dict) -> str:
              ["epochs run", report.fmt(info.get("epochs_run"))],
              ["best epoch (restored)", report.fmt(info.get("best_epoch"))],
              ["training examples/second", report.fmt(info.get("examples_per_second"))],
+             ["trained from", info.get("training_input") or "–"],
              ["devices", ", ".join(info.get("devices") or []) or "–"],
              ["seed", report.fmt(info.get("seed"))]]
     lines += ["## Run", "", report.table(["", "value"], [r for r in facts if r[1] not in ("–", "")]), ""]

@@ -17,11 +17,14 @@ def transform(
     label_column: str = "",
     beam_pipeline_args: list = [],
     numeric_imputation: str = "mean",
+    materialize: bool = True,
 ):
     """tf.Transform on Beam: analyzes the train split, transforms every split (TFX Transform).
 
     ``numeric_imputation`` ("mean"/"median"): what the built-in preprocessing_fn fills in for a
-    missing number."""
+    missing number. ``materialize=False`` (TFX's option): only the transform graph; the
+    ``transformed_examples`` output then holds a marker, and the Trainer, given the raw examples
+    (its ``raw_examples`` input), applies the graph in its input pipeline."""
     from kubetfx.components.common.entrypoint import call
     from kubetfx.components.transform import executor
 
@@ -29,6 +32,6 @@ def transform(
         executor.run, examples_dir=examples.path, schema_path=schema.path,
         transform_graph_dir=transform_graph.path, transformed_examples_dir=transformed_examples.path,
         report_path=report.path, module_file=module_file, label_column=label_column,
-        beam_pipeline_args=beam_pipeline_args, numeric_imputation=numeric_imputation)
+        beam_pipeline_args=beam_pipeline_args, numeric_imputation=numeric_imputation, materialize=materialize)
     transformed_examples.metadata.update(result.pop("transformed_examples"))
     transform_graph.metadata.update(result)

@@ -1,13 +1,18 @@
 """Transform executor: run a ``preprocessing_fn`` with tf.Transform on Beam.
 
 Analyzes the ``splits_to_analyze`` (train) split(s) of a TFX-layout Examples
-artifact, transforms every split, and writes:
+artifact and writes:
 
 * ``transform_graph_dir``: TFT layout (``transform_fn/``, ``transformed_metadata/``)
   plus the raw ``metadata/`` that WriteTransformFn leaves out, so
   ``tft.TFTransformOutput(dir).raw_feature_spec()`` works, plus
   ``kubetfx_transform.json`` (label, feature mapping, vocabularies, row counts);
-* ``transformed_examples_dir``: ``Split-<name>/data_tfrecord-*.gz`` tf.Examples.
+* ``transformed_examples_dir``: with ``materialize=True`` (TFX's default) every split
+  transformed, ``Split-<name>/data_tfrecord-*.gz`` tf.Examples; with ``materialize=False``
+  only ``NOT_MATERIALIZED_FILE``, a marker naming the raw examples: the Trainer then
+  parses the raw examples and applies the transform graph in its tf.data input
+  pipeline (the same graph the exported model serves with), and the Beam pipeline
+  skips the transform pass and the writing.
 
 Both are written atomically. ``module_file`` (import path or .py path) provides
 the function; without it the schema-derived default is used
@@ -24,6 +29,7 @@ the same FnApiRunner when that fails (no network, a proxy).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -41,6 +47,8 @@ DEFAULT_BEAM_ARGS = ["--runner=FnApiRunner", "--direct_num_workers=1"]
 VERSION_PACKAGES = ("kubetfx", "tensorflow", "tensorflow-transform", "apache-beam", "tfx-bsl",
                     "tensorflow-metadata")
 _TEMP_DIR = ".tft-temp"
+# In a transformed-examples artifact of a run with materialize=False (TFX then has no such output).
+NOT_MATERIALIZED_FILE = "kubetfx_not_materialized.json"
 
 
 def _flag_name(arg: str) -> str:
@@ -178,16 +186,23 @@ def _label_info(label_column: str, plan: dict | None, transformed: dict, vocabs:
     return {"transformed_label": key, "label_vocabulary": vocab, "label_transform": "module"}
 
 
-def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transformed_examples_dir: str,
+def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transformed_examples_dir: str | None,
         report_path: str | None = None, module_file: str = "", preprocessing_fn: str = "preprocessing_fn",
         label_column: str = "", beam_pipeline_args: list[str] | None = None,
-        splits_to_analyze=("train",), numeric_imputation: str = "mean") -> dict:
-    """Analyze + transform ``examples_dir``; returns the TransformGraph artifact metadata.
+        splits_to_analyze=("train",), numeric_imputation: str = "mean", materialize: bool = True) -> dict:
+    """Analyze (+ transform, with ``materialize``) ``examples_dir``; returns the TransformGraph artifact metadata.
 
     ``numeric_imputation`` ("mean" or "median"): what the built-in preprocessing_fn fills in
-    for a missing number (unused with a module_file). The returned dict also holds
-    ``transformed_examples``: the metadata of the transformed Examples artifact.
+    for a missing number (unused with a module_file). ``materialize=False``: analyze only;
+    ``transformed_examples_dir`` (optional then) gets the NOT_MATERIALIZED_FILE marker. The
+    returned dict also holds ``transformed_examples``: that artifact's metadata.
     """
+    if not isinstance(materialize, bool):
+        raise ConfigError(f"materialize: expected a bool (true: write transformed examples, false: only the "
+                          f"transform graph), got {type(materialize).__name__} {materialize!r}")
+    if materialize and not transformed_examples_dir:
+        raise ConfigError("transformed_examples_dir is required with materialize=True (where the transformed "
+                          "examples go); with materialize=False only the transform graph is written")
     schema = tfmd.read_schema(schema_path)
     feature_names = [f.name for f in schema.feature]
     if label_column and label_column not in feature_names:
@@ -216,10 +231,11 @@ def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transform
     from kubetfx.components.transform import analyzer_constants, beam_pipeline, summary
 
     with fileio.atomic_directory(transform_graph_dir) as graph_tmp, \
-            fileio.atomic_directory(transformed_examples_dir) as examples_tmp:
+            _optional_atomic_directory(transformed_examples_dir) as examples_tmp:
         try:
-            counts = beam_pipeline.run(guard, schema, patterns, analyze, graph_tmp, examples_tmp,
-                                       os.path.join(graph_tmp, _TEMP_DIR), beam_args)
+            counts = beam_pipeline.run(guard, schema, patterns, analyze, graph_tmp,
+                                       examples_tmp if materialize else None, os.path.join(graph_tmp, _TEMP_DIR),
+                                       beam_args)
         except KubetfxError:
             raise
         except Exception as err:
@@ -237,7 +253,8 @@ def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transform
         shutil.rmtree(os.path.join(graph_tmp, _TEMP_DIR), ignore_errors=True)
         metadata_io.write_metadata(dataset_metadata.DatasetMetadata(schema),
                                    os.path.join(graph_tmp, RAW_METADATA_DIR))
-        counts = {s: n if n is not None else _count_rows(examples_tmp, s) for s, n in counts.items()}
+        counts = {s: n if n is not None else _count_rows(examples_tmp if materialize else examples_dir, s)
+                  for s, n in counts.items()}
         transformed = summary.transformed_features(graph_tmp)
         vocabs = summary.vocabularies(graph_tmp)
         constants = analyzer_constants.read(os.path.join(graph_tmp, "transform_fn"))
@@ -260,20 +277,52 @@ def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transform
             "module_file": module_file,
             "preprocessing_fn": preprocessing_fn if module_file else "default",
             "beam_pipeline_args": beam_args,
+            "raw_examples": os.path.abspath(examples_dir),
+            "materialized": materialize,
             "package_versions": provenance.package_versions(VERSION_PACKAGES),
         }
         fileio.atomic_write(os.path.join(graph_tmp, SUMMARY_FILE), json.dumps(metadata, indent=2, sort_keys=True))
+        examples_metadata = _transformed_examples_metadata(materialize, os.path.abspath(examples_dir),
+                                                           list(patterns), counts, sorted(transformed))
+        if examples_tmp and not materialize:
+            fileio.atomic_write(os.path.join(examples_tmp, NOT_MATERIALIZED_FILE),
+                                json.dumps(examples_metadata, indent=2, sort_keys=True))
     if report_path:
         fileio.atomic_write(report_path, summary.render(metadata, vocabs))
-    metadata["transformed_examples"] = {
-        layout.TFX_TYPE: "Examples",
-        layout.SPLIT_NAMES: json.dumps(list(patterns)),
-        "payload_format": "FORMAT_TF_EXAMPLE",
-        "row_counts": counts,
-        "columns": sorted(transformed),
-        "transformed": True,
-    }
+    metadata["transformed_examples"] = examples_metadata
     return metadata
+
+
+@contextlib.contextmanager
+def _optional_atomic_directory(path: str | None):
+    if not path:
+        yield None
+        return
+    with fileio.atomic_directory(path) as temp:
+        yield temp
+
+
+def _transformed_examples_metadata(materialized: bool, raw_examples_dir: str, splits: list[str],
+                                   counts: dict, columns: list[str]) -> dict:
+    """The transformed Examples artifact's metadata; without materializing also the marker's content."""
+    common = {layout.TFX_TYPE: "Examples", layout.SPLIT_NAMES: json.dumps(splits), "row_counts": counts}
+    if materialized:
+        return {**common, "payload_format": "FORMAT_TF_EXAMPLE", "columns": columns, "transformed": True,
+                "materialized": True}
+    return {**common, "transformed": False, "materialized": False, "raw_examples": raw_examples_dir,
+            "note": "Transform ran with materialize=False: no transformed examples here. Train from the raw "
+                    "examples and the transform graph (the kubetfx Trainer does: give it the raw examples).",
+            "transformed_columns": columns}
+
+
+def read_not_materialized_marker(examples_dir: str) -> dict | None:
+    """The marker's content when ``examples_dir`` is a transformed-examples artifact of a run with
+    materialize=False; None when it holds examples."""
+    path = os.path.join(examples_dir, NOT_MATERIALIZED_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def _check_imputation(imputation: dict[str, dict], examples_dir: str, analyzed: list[str]) -> None:

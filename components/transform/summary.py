@@ -129,6 +129,13 @@ def _imputation_report(imputation: dict[str, dict]) -> list[str]:
     return lines + [report.table(["feature", "strategy", "value filled in", "meaning"], rows), ""]
 
 
+def _materialized_line(materialized: bool) -> str:
+    if materialized:
+        return "**Transformed examples**: written for every split (`materialize=True`)."
+    return ("**Transformed examples**: not written (`materialize=False`): the Trainer parses the raw examples and "
+            "applies this transform graph in its input pipeline.")
+
+
 def render(metadata: dict, vocabs: dict[str, dict]) -> str:
     """The Markdown report of a Transform run."""
     counts = metadata["row_counts"]
@@ -137,6 +144,7 @@ def render(metadata: dict, vocabs: dict[str, dict]) -> str:
     lines = ["# Transform", "",
              f"**preprocessing_fn**: {source}. Analyzed on split(s) "
              f"{', '.join('`' + s + '`' for s in metadata['analyzed_splits'])}.", "",
+             _materialized_line(metadata.get("materialized", True)), "",
              "## Rows per split", "",
              report.table(["split", "rows"], [[s, report.fmt(n)] for s, n in counts.items()]), "",
              "## Transformed features", ""]
