@@ -126,6 +126,16 @@ def _cmd_manifests(args, parser) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def _cmd_run(args, parser) -> int:
     from kubetfx.pipelines import local_runner
 
@@ -136,7 +146,7 @@ def _cmd_run(args, parser) -> int:
         raise KubetfxError("--env/--config choose what a compiled pipeline bakes in: use them with --containers")
     config = _config(args) if args.containers else None
     return local_runner.run(_entry(args), root=args.root, verbose=args.verbose, overrides=overrides,
-                            containers=args.containers, config=config)
+                            containers=args.containers, config=config, parallelism=args.parallelism)
 
 
 def _cmd_monitor(args, parser) -> int:
@@ -227,6 +237,9 @@ def main(argv=None) -> int:
     run.add_argument("--image", default=None, help="with --containers: the component image to run")
     run.add_argument("--root", default="kubetfx-local", help="local directory for data, pipeline root and logs")
     run.add_argument("--verbose", action="store_true", help="show kfp.local's full task logs")
+    run.add_argument("--parallelism", type=_positive_int, default=None,
+                     help="tasks run at once where the pipeline's DAG allows, e.g. the Evaluator beside the "
+                          "InfraValidator (default: the CPU count, at most 4; 1: one at a time, like kfp.local)")
     run.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
                      help="override a pipeline parameter (JSON values are parsed), e.g. "
                           "--set fail_on_anomalies=false --set 'hyperparameters={\"epochs\": 5}'")

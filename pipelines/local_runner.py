@@ -5,13 +5,17 @@ keep the whole log in a file and show a person the task statuses, our error
 messages and a summary of where each artifact landed.
 """
 
+import contextlib
 import io
 import json
 import os
 import re
 import sys
+import threading
 import time
 import warnings
+
+from kubetfx.pipelines import local_scheduler
 
 # Exit codes: what happened, for a scheduler or CI (the CLI adds 2: a usage/config error before any task ran).
 EXIT_PUSHED, EXIT_FAILED, EXIT_NOT_PUSHED = 0, 1, 3
@@ -23,30 +27,46 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class _FilteredStdout(io.TextIOBase):
-    """Send everything to the log file, and only the interesting lines to the terminal."""
+    """Send everything to the log file, and only the interesting lines to the terminal.
+
+    Tasks may run side by side (local_scheduler): lines are assembled per thread, written whole
+    under a lock, and each task's error lines are kept apart (``task_errors``: task -> lines).
+    """
 
     def __init__(self, terminal, log):
-        self._terminal, self._log, self._pending = terminal, log, ""
-        self._in_error = False  # inside a multi-line "kubetfx: ..." message
+        self._terminal, self._log = terminal, log
+        self._lock = threading.Lock()
+        self._state = threading.local()  # pending: a partial line; in_error: inside a "kubetfx: ..." message
+        self.task_errors: dict[str, list[str]] = {}
 
     def write(self, text: str) -> int:
-        self._log.write(text)
-        self._pending += text
-        *lines, self._pending = self._pending.split("\n")
-        for line in lines:
-            line = _ANSI.sub("", line)
-            if self._in_error and (_KFP_LOG_LINE.search(line) or not line.strip()):
-                self._in_error = False
-            if "kubetfx: " in line:
-                self._in_error = True
-            if self._in_error or _SHOW.search(line):
-                self._terminal.write(line.strip() + "\n")
-        self._terminal.flush()
+        state = self._state
+        pending = getattr(state, "pending", "") + text
+        *lines, state.pending = pending.split("\n")
+        if not lines:
+            return len(text)
+        task = local_scheduler.current_task()
+        with self._lock:
+            for line in lines:
+                self._log.write(line + "\n")
+                line = _ANSI.sub("", line)
+                in_error = getattr(state, "in_error", False)
+                if in_error and (_KFP_LOG_LINE.search(line) or not line.strip()):
+                    in_error = False
+                if "kubetfx: " in line:
+                    in_error = True
+                state.in_error = in_error
+                if in_error or _SHOW.search(line):
+                    self._terminal.write(line.strip() + "\n")
+                if task and _ERROR_LINE.match(line):
+                    self.task_errors.setdefault(task, []).append(line.strip())
+            self._terminal.flush()
         return len(text)
 
     def flush(self) -> None:
-        self._log.flush()
-        self._terminal.flush()
+        with self._lock:
+            self._log.flush()
+            self._terminal.flush()
 
 
 def _task_outputs(run_dir: str) -> dict[str, dict]:
@@ -61,11 +81,12 @@ def _task_outputs(run_dir: str) -> dict[str, dict]:
 
 
 def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: dict | None = None,
-        containers: bool = False, config=None) -> int:
+        containers: bool = False, config=None, parallelism: int | None = None) -> int:
     """Run ``entry`` locally under ``root``; print a summary; return an exit code (EXIT_*).
 
     ``containers``: compile the pipeline (for ``config``) and run that KFP IR YAML with every
     task in its own container from the component image (kfp.local DockerRunner).
+    ``parallelism``: tasks at once where the DAG allows (default: local_scheduler's; 1: one at a time).
     """
     from kfp import local
 
@@ -100,17 +121,22 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
     local.init(runner=runner, pipeline_root=pipeline_root, raise_on_error=True)
     before = set(os.listdir(pipeline_root))
     log_path = os.path.join(logs_dir, f"{entry.name}-{time.strftime('%Y%m%d-%H%M%S')}.log")
-    print(f"Running the {entry.name} pipeline locally (kfp.local {runner_name})")
+    parallelism = parallelism or local_scheduler.default_parallelism()
+    print(f"Running the {entry.name} pipeline locally (kfp.local {runner_name}, "
+          f"{'up to ' + str(parallelism) + ' tasks at once' if parallelism > 1 else 'one task at a time'})")
     print(f"  pipeline root: {pipeline_root}")
     print(f"  full log:      {log_path}")
     started = time.time()
     failed = None
+    task_errors: dict[str, list[str]] = {}
     with open(log_path, "w") as log:
         real_stdout = sys.stdout
         if not verbose:
             sys.stdout = _FilteredStdout(real_stdout, log)
+            task_errors = sys.stdout.task_errors
         try:
-            pipeline_func(**arguments)
+            with local_scheduler.concurrent_tasks(parallelism), _warm_tasks(pipeline_func, containers, parallelism):
+                pipeline_func(**arguments)
         except RuntimeError as err:  # kfp.local: "Pipeline ... finished with status FAILURE"
             failed = _ANSI.sub("", str(err))
         finally:
@@ -120,7 +146,7 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
     run_dir = os.path.join(pipeline_root, new_runs[-1]) if new_runs else None
     if failed:
         print(f"\nFAILED after {elapsed:.1f} s: {failed}")
-        for task, line in _task_errors(log_path, failed):
+        for task, line in _task_errors(log_path, failed, task_errors):
             print(f"  {task}: {line}")
         print(f"Full log: {log_path}")
         return EXIT_FAILED
@@ -134,22 +160,47 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
     return EXIT_PUSHED if print_outcome(tasks) else EXIT_NOT_PUSHED
 
 
-def _task_errors(log_path: str, failure: str) -> list[tuple[str, str]]:
-    """(task, its last error line) for each task the failure names, read from the full log."""
+@contextlib.contextmanager
+def _warm_tasks(pipeline_func, containers: bool, parallelism: int):
+    """TensorFlow tasks start in processes that imported it while earlier tasks ran (warm_tasks)."""
+    if containers or os.environ.get("KUBETFX_WARM_TASKS", "1") == "0":
+        yield
+        return
+    from kfp.local import subprocess_task_handler
+
+    from kubetfx.pipelines import warm_tasks
+
+    executors = pipeline_func.pipeline_spec.deployment_spec["executors"].values()
+    functions = [warm_tasks.function_of(list(executor["container"]["args"])) for executor in executors]
+    original = subprocess_task_handler.run_local_subprocess
+    if original.__module__ == subprocess_task_handler.__name__:  # not wrapped already (e.g. by bench_e2e)
+        subprocess_task_handler.run_local_subprocess = warm_tasks.run_local_subprocess
+    try:
+        with warm_tasks.warm_pool(functions, size=min(parallelism, 2)):
+            yield
+    finally:
+        subprocess_task_handler.run_local_subprocess = original
+
+
+def _task_errors(log_path: str, failure: str, errors: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """(task, its last error line) for each task the failure names: from the lines each task printed
+    (``errors``), else from the task's section of the full log."""
     tasks = re.findall(r"Inner task failed: '([^']+)'", failure) or re.findall(r"Task '([^']+)'", failure)
     try:
         with open(log_path, encoding="utf-8", errors="replace") as handle:
             log = _ANSI.sub("", handle.read())
     except OSError:
-        return []
+        log = ""
     found = []
     for task in tasks:
-        start = log.rfind(f"Executing task '{task}'")
-        end = log.find(f"Task '{task}' finished with status", start)
-        section = log[start: end if end >= 0 else len(log)] if start >= 0 else ""
-        errors = [m.group(1).strip() for m in map(_ERROR_LINE.match, section.splitlines()) if m]
-        kubetfx = [e for e in errors if e.startswith("kubetfx: ")]
-        line = (kubetfx or errors or ["no error message in its log (see the full log)"])[-1]
+        lines = errors.get(task)
+        if lines is None:
+            start = log.rfind(f"Executing task '{task}'")
+            end = log.find(f"Task '{task}' finished with status", start)
+            section = log[start: end if end >= 0 else len(log)] if start >= 0 else ""
+            lines = [m.group(1).strip() for m in map(_ERROR_LINE.match, section.splitlines()) if m]
+        kubetfx = [e for e in lines if e.startswith("kubetfx: ")]
+        line = (kubetfx or lines or ["no error message in its log (see the full log)"])[-1]
         found.append((task, line))
     return found
 

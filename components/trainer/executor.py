@@ -130,7 +130,8 @@ def _run_user_module(fn_args: FnArgs, module_file: str, run_fn: str, raw_example
         raise
     except Exception as err:
         location = module_loader.where(err, module_loader.source_file(function))
-        hint = _RAW_EXAMPLES_HINT if raw_examples else ""
+        # Reading raw examples as transformed ones fails in parsing (a missing feature) or on a missing key.
+        hint = _RAW_EXAMPLES_HINT if raw_examples and isinstance(err, (tf.errors.OpError, KeyError)) else ""
         raise ConfigError(f"run_fn '{run_fn}' of module '{module_file}' failed at {location}: "
                           f"{module_loader.last_line(err)}{hint}") from err
     if not os.path.isfile(os.path.join(fn_args.serving_model_dir, "saved_model.pb")):

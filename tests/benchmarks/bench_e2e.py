@@ -26,6 +26,7 @@ _IMPORT_LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
 _FUNCTION = "--function_to_execute"
 
 MEASURED: list[dict] = []
+_RUN_STARTED = [0.0]
 
 
 def _task_name(command: list[str]) -> str:
@@ -35,37 +36,43 @@ def _task_name(command: list[str]) -> str:
 
 
 def measured_subprocess(full_command, env_vars=None) -> int:
-    """kfp.local's run_local_subprocess, plus wall/CPU/peak RSS (wait4) and import time of the task."""
-    env = {**os.environ, **(env_vars or {}), "PYTHONPROFILEIMPORTTIME": "1"}
+    """kfp.local's run_local_subprocess (with kubetfx's warm TensorFlow processes), plus wall/CPU/peak RSS
+    (wait4: a warm process's import ahead of the task included) and the task's own import time."""
+    from kubetfx.pipelines import warm_tasks
+
     started = time.time()
-    process = subprocess.Popen(full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               bufsize=1, env=env)
-    import_us = 0
+    process, warm = warm_tasks.start(full_command, env_vars)  # PYTHONPROFILEIMPORTTIME: set in run_once
+    import_us, counting = 0, not warm  # a warm process's imports before its task starts were paid ahead
     for line in iter(process.stdout.readline, ""):
+        if line.startswith(warm_tasks.TASK_STARTS):
+            counting = True
+            continue
         match = _IMPORT_LINE.match(line)
         if match:
-            if len(match.group(3)) == 1:  # a top-level import: its cumulative time includes its children
+            if counting and len(match.group(3)) == 1:  # top-level import: its cumulative time includes children
                 import_us += int(match.group(2))
             continue
         print(line, end="")
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    MEASURED.append({"task": _task_name(full_command), "wall_s": time.time() - started,
+    MEASURED.append({"task": _task_name(full_command), "wall_s": time.time() - started, "warm": warm,
                      "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
-                     "import_s": import_us / 1e6})
+                     "import_s": import_us / 1e6, "start_s": started - _RUN_STARTED[0],
+                     "end_s": time.time() - _RUN_STARTED[0]})
     return process.returncode
 
 
-def run_once(root: str) -> dict:
+def run_once(root: str, parallelism: int | None = None) -> dict:
     from kfp.local import subprocess_task_handler
 
     from kubetfx.pipelines import local_runner
     from kubetfx.pipelines.registry import PIPELINES
 
     subprocess_task_handler.run_local_subprocess = measured_subprocess
+    os.environ["PYTHONPROFILEIMPORTTIME"] = "1"  # every task process, warm ones too, reports its imports
     MEASURED.clear()
-    started = time.time()
-    code = local_runner.run(PIPELINES["penguin"], root=root)
+    started = _RUN_STARTED[0] = time.time()
+    code = local_runner.run(PIPELINES["penguin"], root=root, parallelism=parallelism)
     whole = time.time() - started
     if code != local_runner.EXIT_PUSHED:
         sys.exit(f"the penguin pipeline did not push a model (exit code {code})")
@@ -76,12 +83,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--output", default=os.path.join("bench-results", "bench_e2e.json"))
+    parser.add_argument("--parallelism", type=int, default=None,
+                        help="tasks at once (default: kubetfx run's; 1: one at a time, like kfp.local)")
     args = parser.parse_args()
     runs = []
     for index in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="kubetfx-bench-e2e-") as root:
             print(f"\n=== run {index + 1} of {args.runs}", flush=True)
-            runs.append(run_once(root))
+            runs.append(run_once(root, args.parallelism))
     tasks = [t["task"] for t in runs[0]["tasks"]]
     table = {}
     for task in tasks:
@@ -89,14 +98,21 @@ def main() -> None:
         table[task] = {key: statistics.median(row[key] for row in rows)
                        for key in ("wall_s", "cpu_s", "peak_rss_mb", "import_s")}
     whole = statistics.median(run["whole_s"] for run in runs)
-    print(f"\nPenguin pipeline, kfp.local SubprocessRunner, median of {len(runs)} runs (seconds, MB)")
-    print(f"{'stage':<20}{'wall':>8}{'CPU':>8}{'imports':>9}{'peak RSS':>10}{'TFX 1.16':>10}")
+    for task in tasks:
+        rows = [next(t for t in run["tasks"] if t["task"] == task) for run in runs]
+        table[task].update({key: statistics.median(row.get(key, 0.0) for row in rows) for key in ("start_s", "end_s")})
+        table[task]["warm"] = sum(bool(row.get("warm")) for row in rows) > len(rows) / 2
+    print(f"\nPenguin pipeline, kfp.local SubprocessRunner, median of {len(runs)} runs (seconds, MB); "
+          "start/end: since the run began (tasks side by side overlap)")
+    print(f"{'stage':<20}{'wall':>8}{'CPU':>8}{'imports':>9}{'peak RSS':>10}{'start':>8}{'end':>8}{'TFX 1.16':>10}"
+          "  warm")
     for task, row in table.items():
         anchor = TFX_PENGUIN.get(task)
         print(f"{task:<20}{row['wall_s']:>8.1f}{row['cpu_s']:>8.1f}{row['import_s']:>9.1f}"
-              f"{row['peak_rss_mb']:>10.0f}{anchor if anchor is not None else '':>10}")
+              f"{row['peak_rss_mb']:>10.0f}{row['start_s']:>8.1f}{row['end_s']:>8.1f}"
+              f"{anchor if anchor is not None else '':>10}  {'yes' if row['warm'] else ''}")
     ratio = whole / TFX_PENGUIN["whole process"]
-    print(f"{'whole process':<20}{whole:>8.1f}{'':>27}{TFX_PENGUIN['whole process']:>10.1f}"
+    print(f"{'whole process':<20}{whole:>8.1f}{'':>43}{TFX_PENGUIN['whole process']:>10.1f}"
           f"   ({ratio:.2f}x TFX's time)")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as handle:

@@ -1,0 +1,143 @@
+"""The embedded default runs what the DAG allows side by side, and TensorFlow tasks start warm.
+
+Real kfp.local runs (SubprocessRunner, a process per task) of small pipelines whose tasks
+record when they ran, in which process and whether TensorFlow was already imported.
+"""
+
+import json
+import os
+import types
+
+import pytest
+from kfp import dsl
+from kfp.dsl import Artifact, Output
+
+from kubetfx.pipelines import local_runner
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def example_gen(marker: Output[Artifact]):
+    with open(marker.path, "w") as handle:
+        handle.write("ok")
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def evaluator(seconds: float, record: Output[Artifact]):
+    import json
+    import os
+    import sys
+    import time
+
+    started = time.time()
+    time.sleep(seconds)
+    with open(record.path, "w") as handle:
+        json.dump({"start": started, "end": time.time(), "pid": os.getpid(), "kfp_runtime": os.environ.get("_KFP_RUNTIME"),
+                   "tensorflow_imported": "tensorflow" in sys.modules}, handle)
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def infra_validator(seconds: float, fail: bool, record: Output[Artifact]):
+    import json
+    import time
+
+    started = time.time()
+    time.sleep(seconds)
+    if fail:
+        raise SystemExit("kubetfx: infra_validator: the candidate did not answer (a planted failure)")
+    with open(record.path, "w") as handle:
+        json.dump({"start": started, "end": time.time()}, handle)
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def pusher(evaluation: dsl.Input[Artifact], infra: dsl.Input[Artifact], marker: Output[Artifact]):
+    with open(marker.path, "w") as handle:
+        handle.write("pushed")
+
+
+def _entry(fail: bool = False):
+    @dsl.pipeline(name="side-by-side")
+    def pipeline(seconds: float = 2.0):
+        first = example_gen()
+        evaluation = evaluator(seconds=seconds).after(first)
+        infra = infra_validator(seconds=seconds, fail=fail).after(first)
+        pusher(evaluation=evaluation.outputs["record"], infra=infra.outputs["record"])
+
+    return types.SimpleNamespace(name="side-by-side", make=lambda: pipeline, local_arguments=lambda root: {})
+
+
+def _records(root, task: str) -> dict:
+    runs = sorted(os.listdir(root / "pipeline-root"))
+    with open(root / "pipeline-root" / runs[-1] / task / "record") as handle:
+        return json.load(handle)
+
+
+@pytest.fixture(autouse=True)
+def _no_warm_by_default(monkeypatch):
+    monkeypatch.setenv("KUBETFX_WARM_TASKS", "0")
+
+
+def test_independent_tasks_run_side_by_side(tmp_path):
+    assert local_runner.run(_entry(), root=str(tmp_path), parallelism=2) == local_runner.EXIT_NOT_PUSHED
+    evaluation, infra = _records(tmp_path, "evaluator"), _records(tmp_path, "infra-validator")
+    assert evaluation["start"] < infra["end"] and infra["start"] < evaluation["end"], (evaluation, infra)
+    assert (tmp_path / "pipeline-root").exists()
+
+
+def test_parallelism_1_runs_one_task_at_a_time(tmp_path):
+    local_runner.run(_entry(), root=str(tmp_path), parallelism=1)
+    evaluation, infra = _records(tmp_path, "evaluator"), _records(tmp_path, "infra-validator")
+    assert evaluation["end"] <= infra["start"] or infra["end"] <= evaluation["start"], (evaluation, infra)
+
+
+def test_a_failing_task_fails_the_run_with_its_own_error_line(tmp_path, capsys):
+    code = local_runner.run(_entry(fail=True), root=str(tmp_path), parallelism=2)
+    out = capsys.readouterr().out
+    assert code == local_runner.EXIT_FAILED
+    assert "infra-validator: kubetfx: infra_validator: the candidate did not answer (a planted failure)" in out
+    runs = sorted(os.listdir(tmp_path / "pipeline-root"))
+    assert not (tmp_path / "pipeline-root" / runs[-1] / "pusher").exists()  # downstream of the failure: not run
+    assert _records(tmp_path, "evaluator")["end"] > 0  # the task beside it finished
+
+
+def test_tensorflow_tasks_start_in_a_process_that_imported_it_ahead(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBETFX_WARM_TASKS", "1")
+    local_runner.run(_entry(), root=str(tmp_path / "warm"), parallelism=2)
+    warm = _records(tmp_path / "warm", "evaluator")
+    assert warm["tensorflow_imported"] and warm["kfp_runtime"] == "true"
+    assert warm["pid"] != os.getpid()
+
+    monkeypatch.setenv("KUBETFX_WARM_TASKS", "0")
+    local_runner.run(_entry(), root=str(tmp_path / "cold"), parallelism=2)
+    assert not _records(tmp_path / "cold", "evaluator")["tensorflow_imported"]
+
+
+def test_only_kfp_lightweight_commands_start_warm():
+    from kubetfx.pipelines import warm_tasks
+
+    script = 'program_path=$(mktemp -d)\nprintf "%s" "$0" > "$program_path/ephemeral_component.py"\n' \
+             '_KFP_RUNTIME=true python3 -m kfp.dsl.executor_main --component_module_path ' \
+             '"$program_path/ephemeral_component.py" "$@"\n'
+    command = ["sh", "-ec", script, "def trainer(): ...", "--executor_input", "{}", "--function_to_execute", "trainer"]
+    assert warm_tasks._warm_command(command) == ("def trainer(): ...", command[4:])
+    assert warm_tasks.function_of(command) == "trainer"
+    assert warm_tasks._warm_command(["sh", "-ec", "pip install x && " + script, "src"]) is None
+    assert warm_tasks._warm_command(["python3", "-m", "kfp.dsl.executor_main"]) is None
+
+
+def test_the_pool_never_warms_more_than_the_tensorflow_tasks_to_come():
+    import collections
+
+    from kubetfx.pipelines import warm_tasks
+
+    pool = warm_tasks.WarmPool(collections.Counter(["example_gen", "trainer"]), size=2)
+    try:
+        assert len(pool._idle) == 1
+        env = dict(os.environ)
+        assert pool.take("example_gen", env) is None
+        process = pool.take("trainer", env)
+        assert process is not None and len(pool._idle) == 0
+        process.stdin.close()  # no task: it exits
+        assert process.wait(timeout=60) == 0
+        assert pool.take("trainer", env) is None  # more than expected: cold
+    finally:
+        pool.close()
