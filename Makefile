@@ -51,8 +51,9 @@ bench: install ## benchmarks on 1,000,000 synthetic rows: data validation, Trans
 	$(PY) tests/benchmarks/bench_model.py --rows $(BENCH_ROWS)
 	$(PY) tests/benchmarks/bench_evaluator.py --rows $(BENCH_ROWS)
 
-bench-e2e: install ## the penguin pipeline per stage (wall, CPU, imports, peak RSS; median of 3) next to TFX 1.16
+bench-e2e: install ## the penguin pipeline, then on BENCH_ROWS synthetic rows, per stage (wall, CPU, imports, peak RSS; median of 3) next to TFX 1.16
 	$(PY) tests/benchmarks/bench_e2e.py --runs 3
+	$(PY) tests/benchmarks/bench_e2e.py --runs 3 --rows $(BENCH_ROWS) --output bench-results/bench_e2e_rows.json
 
 # --- containers and clusters ---
 
