@@ -1,10 +1,12 @@
 """InfraValidator: the real predictor serves the real penguin candidate (blessed), a corrupt one, a
-timeout and a taken port (not blessed, with the server's log lines), bad inputs (ConfigError), and
-the KFP component compiled and run under kfp.local with dsl.If on its `blessed` output."""
+timeout, a hanging load and a taken port (not blessed, with the server's log lines), bad inputs
+(ConfigError), and the KFP component compiled and run under kfp.local with dsl.If on its `blessed`
+output. Both launches: in this process (the default) and the ServingRuntime's command in a subprocess."""
 
 import os
 import shutil
 import socket
+import threading
 
 import pytest
 import yaml
@@ -19,24 +21,66 @@ def _run(penguin_model, penguin_pipeline_artifacts, tmp_path, model_dir=None, **
                         str(tmp_path / "blessing"), str(tmp_path / "report.md"), **kwargs)
 
 
-def test_real_model_is_infra_blessed(penguin_model, penguin_pipeline_artifacts, tmp_path):
-    metadata = _run(penguin_model, penguin_pipeline_artifacts, tmp_path, timeout_s=90, num_requests=3)
+LAUNCHES = ["in_process", "process"]
+
+
+def _no_server_thread_left() -> bool:
+    return not any(t.name == "kubetfx-predictor-in-process" and t.is_alive() for t in threading.enumerate())
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+            return True
+        except OSError:
+            return False
+
+
+@pytest.mark.parametrize("launch", LAUNCHES)
+def test_real_model_is_infra_blessed(penguin_model, penguin_pipeline_artifacts, tmp_path, launch):
+    metadata = _run(penguin_model, penguin_pipeline_artifacts, tmp_path, timeout_s=90, num_requests=3, launch=launch)
     assert metadata["blessed"] == 1, metadata
+    assert metadata["launch"] == launch
     assert metadata["requests"] == 3 and metadata["instances"] == 12
     assert set(metadata["latency_ms"]) == {"mean", "p50", "max"} and metadata["latency_ms"]["max"] > 0
+    assert 0 < metadata["startup_seconds"] < 90
     verdict = blessing.read_blessing(str(tmp_path / "blessing"), infra=True)
-    assert verdict.blessed and "answered correctly" in verdict.reasons[0]
+    assert verdict.blessed and "answered correctly" in verdict.reasons[0] and "ready after" in verdict.reasons[0]
     assert os.listdir(tmp_path / "blessing") and (tmp_path / "blessing" / blessing.INFRA_BLESSED).exists()
-    assert "INFRA_BLESSED" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "INFRA_BLESSED" in report and "server ready after" in report
+    # stopped cleanly: the port is free again, no server thread left behind
+    assert _port_is_free(metadata["http_port"]) and _no_server_thread_left()
+    if launch == "in_process":
+        assert {"import_kserve", "model_load"} <= set(metadata["startup_phases"])
+        assert "in this task's process" in report
 
 
-def test_corrupt_candidate_is_not_blessed_with_the_server_log(penguin_model, penguin_pipeline_artifacts, tmp_path):
+def test_in_process_runs_again_in_the_same_process(penguin_model, penguin_pipeline_artifacts, tmp_path):
+    """Each in-process server builds kserve's REST app anew (kserve keeps one module-level app)."""
+    for attempt in range(2):
+        metadata = _run(penguin_model, penguin_pipeline_artifacts, tmp_path / str(attempt), timeout_s=90,
+                        num_requests=1)
+        assert metadata["blessed"] == 1, metadata["reason"]
+    assert _no_server_thread_left()
+
+
+@pytest.mark.parametrize("launch", LAUNCHES)
+def test_corrupt_candidate_is_not_blessed_with_the_server_log(penguin_model, penguin_pipeline_artifacts, tmp_path,
+                                                              launch):
     candidate = tmp_path / "candidate"
     shutil.copytree(penguin_model["model"], candidate)
     (candidate / "Format-Serving" / "saved_model.pb").write_bytes(b"not a SavedModel")
-    metadata = _run(penguin_model, penguin_pipeline_artifacts, tmp_path, model_dir=str(candidate), timeout_s=90)
+    metadata = _run(penguin_model, penguin_pipeline_artifacts, tmp_path, model_dir=str(candidate), timeout_s=90,
+                    launch=launch)
     assert metadata["blessed"] == 0
-    assert "exited with code 1 before it was ready" in metadata["reason"]
+    if launch == "process":
+        assert "exited with code 1 before it was ready" in metadata["reason"]
+    else:
+        assert "failed before it was ready (in this process)" in metadata["reason"]
+        assert _no_server_thread_left()
     assert "the SavedModel does not load" in metadata["reason"]
     verdict = blessing.read_blessing(str(tmp_path / "blessing"), infra=True)
     assert not verdict.blessed
@@ -54,19 +98,40 @@ def test_model_without_metadata_is_served_from_its_signature(penguin_model, peng
     assert metadata["blessed"] == 1, metadata["reason"]
 
 
-def test_timeout_is_not_blessed(penguin_model, penguin_pipeline_artifacts, tmp_path):
-    metadata = _run(penguin_model, penguin_pipeline_artifacts, tmp_path, timeout_s=0.5)
-    assert metadata["blessed"] == 0 and "not ready within 0.5 s" in metadata["reason"]
+@pytest.mark.parametrize("launch", LAUNCHES)
+def test_timeout_is_not_blessed(penguin_model, penguin_pipeline_artifacts, tmp_path, launch):
+    timeout_s = 0.5 if launch == "process" else 0.05  # in a process that imported TF already, a load takes ~0.3 s
+    metadata = _run(penguin_model, penguin_pipeline_artifacts, tmp_path, timeout_s=timeout_s, launch=launch)
+    assert metadata["blessed"] == 0 and f"not ready within {timeout_s:g} s" in metadata["reason"]
     assert not blessing.read_blessing(str(tmp_path / "blessing"), infra=True).blessed
 
 
-def test_port_in_use_is_not_blessed(penguin_model, penguin_pipeline_artifacts, tmp_path):
+def test_in_process_load_that_hangs_hits_the_timeout(penguin_model, penguin_pipeline_artifacts, tmp_path,
+                                                     monkeypatch):
+    from kubetfx.components.predictor import servable
+
+    released = threading.Event()
+
+    def hanging_load(location, **kwargs):
+        released.wait(2.0)  # a load stuck (e.g. on a network filesystem) until well after the timeout
+        raise servable.LoadError(f"{location.saved_model_dir}: still loading")
+
+    monkeypatch.setattr(servable, "load", hanging_load)
+    metadata = _run(penguin_model, penguin_pipeline_artifacts, tmp_path, timeout_s=0.5, launch="in_process")
+    assert metadata["blessed"] == 0 and "not ready within 0.5 s" in metadata["reason"], metadata["reason"]
+    assert "server_thread_left_running" not in metadata  # the stop waited for the load to give up
+    assert _no_server_thread_left()
+
+
+@pytest.mark.parametrize("launch", LAUNCHES)
+def test_port_in_use_is_not_blessed(penguin_model, penguin_pipeline_artifacts, tmp_path, launch):
     with socket.socket() as taken:
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         taken.bind(("0.0.0.0", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        metadata = _run(penguin_model, penguin_pipeline_artifacts, tmp_path, timeout_s=60, http_port=port)
+        metadata = _run(penguin_model, penguin_pipeline_artifacts, tmp_path, timeout_s=60, http_port=port,
+                        launch=launch)
     assert metadata["blessed"] == 0
     assert f"HTTP port {port} is not free" in metadata["reason"], metadata["reason"]
 
@@ -79,6 +144,9 @@ def test_bad_inputs_are_config_errors(penguin_model, penguin_pipeline_artifacts,
         _run(penguin_model, penguin_pipeline_artifacts, tmp_path, model_dir=str(tmp_path / "empty"))
     with pytest.raises(ConfigError, match="timeout_s"):
         _run(penguin_model, penguin_pipeline_artifacts, tmp_path, timeout_s=0)
+    for launch in ("subprocess", "", None, "IN_PROCESS"):
+        with pytest.raises(ConfigError, match="launch must be one of 'in_process', 'process'"):
+            _run(penguin_model, penguin_pipeline_artifacts, tmp_path, launch=launch)
     assert not (tmp_path / "blessing").exists()
 
 
@@ -92,6 +160,8 @@ def test_component_compiles_with_the_verdict_as_its_bool_output(tmp_path):
     spec = yaml.safe_load(open(path))
     outputs = spec["components"]["comp-infra-validator"]["outputDefinitions"]
     assert outputs["parameters"] == {"Output": {"parameterType": "BOOLEAN"}}  # task.output: blessed
+    inputs = spec["components"]["comp-infra-validator"]["inputDefinitions"]["parameters"]
+    assert inputs["launch"]["defaultValue"] == "in_process" and inputs["launch"]["parameterType"] == "STRING"
     assert set(outputs["artifacts"]) == {"blessing", "report"}
 
 

@@ -1,25 +1,37 @@
 """InfraValidator: serve the candidate model with the real predictor and send it real requests.
 
-Starts ``python -m kubetfx.components.predictor --model_dir <candidate>`` (the same server the
-``kubetfx-predictor`` ServingRuntime runs) on free loopback ports, waits for the model to be
-ready, reads the V2 model metadata, sends ``num_requests`` V1 requests built from raw examples of
-``split`` (label dropped) and checks each answer's shape: one prediction per instance,
-probabilities over the class names summing to 1 (classification) or a finite number
-(regression). The server is always stopped, also on failure.
+Starts the predictor on the candidate on free loopback ports, in one of two ways (``launch``):
+
+* ``"in_process"`` (default): this task builds the predictor with the CLI's own code path
+  (``predictor.server.build``: model load and warm-up, ``kserve.ModelServer``, the REST front door
+  and error policy) and runs kserve's uvicorn server on a background thread
+  (``predictor.server.ServerThread``; REST only, asyncio's loop). No second interpreter, no second
+  TensorFlow/kserve import, and a stop without a process's signal round trip.
+* ``"process"``: ``python -m kubetfx.components.predictor --model_dir <candidate>`` in a
+  subprocess, exactly the command the ``kubetfx-predictor`` ServingRuntime runs (also its gRPC
+  listener and uvloop).
+
+Either way it polls readiness every 20 ms, reads the V2 model metadata over HTTP, sends
+``num_requests`` V1 requests built from raw examples of ``split`` (label dropped) and checks each
+answer's shape: one prediction per instance, probabilities over the class names summing to 1
+(classification) or a finite number (regression). The server is always stopped, also on failure.
 
 Verdict: ``INFRA_BLESSED`` / ``INFRA_NOT_BLESSED`` + ``blessing.json`` with the reasons
 (``common/blessing.py``). A server that does not come up (corrupt model, port taken, timeout)
 or answers wrongly is a NOT_BLESSED verdict whose reason carries the server's last log lines;
-the pipeline then skips the push. Bad inputs (no model dir, no examples) raise ConfigError.
-No TensorFlow import here: the server process loads the model.
+the pipeline then skips the push. Bad inputs (no model dir, no examples, an unknown ``launch``)
+raise ConfigError. No TensorFlow import at module level: the server (thread or process) loads it.
 """
 
 from __future__ import annotations
 
 import http.client
+import collections
 import json
+import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -36,6 +48,8 @@ SERVING_DIR = "Format-Serving"
 MODEL_INFO_FILE = "kubetfx_model.json"
 INSTANCES_PER_REQUEST = 4
 LOG_TAIL_LINES = 15
+LAUNCHES = ("in_process", "process")
+READY_POLL_S = 0.02  # how often readiness is asked while the server starts
 _NOISE = ("cuda", "oneDNN", "TF-TRT", "rebuild TensorFlow", "computation_placer", "cpu_feature_guard",
           "AVX", "This TensorFlow binary", "absl::InitializeLog", "FastAPIDeprecationWarning",
           "await f(request)", "await dependant.call")
@@ -107,6 +121,11 @@ def free_ports(count: int = 1) -> list[int]:
             sock.close()
 
 
+def _noise_free(lines, count: int = LOG_TAIL_LINES) -> list[str]:
+    kept = [line.rstrip() for line in lines if line.strip() and not any(noise in line for noise in _NOISE)]
+    return kept[-count:]
+
+
 def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> list[str]:
     """The server log's last meaningful lines (TF's CPU/CUDA banner noise left out)."""
     try:
@@ -114,13 +133,66 @@ def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> list[str]:
             text = handle.read()[-200_000:]
     except OSError:
         return []
-    kept = [line.rstrip() for line in text.splitlines()
-            if line.strip() and not any(noise in line for noise in _NOISE)]
-    return kept[-lines:]
+    return _noise_free(text.splitlines(), lines)
 
 
-class PredictorProcess:
+def _request(port: int, method: str, path: str, body: bytes | None = None, timeout: float = 10.0):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+class _Launched:
+    """What the checks need of a started predictor: its HTTP port, readiness, requests, stop, log tail."""
+
+    model_name: str
+    http_port: int
+    launch: str
+
+    def request(self, method: str, path: str, body: bytes | None = None, timeout: float = 10.0):
+        return _request(self.http_port, method, path, body, timeout)
+
+    def _ended(self) -> str | None:
+        """Why the server can no longer become ready (it ended), or None while it may."""
+        raise NotImplementedError
+
+    def wait_ready(self, timeout_s: float) -> tuple[bool, str]:
+        """(ready, why not). Ready = this server's model answers its readiness endpoint (asked every 20 ms)."""
+        deadline = time.monotonic() + timeout_s
+        path = f"/v2/models/{self.model_name}/ready"  # the unique name: another server on the port cannot pass
+        while time.monotonic() < deadline:
+            ended = self._ended()
+            if ended:
+                return False, ended
+            try:
+                status, _ = self.request("GET", path, timeout=2.0)
+                if status == 200:
+                    return True, ""
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(READY_POLL_S)
+        return False, f"the predictor server was not ready within {timeout_s:g} s"
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def log_tail(self) -> list[str]:
+        raise NotImplementedError
+
+    def failure(self, tail: list[str]) -> str:
+        """What most likely says why the server did not come up."""
+        return _last_error(tail)
+
+
+class PredictorProcess(_Launched):
     """The predictor server in a subprocess (own session, so it and its children are stopped together)."""
+
+    launch = "process"
 
     def __init__(self, model_dir: str, model_name: str, http_port: int, grpc_port: int, log_path: str,
                  extra_args=()):
@@ -135,32 +207,9 @@ class PredictorProcess:
         self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
 
-    def request(self, method: str, path: str, body: bytes | None = None, timeout: float = 10.0):
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
-        try:
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
-
-    def wait_ready(self, timeout_s: float) -> tuple[bool, str]:
-        """(ready, why not). Ready = this process's model answers its readiness endpoint."""
-        deadline = time.monotonic() + timeout_s
-        path = f"/v2/models/{self.model_name}/ready"  # the unique name: another server on the port cannot pass
-        while time.monotonic() < deadline:
-            code = self.process.poll()
-            if code is not None:
-                return False, f"the predictor server exited with code {code} before it was ready"
-            try:
-                status, _ = self.request("GET", path, timeout=2.0)
-                if status == 200:
-                    return True, ""
-            except (OSError, http.client.HTTPException):
-                pass
-            time.sleep(0.2)
-        return False, f"the predictor server was not ready within {timeout_s:g} s"
+    def _ended(self) -> str | None:
+        code = self.process.poll()
+        return None if code is None else f"the predictor server exited with code {code} before it was ready"
 
     def stop(self, grace_s: float = 10.0) -> None:
         if self.process.poll() is None:
@@ -177,6 +226,105 @@ class PredictorProcess:
                     pass
                 self.process.wait(5)
         self._log.close()
+
+    def log_tail(self) -> list[str]:
+        return log_tail(self.log_path)
+
+
+class _CapturedLog(logging.Handler):
+    """The in-process server's log records (kubetfx.predictor, kserve, uvicorn), kept for the verdict's log tail."""
+
+    LOGGERS = ("kubetfx.predictor", "kserve", "uvicorn")
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: collections.deque = collections.deque(maxlen=500)
+        self.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.extend(self.format(record).splitlines())
+        except Exception:  # pragma: no cover - a log line must never fail the server
+            pass
+
+    def attach(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addHandler(self)
+
+    def detach(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeHandler(self)
+
+
+class PredictorInProcess(_Launched):
+    """The predictor served from a thread of this task (``predictor.server.ServerThread``), over real HTTP."""
+
+    launch = "in_process"
+
+    def __init__(self, model_dir: str, model_name: str, http_port: int, stop_timeout_s: float = 10.0):
+        self.model_name = model_name
+        self.http_port = http_port
+        self.stop_timeout_s = stop_timeout_s
+        self.left_running = False
+        self.phases: dict[str, float] = {}
+        started = time.perf_counter()
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first import (its C++ banner)
+        from kserve import logging as kserve_logging
+
+        from kubetfx.components.predictor import server as predictor_server
+        from kubetfx.components.predictor.model import ServingOptions
+        from kubetfx.components.predictor.repository_watch import ModelSource
+
+        self.phases["import_kserve"] = time.perf_counter() - started
+        # Logging as the CLI's process has it (kserve's config, our quiet levels) before the capture joins:
+        # kserve configures its loggers only when they have no handler yet.
+        kserve_logging.configure_logging()
+        predictor_server.quiet_logs()
+        self._log = _CapturedLog()
+        self._log.attach()
+        try:
+            self.server = predictor_server.ServerThread(
+                ModelSource(model_name=model_name, model_dir=model_dir), ServingOptions(), http_port=http_port,
+                grace_period_s=5, before=self._import_tensorflow).start()
+        except BaseException:
+            self._log.detach()
+            raise
+
+    def _import_tensorflow(self) -> None:
+        """On the server thread, before the model load (which needs it): timed apart from the load."""
+        started = time.perf_counter()
+        import tensorflow  # noqa: F401
+
+        self.phases["import_tensorflow"] = time.perf_counter() - started
+
+    def startup_phases(self) -> dict:
+        """Seconds per start-up step: imports, model load (+ kserve.ModelServer), the rest is uvicorn coming up."""
+        phases = {**self.phases, "model_load": self.server.phases.get("build")}
+        return {k: round(v, 3) for k, v in phases.items() if v is not None}
+
+    def _ended(self) -> str | None:
+        if self.server.running:
+            return None
+        if self.server.error is not None:
+            return "the predictor server failed before it was ready (in this process)"
+        return "the predictor server stopped before it was ready (in this process)"
+
+    def stop(self) -> None:
+        try:
+            self.left_running = not self.server.stop(self.stop_timeout_s)
+            if self.left_running:  # a hung model load: the daemon thread ends itself once the load returns
+                logging.getLogger("kubetfx.predictor").warning(
+                    "the in-process server thread is still busy %g s after the stop (left to end by itself)",
+                    self.stop_timeout_s)
+        finally:
+            self._log.detach()
+
+    def log_tail(self) -> list[str]:
+        return _noise_free(list(self._log.lines))
+
+    def failure(self, tail: list[str]) -> str:
+        error = self.server.error
+        return f"{type(error).__name__}: {str(error)[:500]}" if error is not None else _last_error(tail)
 
 
 def _last_error(tail: list[str]) -> str:
@@ -248,7 +396,7 @@ def _check_predictions(body: bytes, instances: int, class_names: list[str], kind
     return problems
 
 
-def _check_serving(server: PredictorProcess, timeout_s: float, num_requests: int, info: dict, instances,
+def _check_serving(server: _Launched, timeout_s: float, num_requests: int, info: dict, instances,
                    read_instances, metadata: dict, problems: list, latencies: list) -> None:
     """Model metadata, then ``num_requests`` V1 requests; problems and latencies appended in place.
 
@@ -308,7 +456,10 @@ def _model_info(model_dir: str) -> dict:
         return {}  # the server decides whether the model is usable
 
 
-def _check_inputs(model_dir: str, examples_dir: str, split: str, timeout_s, num_requests) -> None:
+def _check_inputs(model_dir: str, examples_dir: str, split: str, timeout_s, num_requests, launch) -> None:
+    if launch not in LAUNCHES:
+        raise ConfigError(f"launch must be one of {', '.join(repr(x) for x in LAUNCHES)} (how the predictor is "
+                          f"started: in this task's process, or as the ServingRuntime's command), got {launch!r}")
     if not model_dir or not os.path.isdir(model_dir):
         raise ConfigError(f"model dir {model_dir!r} does not exist (expected the Trainer's Model artifact)")
     if not (os.path.isdir(os.path.join(model_dir, SERVING_DIR)) or
@@ -325,14 +476,17 @@ def _check_inputs(model_dir: str, examples_dir: str, split: str, timeout_s, num_
 
 
 def run(model_dir: str, examples_dir: str, blessing_dir: str, report_path: str | None = None,
-        timeout_s: float = 120, num_requests: int = 5, split: str = "eval", *, http_port: int = 0,
-        instances_per_request: int = INSTANCES_PER_REQUEST) -> dict:
+        timeout_s: float = 120, num_requests: int = 5, split: str = "eval", launch: str = "in_process", *,
+        http_port: int = 0, instances_per_request: int = INSTANCES_PER_REQUEST) -> dict:
     """Serve ``model_dir`` (Format-Serving layout), send real requests, write the InfraBlessing.
 
+    ``launch``: ``"in_process"`` (the predictor's code path on a thread of this process) or
+    ``"process"`` (the ServingRuntime's command in a subprocess); see the module doc.
     ``http_port``: 0 picks a free loopback port (tests pin one to exercise "port in use").
-    Returns the InfraBlessing metadata: blessed (1/0), reason, requests, instances, latency_ms, ...
+    Returns the InfraBlessing metadata: blessed (1/0), reason, launch, startup_seconds ("ready after"),
+    requests, instances, latency_ms, ...
     """
-    _check_inputs(model_dir, examples_dir, split, timeout_s, num_requests)
+    _check_inputs(model_dir, examples_dir, split, timeout_s, num_requests, launch)
     model_dir = os.path.abspath(model_dir)
     info = _model_info(model_dir)
     declared = [str(f.get("name")) for f in info.get("raw_features") or [] if isinstance(f, dict)]
@@ -342,17 +496,21 @@ def run(model_dir: str, examples_dir: str, blessing_dir: str, report_path: str |
     instances = instances_from_examples(examples_dir, split, declared, wanted) if declared else None
 
     model_name = f"infra-validation-{uuid.uuid4().hex[:8]}"
-    work_dir = tempfile.mkdtemp(prefix="kubetfx-infra-")
-    log_path = os.path.join(work_dir, "predictor.log")
     ports = free_ports(2)
     http_port = http_port or ports[0]
     grpc_port = ports[1] if ports[1] != http_port else ports[0]
     metadata = {"tfx_type": "InfraBlessing", "model_dir": model_dir, "split": split, "timeout_s": timeout_s,
-                "http_port": http_port, "requests": 0, "instances": 0}
+                "launch": launch, "http_port": http_port, "requests": 0, "instances": 0}
     problems: list[str] = []
     latencies: list[float] = []
     started = time.perf_counter()
-    server = PredictorProcess(model_dir, model_name, http_port, grpc_port, log_path)
+    work_dir = None
+    if launch == "process":
+        work_dir = tempfile.mkdtemp(prefix="kubetfx-infra-")
+        server: _Launched = PredictorProcess(model_dir, model_name, http_port, grpc_port,
+                                             os.path.join(work_dir, "predictor.log"))
+    else:
+        server = PredictorInProcess(model_dir, model_name, http_port)
     try:
         ready, why = server.wait_ready(float(timeout_s))
         metadata["startup_seconds"] = round(time.perf_counter() - started, 3)
@@ -366,14 +524,18 @@ def run(model_dir: str, examples_dir: str, blessing_dir: str, report_path: str |
         problems.append(f"the predictor server stopped answering: {type(err).__name__}: {err}")
     finally:
         server.stop()
-    tail = log_tail(log_path)
+    if isinstance(server, PredictorInProcess):
+        metadata["startup_phases"] = server.startup_phases()
+        if server.left_running:
+            metadata["server_thread_left_running"] = True
+    tail = server.log_tail()
     blessed = not problems
     if problems and not metadata["requests"] and tail:
-        problems[0] += f": {_last_error(tail)}"
+        problems[0] += f": {server.failure(tail)}"
     if blessed:
         reasons = [f"the predictor served the candidate: {metadata['requests']} requests "
                    f"({metadata['instances']} instances) answered correctly; ready after "
-                   f"{metadata['startup_seconds']:.1f} s"]
+                   f"{metadata['startup_seconds']:.1f} s ({launch.replace('_', '-')})"]
     else:
         reasons = problems[:10] + (["server log (last lines):\n" + "\n".join(tail)] if tail else [])
     metadata["blessed"] = int(blessed)
@@ -385,11 +547,8 @@ def run(model_dir: str, examples_dir: str, blessing_dir: str, report_path: str |
                             details={k: v for k, v in metadata.items() if k not in ("server_log_tail",)})
     if report_path:
         fileio.atomic_write(report_path, _report(metadata, reasons, tail))
-    try:
-        os.remove(log_path)
-        os.rmdir(work_dir)
-    except OSError:
-        pass
+    if work_dir:
+        shutil.rmtree(work_dir, ignore_errors=True)
     return metadata
 
 
@@ -399,6 +558,8 @@ def _report(metadata: dict, reasons: list[str], tail: list[str]) -> str:
     lines += [f"- {r.splitlines()[0]}" for r in reasons]
     latency = metadata.get("latency_ms") or {}
     rows = [["model", f"`{metadata['model_dir']}`"], ["model version", metadata.get("model_version") or "–"],
+            ["launch", "in this task's process" if metadata.get("launch") == "in_process"
+             else "a subprocess (the ServingRuntime's command)"],
             ["server ready after", f"{metadata.get('startup_seconds', 0):.2f} s (limit {metadata['timeout_s']} s)"],
             ["requests / instances", f"{metadata['requests']} / {metadata['instances']} (split {metadata['split']})"],
             ["latency p50 / max", f"{report.fmt(latency.get('p50'))} / {report.fmt(latency.get('max'))} ms"
