@@ -66,8 +66,30 @@ def parse_beam_args(beam_pipeline_args) -> list[str]:
         return list(DEFAULT_BEAM_ARGS)
     given = {_flag_name(arg) for arg in parsed}
     if "--runner" in given:
+        _check_runner(parsed)
         return parsed
     return [arg for arg in DEFAULT_BEAM_ARGS if _flag_name(arg) not in given] + parsed
+
+
+def _runner_name(args: list[str]) -> str:
+    for i, arg in enumerate(args):
+        if arg.startswith("--runner="):
+            return arg.split("=", 1)[1]
+        if arg == "--runner" and i + 1 < len(args):
+            return args[i + 1]
+    return ""
+
+
+def _check_runner(args: list[str]) -> None:
+    """Refuse Beam's DaskRunner up front: it fails or loses output on these pipelines (README, Beyond one machine)."""
+    if _runner_name(args).rsplit(".", 1)[-1] == "DaskRunner":
+        raise ConfigError(
+            "beam_pipeline_args: Beam's DaskRunner cannot run the Transform or TFMA pipelines (checked with "
+            "apache-beam 2.77): it computes only the last branch of the pipeline graph, so of several outputs "
+            "(transform graph, transformed splits; TFMA's metrics, plots, validation) all but one are silently "
+            "not written, and it sends every tagged output of a multi-output ParDo to every consumer (tf.Transform's "
+            "combiners then fail with 'too many values to unpack'). Use FlinkRunner, SparkRunner, DataflowRunner or "
+            "a PortableRunner job server (README, Beyond one machine).")
 
 
 def _split_patterns(examples_dir: str) -> dict[str, str]:
