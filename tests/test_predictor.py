@@ -457,3 +457,47 @@ def test_micro_batcher_runs_a_lone_request_inline_and_batches_concurrent_ones_in
     assert lone["y"].tolist() == [2.0] and [m["y"].tolist() for m in many] == [[1.0], [2.0], [3.0], [4.0], [5.0]]
     assert calls[0] == (threading.main_thread().name, 1)  # idle: no thread hand-off
     assert calls[1] == ("kubetfx-batcher-inline", 5)  # one turn, five requests: one call in the worker
+
+
+def test_v1_and_v2_requests_are_logged_as_the_same_records(tmp_path, penguin_model, eval_instances, features):
+    """V1 logs the request's instance dicts, V2 its columns (cheaper for the writer thread): read back, the
+    monitor gets the same features and predictions from both."""
+    from kubetfx.components.common import prediction_log
+
+    repository = str(tmp_path / "repository")
+    push(penguin_model, repository)
+    log_dir = str(tmp_path / "prediction-log")
+    server = Server(["--model_repository", repository, "--model_name", MODEL, "--prediction_log_dir", log_dir],
+                    str(tmp_path / "server.log"))
+    try:
+        server.wait_ready()
+        instances = eval_instances[:5]
+        status, _ = server.request("POST", f"/v1/models/{MODEL}:predict", {"instances": instances})
+        assert status == 200
+        v2 = {"inputs": [{"name": f["name"], "shape": [len(instances)],
+                          "datatype": {"float32": "FP32", "int64": "INT64", "string": "BYTES"}[f["dtype"]],
+                          "data": [i[f["name"]] for i in instances]} for f in features]}
+        status, _ = server.request("POST", f"/v2/models/{MODEL}/infer", v2)
+        assert status == 200
+        def logged():
+            records, _ = prediction_log.read_records(log_dir, MODEL, include_open=True)
+            return records if len(records) == 10 else None
+
+        records = wait_for(logged, 20, "10 logged records")
+    finally:
+        server.stop()
+    by_request = {}
+    for record in records:
+        by_request.setdefault(record["request_id"], []).append(record)
+    assert len(by_request) == 2
+    v1_records, v2_records = sorted(by_request.values(), key=lambda rs: rs[0]["time"])
+    for one, two, sent in zip(v1_records, v2_records, instances):
+        assert one["features"] == sent
+        assert two["features"].keys() == sent.keys()
+        for name, value in sent.items():
+            assert two["features"][name] == pytest.approx(value, rel=1e-6) if isinstance(value, float) \
+                else two["features"][name] == value
+        assert one["prediction"]["class"] == two["prediction"]["class"]
+        assert one["prediction"]["class_id"] == two["prediction"]["class_id"]
+        assert list(one["prediction"]["probabilities"].values()) == pytest.approx(two["prediction"]["probabilities"],
+                                                                                  abs=1e-6)

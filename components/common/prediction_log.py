@@ -55,23 +55,45 @@ def parse_time(value: str, what: str) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
-def records_for(request_id: str, model_name: str, model_version: str, instances: list[dict],
-                predictions: list[dict], when: str | None = None) -> list[dict]:
-    """The line of one request (the shared shape of both writers), in a list: what writers write."""
-    return [{"request_id": request_id, "time": when or utc_now(), "model_name": model_name,
-             "model_version": str(model_version), "instances": instances, "predictions": predictions}]
+def records_for(request_id: str, model_name: str, model_version: str, instances, predictions,
+                when: str | None = None) -> list[dict]:
+    """The line of one request (the shared shape of both writers), in a list: what writers write.
+
+    ``instances``/``predictions``: one dict per instance, or columns (a dict of equally long
+    sequences, numpy arrays included: written as ``columns``/``prediction_columns``, which spares
+    the writer thread a dict per instance; :func:`read_records` gives the same records either way).
+    """
+    line = {"request_id": request_id, "time": when or utc_now(), "model_name": model_name,
+            "model_version": str(model_version)}
+    line["columns" if isinstance(instances, dict) else "instances"] = instances
+    line["prediction_columns" if isinstance(predictions, dict) else "predictions"] = predictions
+    return [line]
+
+
+def instance_count(instances) -> int:
+    """How many instances ``instances`` holds: a list of dicts, or columns."""
+    if isinstance(instances, dict):
+        return len(next(iter(instances.values()))) if instances else 0
+    return len(instances)
+
+
+def _rows(columns: dict) -> list[dict]:
+    names = list(columns)
+    return [dict(zip(names, values)) for values in zip(*columns.values())]
 
 
 def _per_instance(line: dict) -> list[dict]:
     """A request line -> its records, one per instance (what the monitor reads)."""
-    if "instances" not in line:
+    if "instances" not in line and "columns" not in line:
         return [line]  # already one instance
     common = {"request_id": line["request_id"], "time": line["time"], "model_name": line.get("model_name"),
               "model_version": line.get("model_version")}
-    predictions = line.get("predictions") or []
+    instances = _rows(line["columns"]) if "columns" in line else (line["instances"] or [])
+    predictions = (_rows(line["prediction_columns"]) if "prediction_columns" in line
+                   else line.get("predictions") or [])
     return [{**common, "instance": index, "features": features,
              "prediction": predictions[index] if index < len(predictions) else None}
-            for index, features in enumerate(line["instances"] or [])]
+            for index, features in enumerate(instances)]
 
 
 def v2_rows(tensors: list[dict]) -> list[dict]:
@@ -166,7 +188,7 @@ class PredictionLogger:
         try:
             self._queue.put_nowait((request_id, model_version, instances, predictions, utc_now()))
         except queue.Full:
-            self.dropped += count if count is not None else len(instances)
+            self.dropped += count if count is not None else instance_count(instances)
 
     def _drain(self) -> None:
         while True:
@@ -189,7 +211,7 @@ class PredictionLogger:
                     rows = instances() if callable(instances) else instances
                     records += records_for(request_id, self.model_name, version, rows,
                                            predictions() if callable(predictions) else predictions, when)
-                    count += len(rows)
+                    count += instance_count(rows)
                 except Exception:  # noqa: BLE001 - a record that cannot be rendered is counted, never fatal
                     self.dropped += 1
             try:
@@ -217,11 +239,16 @@ def _dump_line(record: dict) -> bytes:
     try:
         from orjson import OPT_APPEND_NEWLINE, OPT_SERIALIZE_NUMPY, dumps
     except ImportError:  # pragma: no cover
-        return (json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n").encode()
+        return (json.dumps(record, separators=(",", ":"), allow_nan=True, default=_plain) + "\n").encode()
     try:
         return dumps(record, option=OPT_APPEND_NEWLINE | OPT_SERIALIZE_NUMPY)
     except TypeError:  # a value orjson does not know (e.g. a numpy scalar of an odd type)
-        return (json.dumps(record, separators=(",", ":"), allow_nan=True, default=str) + "\n").encode()
+        return (json.dumps(record, separators=(",", ":"), allow_nan=True, default=_plain) + "\n").encode()
+
+
+def _plain(value):
+    """What json cannot write: numpy arrays and scalars as lists and numbers, anything else as text."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def _parse_line(line: bytes) -> dict:

@@ -93,11 +93,11 @@ def _text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _instances(columns: dict, n: int) -> list[dict]:
-    """Request columns (numpy, by feature name) back to one dict per instance, for the prediction log."""
-    lists = {name: [_text(v) for v in column.tolist()] if column.dtype == object else column.tolist()
-             for name, column in columns.items()}
-    return [{name: values[i] for name, values in lists.items()} for i in range(n)]
+def _log_columns(columns: dict) -> dict:
+    """Request columns (numpy, by feature name) as the prediction log writes them: numbers stay numpy
+    arrays (orjson writes them without a Python object per value), text becomes str."""
+    return {name: [_text(v) for v in column.tolist()] if column.dtype == object else column
+            for name, column in columns.items()}
 
 
 def _request_id(headers) -> str | None:
@@ -168,7 +168,7 @@ class KubetfxPredictor(Model):
 
     def _log_prediction(self, work: _Work, predictions) -> None:
         if self._prediction_log is not None:
-            instances = work.instances if work.instances is not None else lambda: _instances(work.columns, work.n)
+            instances = work.instances if work.instances is not None else lambda: _log_columns(work.columns)
             self._prediction_log.log(work.request_id or _new_response_id(), work.servable.version, instances,
                                      predictions, count=work.n)
 
@@ -293,7 +293,7 @@ class KubetfxPredictor(Model):
             if work.request_id:
                 answer["id"] = work.request_id
             return answer
-        self._log_prediction(work, lambda: self._v1_predictions(work))
+        self._log_prediction(work, lambda: self._prediction_columns(work))
         if isinstance(work.request, V2JsonRequest):  # the REST fast path writes this dict as JSON itself
             return {"model_name": self.name, "model_version": work.servable.version,
                     "id": work.request_id or _new_response_id(),
@@ -315,6 +315,19 @@ class KubetfxPredictor(Model):
         columns = {name: [_text(v) for v in array.tolist()] if array.dtype == object else array.tolist()
                    for name, array in outputs.items()}
         return [{name: column[i] for name, column in columns.items()} for i in range(work.n)]
+
+    def _prediction_columns(self, work: _Work) -> dict:
+        """What ``_v1_predictions`` says, as columns (for the prediction log of V2 requests: no dict per
+        instance); ``probabilities`` is one list per instance, in ``class_id`` order."""
+        spec, outputs = work.servable.spec, work.outputs
+        if spec.is_classification:
+            names = work.servable.class_names
+            class_ids = outputs["class_ids"]
+            return {"class": [names[i] for i in class_ids.tolist()], "class_id": class_ids,
+                    "probabilities": outputs["probabilities"]}
+        if spec.is_regression:
+            return {"prediction": outputs["predictions"]}
+        return _log_columns(outputs)
 
     @staticmethod
     def _v2_outputs(work: _Work) -> list[tuple]:
