@@ -135,7 +135,7 @@ def test_the_logger_never_blocks_and_counts_what_it_drops(tmp_path):
     logger.writer.write = lambda records: (release.wait(10), real_write(records))  # a sink that hangs
     logger.log("r0", "1", [{"a": 0}], [{"class": "x"}])  # taken by the writer thread, which now hangs
     deadline = time.monotonic() + 5
-    while not logger._queue.empty() and time.monotonic() < deadline:
+    while logger.pending() and time.monotonic() < deadline:
         time.sleep(0.01)
     logger.log("r1", "1", [{"a": 1}], [{"class": "x"}])  # fills the queue
     started = time.monotonic()

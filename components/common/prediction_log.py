@@ -24,11 +24,11 @@ Reader: :func:`read_records` (a time window or the last N).
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import glob
 import json
 import os
-import queue
 import random
 import threading
 import time
@@ -43,7 +43,12 @@ DEFAULT_MAX_SECONDS = 3600.0
 
 
 def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_time(time.time())
+
+
+def utc_time(seconds: float) -> str:
+    """Seconds since the epoch as the log's ISO-8601 UTC text."""
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(value: str, what: str) -> dt.datetime:
@@ -167,50 +172,58 @@ class PredictionLogger:
     ``sample_rate`` (0..1) keeps that share of requests (all instances of a kept request).
     ``dropped`` counts instances lost because the queue was full or the sink failed, ``written``
     those on disk: both are exported as Prometheus counters by the predictor.
+
+    The server's event loop and the writer share one GIL, so the request path only appends to a
+    deque (no lock, no wake-up), and the writer wakes every ``flush_interval_s`` to render and
+    write everything that piled up at once (at thousands of requests a second, a writer woken per
+    request took ~10% of the throughput).
     """
 
     def __init__(self, log_dir: str, model_name: str, sample_rate: float = 1.0, queue_size: int = 10_000,
-                 max_bytes: int = DEFAULT_MAX_BYTES, max_seconds: float = DEFAULT_MAX_SECONDS):
+                 max_bytes: int = DEFAULT_MAX_BYTES, max_seconds: float = DEFAULT_MAX_SECONDS,
+                 flush_interval_s: float = 0.05):
         if not 0.0 <= sample_rate <= 1.0:
             raise ConfigError(f"prediction log sample rate must be between 0 and 1, got {sample_rate}")
         self.model_name, self.sample_rate = model_name, sample_rate
         self.writer = RotatingWriter(log_dir, model_name, max_bytes, max_seconds)
         self.written = self.dropped = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._pending: collections.deque = collections.deque()
+        self._queue_size, self._flush_interval_s = queue_size, flush_interval_s
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="prediction-log", daemon=True)
         self._thread.start()
 
     def log(self, request_id: str, model_version: str, instances, predictions, count: int | None = None) -> None:
-        """Queue one request's records. ``instances``/``predictions``: lists of dicts, or zero-argument
-        callables that make them — called in the writer thread, so a request pays only the enqueue."""
+        """Queue one request's records. ``instances``/``predictions``: lists of dicts or columns, or
+        zero-argument callables that make them — called in the writer thread, so a request pays only
+        an append."""
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
-        try:
-            self._queue.put_nowait((request_id, model_version, instances, predictions, utc_now()))
-        except queue.Full:
+        if len(self._pending) >= self._queue_size:
             self.dropped += count if count is not None else instance_count(instances)
+            return
+        self._pending.append((request_id, model_version, instances, predictions, time.time()))
+
+    def pending(self) -> int:
+        """Requests queued and not yet taken by the writer."""
+        return len(self._pending)
 
     def _drain(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                break
-            batch = [item]
-            while len(batch) < 512:  # write what has piled up in one go
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)
-                    break
-                batch.append(more)
+        while not self._closing.wait(self._flush_interval_s):
+            self._write_pending()
+        self._write_pending()
+
+    def _write_pending(self) -> None:
+        pending = self._pending
+        while pending:
+            batch = [pending.popleft() for _ in range(min(len(pending), 4096))]
             records, count = [], 0
             for request_id, version, instances, predictions, when in batch:
                 try:
                     rows = instances() if callable(instances) else instances
                     records += records_for(request_id, self.model_name, version, rows,
-                                           predictions() if callable(predictions) else predictions, when)
+                                           predictions() if callable(predictions) else predictions,
+                                           utc_time(when))
                     count += instance_count(rows)
                 except Exception:  # noqa: BLE001 - a record that cannot be rendered is counted, never fatal
                     self.dropped += 1
@@ -221,7 +234,7 @@ class PredictionLogger:
                 self.dropped += count
 
     def close(self, timeout: float = 10.0) -> None:
-        self._queue.put(None)
+        self._closing.set()
         self._thread.join(timeout)
         self.writer.close()
 
