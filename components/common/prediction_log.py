@@ -46,9 +46,18 @@ def utc_now() -> str:
     return utc_time(time.time())
 
 
+_LAST_SECOND = (-1, "")  # the last whole second formatted (requests in the same second share it)
+
+
 def utc_time(seconds: float) -> str:
-    """Seconds since the epoch as the log's ISO-8601 UTC text."""
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Seconds since the epoch as the log's ISO-8601 UTC text (microseconds)."""
+    global _LAST_SECOND
+    whole = int(seconds)
+    cached, text = _LAST_SECOND
+    if cached != whole:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _LAST_SECOND = (whole, text)
+    return f"{text}.{int((seconds - whole) * 1e6):06d}Z"
 
 
 def parse_time(value: str, what: str) -> dt.datetime:
@@ -149,9 +158,12 @@ class RotatingWriter:
         self._opened, self._size = time.monotonic(), 0
 
     def write(self, records: list[dict]) -> None:
+        self.write_lines(b"".join(_dump_line(r) for r in records))
+
+    def write_lines(self, text: bytes) -> None:
+        """Append already rendered JSON lines."""
         if self._handle is None:
             self._open()
-        text = b"".join(_dump_line(r) for r in records)
         self._handle.write(text)
         self._handle.flush()
         self._size += len(text)
@@ -173,10 +185,11 @@ class PredictionLogger:
     ``dropped`` counts instances lost because the queue was full or the sink failed, ``written``
     those on disk: both are exported as Prometheus counters by the predictor.
 
-    The server's event loop and the writer share one GIL, so the request path only appends to a
-    deque (no lock, no wake-up), and the writer wakes every ``flush_interval_s`` to render and
-    write everything that piled up at once (at thousands of requests a second, a writer woken per
-    request took ~10% of the throughput).
+    The server's event loop and the writer share one GIL. So a request renders its own line
+    (orjson: ~1-3 µs) and appends the bytes to a deque (no lock, no wake-up, no request object
+    kept alive), and the writer wakes every ``flush_interval_s`` to write what piled up in one
+    call, which releases the GIL. (Rendering in the writer, woken per request or holding the
+    requests for 50 ms, cost 5-40% of the throughput at thousands of requests a second.)
     """
 
     def __init__(self, log_dir: str, model_name: str, sample_rate: float = 1.0, queue_size: int = 10_000,
@@ -194,18 +207,25 @@ class PredictionLogger:
         self._thread.start()
 
     def log(self, request_id: str, model_version: str, instances, predictions, count: int | None = None) -> None:
-        """Queue one request's records. ``instances``/``predictions``: lists of dicts or columns, or
-        zero-argument callables that make them — called in the writer thread, so a request pays only
-        an append."""
+        """Log one request. ``instances``/``predictions``: lists of dicts or columns, or zero-argument
+        callables that make them (not called for a request the sample leaves out)."""
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
         if len(self._pending) >= self._queue_size:
             self.dropped += count if count is not None else instance_count(instances)
             return
-        self._pending.append((request_id, model_version, instances, predictions, time.time()))
+        try:
+            rows = instances() if callable(instances) else instances
+            line = _dump_line(records_for(request_id, self.model_name, model_version, rows,
+                                          predictions() if callable(predictions) else predictions,
+                                          utc_time(time.time()))[0])
+        except Exception:  # noqa: BLE001 - a record that cannot be rendered is counted, never fatal
+            self.dropped += count if count is not None else 1
+            return
+        self._pending.append((line, instance_count(rows)))
 
     def pending(self) -> int:
-        """Requests queued and not yet taken by the writer."""
+        """Requests rendered and not yet taken by the writer."""
         return len(self._pending)
 
     def _drain(self) -> None:
@@ -217,18 +237,9 @@ class PredictionLogger:
         pending = self._pending
         while pending:
             batch = [pending.popleft() for _ in range(min(len(pending), 4096))]
-            records, count = [], 0
-            for request_id, version, instances, predictions, when in batch:
-                try:
-                    rows = instances() if callable(instances) else instances
-                    records += records_for(request_id, self.model_name, version, rows,
-                                           predictions() if callable(predictions) else predictions,
-                                           utc_time(when))
-                    count += instance_count(rows)
-                except Exception:  # noqa: BLE001 - a record that cannot be rendered is counted, never fatal
-                    self.dropped += 1
+            count = sum(n for _, n in batch)
             try:
-                self.writer.write(records)
+                self.writer.write_lines(b"".join(line for line, _ in batch))
                 self.written += count
             except OSError:
                 self.dropped += count
