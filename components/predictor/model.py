@@ -93,6 +93,18 @@ def _text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def _json_columns(body: dict, n: int) -> dict | None:
+    """A checked V2 JSON body's own data lists by input name (what the prediction log writes, as V1 logs the
+    request's instance objects); None when an input's data is nested (shape [N, 1] as [[v], ...])."""
+    columns = {}
+    for entry in body["inputs"]:
+        data = entry["data"]
+        if len(data) != n or (n and type(data[0]) is list):
+            return None
+        columns[entry["name"]] = data
+    return columns
+
+
 def _log_columns(columns: dict) -> dict:
     """Request columns (numpy, by feature name) as the prediction log writes them: numbers stay numpy
     arrays (orjson writes them without a Python object per value), text becomes str."""
@@ -168,7 +180,11 @@ class KubetfxPredictor(Model):
 
     def _log_prediction(self, work: _Work, predictions) -> None:
         if self._prediction_log is not None:
-            instances = work.instances if work.instances is not None else lambda: _log_columns(work.columns)
+            instances = work.instances
+            if instances is None and isinstance(work.request, V2JsonRequest):
+                instances = _json_columns(work.request.body, work.n)
+            if instances is None:
+                instances = lambda: _log_columns(work.columns)  # noqa: E731 - made only when logged
             self._prediction_log.log(work.request_id or _new_response_id(), work.servable.version, instances,
                                      predictions, count=work.n)
 
