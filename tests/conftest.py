@@ -63,3 +63,24 @@ def penguin_model(tmp_path_factory, penguin_pipeline_artifacts) -> dict:
     from pipeline_cache import train
 
     return train(tmp_path_factory, "default", penguin_pipeline_artifacts, hyperparameters={"epochs": 30}, seed=42)
+
+
+@pytest.fixture(scope="module")
+def raw_examples(penguin_pipeline_artifacts) -> str:
+    """The penguin Examples artifact (raw tf.Examples, train/eval) the Evaluator tests read."""
+    return penguin_pipeline_artifacts["examples"]
+
+
+@pytest.fixture(scope="module")
+def good_model(penguin_model) -> str:
+    return penguin_model["model"]
+
+
+@pytest.fixture(scope="module")
+def untrained_model(tmp_path_factory, penguin_pipeline_artifacts) -> str:
+    """One epoch at a learning rate of 1e-9: the random initial network (shared through the session cache)."""
+    from pipeline_cache import train
+
+    run = train(tmp_path_factory, "evaluator-untrained", penguin_pipeline_artifacts,
+                hyperparameters={"epochs": 1, "learning_rate": 1e-9}, seed=42)
+    return run["model"]

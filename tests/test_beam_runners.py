@@ -23,10 +23,11 @@ import time
 import numpy as np
 import pytest
 
-from kubetfx.components.common import examples, tfrecord
+from kubetfx.components.common import tfrecord
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.transform import executor
 from pipeline_cache import penguin_pipeline
+from test_transform_materialize import _transform_eval_split
 
 
 @pytest.fixture(scope="module")
@@ -86,16 +87,6 @@ def _vocabulary_files(graph: str) -> dict[str, bytes]:
     paths = glob.glob(os.path.join(graph, "transform_fn", "assets", "*"))
     assert paths, graph
     return {os.path.basename(path): open(path, "rb").read() for path in paths}
-
-
-def _transform_eval_split(graph: str, raw_examples: str) -> dict:
-    import tensorflow as tf
-    import tensorflow_transform as tft
-
-    output = tft.TFTransformOutput(graph)
-    records = tf.constant(examples.read_split_records(raw_examples, "eval"))
-    transformed = output.transform_raw_features(tf.io.parse_example(records, output.raw_feature_spec()))
-    return {name: value.numpy() for name, value in transformed.items()}
 
 
 def _example_multisets(examples_dir: str) -> dict[str, collections.Counter]:

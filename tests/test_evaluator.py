@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline_cache import train  # noqa: I001 - shared session cache
-
 from kubetfx.components.common import blessing, examples, model_repository
 from kubetfx.components.common.errors import ConfigError, InputDataError
 from kubetfx.components.evaluator import eval_config as config_lib
@@ -65,16 +63,6 @@ def _assert_nothing_written(paths: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def raw_examples(penguin_pipeline_artifacts) -> str:
-    return penguin_pipeline_artifacts["examples"]
-
-
-@pytest.fixture(scope="module")
-def good_model(penguin_model) -> str:
-    return penguin_model["model"]
-
-
-@pytest.fixture(scope="module")
 def repository(tmp_path_factory, good_model) -> str:
     """A model repository whose latest version is the good penguin model."""
     base = str(tmp_path_factory.mktemp("evaluator-repo"))
@@ -89,14 +77,6 @@ def rubber_stamped(tmp_path_factory, raw_examples, good_model) -> dict:
     empty = str(root / "empty-repository")
     os.makedirs(empty)
     return _evaluate(root / "out", raw_examples, good_model, baseline_repository=empty, model_name=MODEL_NAME)
-
-
-@pytest.fixture(scope="module")
-def untrained_model(tmp_path_factory, penguin_pipeline_artifacts) -> str:
-    """One epoch at a learning rate of 1e-9: the random initial network."""
-    run = train(tmp_path_factory, "evaluator-untrained", penguin_pipeline_artifacts,
-                hyperparameters={"epochs": 1, "learning_rate": 1e-9}, seed=42)
-    return run["model"]
 
 
 def _serving_predictions(model_dir: str, examples_dir: str, class_names: list[str]):

@@ -110,23 +110,6 @@ options { min_slice_size { value: 5 } }
 
 
 @pytest.fixture(scope="module")
-def raw_examples(penguin_pipeline_artifacts) -> str:
-    return penguin_pipeline_artifacts["examples"]
-
-
-@pytest.fixture(scope="module")
-def good_model(penguin_model) -> str:
-    return penguin_model["model"]
-
-
-@pytest.fixture(scope="module")
-def untrained_model(tmp_path_factory, penguin_pipeline_artifacts) -> str:
-    """The same run as test_evaluator's (shared through the session cache)."""
-    return train(tmp_path_factory, "evaluator-untrained", penguin_pipeline_artifacts,
-                 hyperparameters={"epochs": 1, "learning_rate": 1e-9}, seed=42)["model"]
-
-
-@pytest.fixture(scope="module")
 def regression(tmp_path_factory) -> dict:
     """Penguin body mass regression (the same run as test_trainer's)."""
     pipeline = penguin_pipeline(tmp_path_factory, label="body_mass_g")

@@ -198,7 +198,7 @@ def run(examples_dir: str, model_dir: str, evaluation_dir: str, blessing_dir: st
                           "pushes under (<baseline_repository>/<model_name>/<version>)")
     if name:
         model_repository.check_model_name(name)
-    from kubetfx.components.transform.executor import parse_beam_args
+    from kubetfx.components.common.beam_args import parse_beam_args
 
     beam_args = parse_beam_args(beam_pipeline_args)
     _check_output_free(evaluation_dir, "evaluation")

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kubetfx.components.common import beam_args as beam_args_lib
 from kubetfx.components.evaluator import fast_metrics, models, results, slicing, tfma_output, tfma_protos, validation
 from kubetfx.components.evaluator.fast_metrics import Unsupported
 from kubetfx.components.evaluator.models import ModelRef
@@ -42,15 +43,6 @@ class Evaluation:
 
 
 # --------------------------------------------------------------------------- what is covered
-
-
-def _runner(beam_args: list[str]) -> str:
-    for i, arg in enumerate(beam_args):
-        if arg.startswith("--runner="):
-            return arg.split("=", 1)[1]
-        if arg == "--runner" and i + 1 < len(beam_args):
-            return beam_args[i + 1]
-    return ""
 
 
 def _options_reasons(config) -> list[str]:
@@ -178,7 +170,7 @@ def unsupported(config, candidate: ModelRef, baseline: ModelRef | None, batch, b
     """What in this evaluation needs TFMA (empty: the fast path computes exactly what TFMA would)."""
     reasons = _options_reasons(config) + _model_spec_reasons(config, candidate, baseline, batch) \
         + _metrics_spec_reasons(config) + slicing.unsupported_reasons(config, batch)
-    runner = _runner(beam_args)
+    runner = beam_args_lib.runner_name(beam_args)
     if runner and runner.lower() not in LOCAL_RUNNERS:
         reasons.append(f"beam_pipeline_args choose the Beam runner {runner}")
     return list(dict.fromkeys(reasons))

@@ -32,64 +32,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import shutil
 
-from kubetfx.components.common import examples, fileio, layout, module_loader, params, provenance, tfmd, tfrecord
+from kubetfx.components.common import examples, fileio, layout, module_loader, provenance, tfmd, tfrecord
+from kubetfx.components.common.beam_args import DEFAULT_BEAM_ARGS, parse_beam_args  # noqa: F401 - re-exported
 from kubetfx.components.common.errors import ConfigError, InputDataError, KubetfxError
 from kubetfx.components.transform import default_preprocessing
 
 ARTIFACT_TYPE = "TransformGraph"
 SUMMARY_FILE = "kubetfx_transform.json"
 RAW_METADATA_DIR = "metadata"
-# What the DirectRunner runs batch pipelines on, without its attempt to download Prism first.
-DEFAULT_BEAM_ARGS = ["--runner=FnApiRunner", "--direct_num_workers=1"]
 VERSION_PACKAGES = ("kubetfx", "tensorflow", "tensorflow-transform", "apache-beam", "tfx-bsl",
                     "tensorflow-metadata")
 _TEMP_DIR = ".tft-temp"
 # In a transformed-examples artifact of a run with materialize=False (TFX then has no such output).
 NOT_MATERIALIZED_FILE = "kubetfx_not_materialized.json"
-
-
-def _flag_name(arg: str) -> str:
-    return arg.split("=", 1)[0]
-
-
-def parse_beam_args(beam_pipeline_args) -> list[str]:
-    """A list of flags; also accepts a JSON list or a shell-style string.
-
-    Without a ``--runner`` the local defaults (``DEFAULT_BEAM_ARGS``) apply to the flags the user
-    did not give; with one, the user's flags are used as they are.
-    """
-    parsed = params.string_list(beam_pipeline_args, "beam_pipeline_args", shlex.split, "['--runner=FlinkRunner']")
-    if parsed is None:
-        return list(DEFAULT_BEAM_ARGS)
-    given = {_flag_name(arg) for arg in parsed}
-    if "--runner" in given:
-        _check_runner(parsed)
-        return parsed
-    return [arg for arg in DEFAULT_BEAM_ARGS if _flag_name(arg) not in given] + parsed
-
-
-def _runner_name(args: list[str]) -> str:
-    for i, arg in enumerate(args):
-        if arg.startswith("--runner="):
-            return arg.split("=", 1)[1]
-        if arg == "--runner" and i + 1 < len(args):
-            return args[i + 1]
-    return ""
-
-
-def _check_runner(args: list[str]) -> None:
-    """Refuse Beam's DaskRunner up front: it fails or loses output on these pipelines (README, Beyond one machine)."""
-    if _runner_name(args).rsplit(".", 1)[-1] == "DaskRunner":
-        raise ConfigError(
-            "beam_pipeline_args: Beam's DaskRunner cannot run the Transform or TFMA pipelines (checked with "
-            "apache-beam 2.77): it computes only the last branch of the pipeline graph, so of several outputs "
-            "(transform graph, transformed splits; TFMA's metrics, plots, validation) all but one are silently "
-            "not written, and it sends every tagged output of a multi-output ParDo to every consumer (tf.Transform's "
-            "combiners then fail with 'too many values to unpack'). Use FlinkRunner, SparkRunner, DataflowRunner or "
-            "a PortableRunner job server (README, Beyond one machine).")
 
 
 def _split_patterns(examples_dir: str) -> dict[str, str]:

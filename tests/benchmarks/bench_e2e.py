@@ -14,7 +14,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -115,12 +114,9 @@ def main() -> None:
     for task in tasks:
         rows = [next(t for t in run["tasks"] if t["task"] == task) for run in runs]
         table[task] = {key: statistics.median(row[key] for row in rows)
-                       for key in ("wall_s", "cpu_s", "peak_rss_mb", "import_s")}
+                       for key in ("wall_s", "cpu_s", "peak_rss_mb", "import_s", "start_s", "end_s")}
+        table[task]["warm"] = sum(row["warm"] for row in rows) > len(rows) / 2
     whole = statistics.median(run["whole_s"] for run in runs)
-    for task in tasks:
-        rows = [next(t for t in run["tasks"] if t["task"] == task) for run in runs]
-        table[task].update({key: statistics.median(row.get(key, 0.0) for row in rows) for key in ("start_s", "end_s")})
-        table[task]["warm"] = sum(bool(row.get("warm")) for row in rows) > len(rows) / 2
     what = f"{args.rows:,} synthetic penguin rows" if args.rows else "Penguin pipeline"
     print(f"\n{what}, kfp.local SubprocessRunner, median of {len(runs)} runs (seconds, MB); "
           "start/end: since the run began (tasks side by side overlap)")
