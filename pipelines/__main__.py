@@ -1,5 +1,5 @@
 import sys
 
-from kubetfx.pipelines.cli import main
+from kubetfx.pipelines.cli.main import main
 
 sys.exit(main())

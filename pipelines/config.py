@@ -15,11 +15,11 @@ import re
 import yaml
 
 from kubetfx.components.common.errors import ConfigError
+from kubetfx.components.common.kfp_api import TOKEN_SOURCES
 
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-TOKEN_SOURCES = ("none", "env", "file", "cookie")
 
 
 @dataclasses.dataclass

@@ -26,7 +26,7 @@ class PipelineEntry:
         if self.kind == MONITOR:
             from kubetfx.pipelines.monitor.pipeline import PARAMETER_HELP
         else:
-            from kubetfx.pipelines.tabular import PARAMETER_HELP
+            from kubetfx.pipelines.tabular.pipeline import PARAMETER_HELP
         return PARAMETER_HELP
 
 
@@ -98,7 +98,7 @@ def for_data(data: str, label: str, name: str | None = None, problem_type: str =
     data_uri = data if _is_remote(data) else os.path.abspath(data)
 
     def make(config=None):
-        from kubetfx.pipelines import tabular
+        from kubetfx.pipelines.tabular import pipeline as tabular
 
         return tabular.build(f"kubetfx-{model_name}", f"{model_name}: predict '{label}' from {data}", label,
                              model_name, config, problem_type=problem_type)

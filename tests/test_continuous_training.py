@@ -13,7 +13,8 @@ import time
 import pyarrow.csv as pacsv
 import pyarrow.compute as pc
 
-from kubetfx.pipelines import cli, local_runner
+from kubetfx.pipelines.cli import main as cli
+from kubetfx.pipelines.local import runner as local_runner
 from kubetfx.pipelines.penguin import data as penguin_data
 from test_predictor import Server
 

@@ -11,7 +11,8 @@ import tomllib
 import pytest
 
 from kubetfx.components.common import image
-from kubetfx.pipelines import container_runner, local_runner
+from kubetfx.pipelines.local import containers as container_runner
+from kubetfx.pipelines.local import runner as local_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCKERFILE = os.path.join(ROOT, "images", "component", "Dockerfile")

@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from kfp_fake_api import FakeKfpApi
-from kubetfx.pipelines import cli, kustomize
+from kubetfx.pipelines.cli import main as cli
+from kubetfx.pipelines.cluster import kustomize
 from kubetfx.pipelines import config as pipeline_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:This client only works:FutureWarning")

@@ -12,7 +12,7 @@ import pytest
 from kfp import dsl
 from kfp.dsl import Artifact, Output
 
-from kubetfx.pipelines import local_runner
+from kubetfx.pipelines.local import runner as local_runner
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
@@ -112,7 +112,7 @@ def test_tensorflow_tasks_start_in_a_process_that_imported_it_ahead(tmp_path, mo
 
 
 def test_only_kfp_lightweight_commands_start_warm():
-    from kubetfx.pipelines import warm_tasks
+    from kubetfx.pipelines.local import warm_tasks
 
     script = 'program_path=$(mktemp -d)\nprintf "%s" "$0" > "$program_path/ephemeral_component.py"\n' \
              '_KFP_RUNTIME=true python3 -m kfp.dsl.executor_main --component_module_path ' \
@@ -127,7 +127,7 @@ def test_only_kfp_lightweight_commands_start_warm():
 def test_the_pool_never_warms_more_than_the_tensorflow_tasks_to_come():
     import collections
 
-    from kubetfx.pipelines import warm_tasks
+    from kubetfx.pipelines.local import warm_tasks
 
     pool = warm_tasks.WarmPool(collections.Counter(["example_gen", "trainer"]), size=2)
     try:

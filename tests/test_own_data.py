@@ -5,7 +5,8 @@ import textwrap
 
 import pytest
 
-from kubetfx.pipelines import cli, local_runner
+from kubetfx.pipelines.cli import main as cli
+from kubetfx.pipelines.local import runner as local_runner
 
 
 def run_cli(capsys, *args):

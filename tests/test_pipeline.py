@@ -9,7 +9,8 @@ import pytest
 import yaml
 from kfp import components as kfp_components
 
-from kubetfx.pipelines import cli, local_runner
+from kubetfx.pipelines.cli import main as cli
+from kubetfx.pipelines.local import runner as local_runner
 
 IMAGE = "registry.example.com/team/kubetfx:test"
 

@@ -7,7 +7,8 @@ import pytest
 
 from kubetfx.components.common.feature_names import safe_name, safe_names
 from kubetfx.components.common.errors import ConfigError, InputDataError
-from kubetfx.pipelines import cli, preflight, registry
+from kubetfx.pipelines import preflight, registry
+from kubetfx.pipelines.cli import main as cli
 
 TFX_MODULE = os.path.join(os.path.dirname(__file__), "data", "penguin_tfx_module.py")
 
@@ -132,7 +133,7 @@ def test_compile_checks_an_environments_values(capsys, tmp_path):
 
 
 def test_params_lists_every_parameter_with_its_meaning(capsys):
-    from kubetfx.pipelines.tabular import PARAMETER_HELP
+    from kubetfx.pipelines.tabular.pipeline import PARAMETER_HELP
 
     code, out, _ = run_cli(capsys, "params")
     inputs = registry.PIPELINES["penguin"].make().component_spec.inputs

@@ -7,7 +7,8 @@ import pytest
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.pusher import kserve_deploy
 from kubetfx.pipelines import config as pipeline_config
-from kubetfx.pipelines import kustomize, serving_template
+from kubetfx.pipelines.cluster import kustomize
+from kubetfx.pipelines.cluster import serving_template
 
 
 @pytest.fixture(scope="module")

@@ -41,5 +41,5 @@ def component_image(gpu: bool = False) -> str:
 
 
 # The decorators' base_image. Compiling sets the configured image on every task anyway
-# (kubetfx.pipelines.tabular), so this only matters for components used on their own.
+# (kubetfx.pipelines.tabular.pipeline), so this only matters for components used on their own.
 COMPONENT_IMAGE = component_image()

@@ -19,17 +19,17 @@ PROJECTED_TOKEN = "/var/run/secrets/kubeflow/pipelines/token"
 def run(pipeline_name: str, experiment: str, params: dict | None = None, host: str = "", namespace: str = "",
         token_file: str = "", service_account: str = "", reason: str = "", submitter=None) -> dict:
     """Start the run; returns its id and what was asked (the artifact metadata)."""
-    from kubetfx.pipelines import config as pipeline_config
-    from kubetfx.pipelines.submit import KfpSubmitter
+    from kubetfx.components.common.kfp_api import KfpConnection, KfpEndpoint
 
     if not pipeline_name:
         raise ConfigError("pipeline_name is empty: name the training pipeline to start (e.g. kubetfx-penguin)")
     token_file = token_file or (PROJECTED_TOKEN if os.path.isfile(PROJECTED_TOKEN) else "")
-    config = pipeline_config.from_dict({
-        "kfp": {"host": host or IN_CLUSTER_HOST, "namespace": namespace, "experiment": experiment or "kubetfx",
-                "service_account": service_account, "token": f"file:{token_file}" if token_file else "none"}},
-        source="retrain trigger", name="in-cluster")
-    submitter = submitter or KfpSubmitter(config)
+    if token_file and not os.path.isfile(token_file):
+        raise ConfigError(f"retrain trigger: token file {token_file} does not exist")
+    submitter = submitter or KfpConnection(KfpEndpoint(
+        host=host or IN_CLUSTER_HOST, namespace=namespace, experiment=experiment or "kubetfx",
+        service_account=service_account, token=f"file:{token_file}" if token_file else "none",
+        where="retrain trigger"))
     run_name = f"{pipeline_name}-retrain-{time.strftime('%Y%m%d-%H%M%S')}"
     run_id = submitter.start_latest(pipeline_name, dict(params or {}), run_name)
     return {"tfx_type": "RetrainRun", "run_id": run_id, "run_name": run_name, "pipeline_name": pipeline_name,

@@ -1,6 +1,6 @@
 """The churn pipeline: the tabular pipeline on synthetic churn data (binary classification)."""
 
-from kubetfx.pipelines import tabular
+from kubetfx.pipelines.tabular import pipeline as tabular
 from kubetfx.pipelines.config import PipelineConfig
 from kubetfx.pipelines.synthetic.churn import LABEL
 

@@ -10,7 +10,7 @@ from kfp import dsl
 from kubetfx.components.common.image import component_image
 from kubetfx.components.model_monitor.component import model_monitor
 from kubetfx.components.retrain_trigger.component import retrain_trigger
-from kubetfx.pipelines import kubernetes_settings
+from kubetfx.pipelines.cluster import kubernetes_settings
 from kubetfx.pipelines.config import PipelineConfig
 
 PIPELINE_NAME = "kubetfx-monitor"

@@ -1,6 +1,6 @@
 """The penguin pipeline: Palmer Penguins species classification, TFX's reference example."""
 
-from kubetfx.pipelines import tabular
+from kubetfx.pipelines.tabular import pipeline as tabular
 from kubetfx.pipelines.config import PipelineConfig
 
 MODEL_NAME = "penguin"

@@ -41,7 +41,7 @@ def _task_name(command: list[str]) -> str:
 def measured_subprocess(full_command, env_vars=None) -> int:
     """kfp.local's run_local_subprocess (with kubetfx's warm TensorFlow processes), plus wall/CPU/peak RSS
     (wait4: a warm process's import ahead of the task included) and the task's own import time."""
-    from kubetfx.pipelines import warm_tasks
+    from kubetfx.pipelines.local import warm_tasks
 
     started = time.time()
     process, warm = warm_tasks.start(full_command, env_vars)  # PYTHONPROFILEIMPORTTIME: set in run_once
@@ -69,7 +69,7 @@ def run_once(root: str, parallelism: int | None = None, data: str | None = None)
     """One run of the penguin pipeline, or of the tabular pipeline on ``data`` (a CSV of synthetic rows)."""
     from kfp.local import subprocess_task_handler
 
-    from kubetfx.pipelines import local_runner
+    from kubetfx.pipelines.local import runner as local_runner
     from kubetfx.pipelines import registry
 
     subprocess_task_handler.run_local_subprocess = measured_subprocess

@@ -147,7 +147,7 @@ def free_port() -> int:
 
 def serving_runtime_container(overlay: str, runtime_name: str) -> dict:
     """The container of the overlay's ServingRuntime that an InferenceService naming ``runtime_name`` runs."""
-    from kubetfx.pipelines import kustomize
+    from kubetfx.pipelines.cluster import kustomize
 
     (runtime,) = [o for o in kustomize.render(overlay)
                   if o["kind"] == "ServingRuntime" and o["metadata"]["name"] == runtime_name]

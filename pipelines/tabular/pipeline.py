@@ -19,7 +19,7 @@ from kubetfx.components.schema_gen.component import schema_gen
 from kubetfx.components.statistics_gen.component import statistics_gen
 from kubetfx.components.trainer.component import trainer
 from kubetfx.components.transform.component import transform
-from kubetfx.pipelines import kubernetes_settings
+from kubetfx.pipelines.cluster import kubernetes_settings
 from kubetfx.pipelines.config import PipelineConfig
 
 

@@ -7,27 +7,18 @@ Pusher's ``deploy`` settings read from the environment's manifests), images, the
 Trainer's GPU pool, the model repository's volume or credentials.
 """
 
-import dataclasses
 import os
 
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.pipelines import config as pipeline_config
+from kubetfx.pipelines.cluster.compiled import Compiled
 from kubetfx.pipelines.registry import PipelineEntry
-
-
-@dataclasses.dataclass
-class Compiled:
-    path: str
-    pipeline_name: str
-    parameters: list  # every pipeline parameter
-    inputs: dict  # parameter -> KFP InputSpec (type, default)
-    defaults: dict  # parameter -> default baked into the YAML by the environment
-    required: list  # parameters without a default (they must be given at run time)
 
 
 def environment_defaults(entry: PipelineEntry, config: pipeline_config.PipelineConfig, inputs: dict) -> dict:
     """The parameter defaults an environment bakes in, checked against the pipeline's parameters."""
-    from kubetfx.pipelines import kustomize, serving_template
+    from kubetfx.pipelines.cluster import kustomize
+    from kubetfx.pipelines.cluster import serving_template
     from kubetfx.pipelines.registry import MONITOR
 
     defaults = dict(config.parameters) if entry.kind != MONITOR else {}

@@ -63,7 +63,7 @@ def _entry(args) -> registry.PipelineEntry:
 
 
 def _compile(args, config, entry):
-    from kubetfx.pipelines import compiler
+    from kubetfx.pipelines.cluster import compiler
 
     if args.image:
         os.environ["KUBETFX_IMAGE"] = args.image
@@ -83,7 +83,7 @@ def _cmd_compile(args, parser) -> int:
 
 
 def _cmd_submit(args, parser) -> int:
-    from kubetfx.pipelines import submit
+    from kubetfx.pipelines.cluster import submit
 
     config = _config(args)
     params = _assignments(parser, args.param, "--param")
@@ -97,7 +97,7 @@ def _cmd_submit(args, parser) -> int:
 
 
 def _cmd_deploy(args, parser) -> int:
-    from kubetfx.pipelines import kustomize
+    from kubetfx.pipelines.cluster import kustomize
 
     config = _config(args)
     if not config.manifests:
@@ -108,7 +108,7 @@ def _cmd_deploy(args, parser) -> int:
 
 def _cmd_manifests(args, parser) -> int:
     from kubetfx.pipelines import config as pipeline_config
-    from kubetfx.pipelines import kustomize
+    from kubetfx.pipelines.cluster import kustomize
 
     import yaml
 
@@ -137,7 +137,7 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_run(args, parser) -> int:
-    from kubetfx.pipelines import local_runner
+    from kubetfx.pipelines.local import runner as local_runner
 
     overrides = _assignments(parser, args.set, "--set")
     if args.image:
@@ -154,7 +154,7 @@ def _cmd_monitor(args, parser) -> int:
     import time
 
     from kubetfx.components.model_monitor import executor as monitor
-    from kubetfx.pipelines import local_runner
+    from kubetfx.pipelines.local import runner as local_runner
 
     entry = _entry(args)
     if entry.kind != registry.TRAINING:

@@ -15,7 +15,7 @@ import threading
 import time
 import warnings
 
-from kubetfx.pipelines import local_scheduler
+from kubetfx.pipelines.local import scheduler as local_scheduler
 
 # Exit codes: what happened, for a scheduler or CI (the CLI adds 2: a usage/config error before any task ran).
 EXIT_PUSHED, EXIT_FAILED, EXIT_NOT_PUSHED = 0, 1, 3
@@ -106,7 +106,8 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
     if containers:
         from kfp import components
 
-        from kubetfx.pipelines import compiler, container_runner
+        from kubetfx.pipelines.cluster import compiler
+        from kubetfx.pipelines.local import containers as container_runner
         from kubetfx.pipelines.config import PipelineConfig
 
         compiled = compiler.compile_pipeline(entry, config or PipelineConfig(), os.path.join(root, f"{entry.name}.yaml"))
@@ -168,7 +169,7 @@ def _warm_tasks(pipeline_func, containers: bool, parallelism: int):
         return
     from kfp.local import subprocess_task_handler
 
-    from kubetfx.pipelines import warm_tasks
+    from kubetfx.pipelines.local import warm_tasks
 
     executors = pipeline_func.pipeline_spec.deployment_spec["executors"].values()
     functions = [warm_tasks.function_of(list(executor["container"]["args"])) for executor in executors]
@@ -206,7 +207,7 @@ def _task_errors(log_path: str, failure: str, errors: dict[str, list[str]]) -> l
 
 
 def _print_containers() -> None:
-    from kubetfx.pipelines.container_runner import CONTAINERS
+    from kubetfx.pipelines.local.containers import CONTAINERS
 
     images = sorted({container.image for container in CONTAINERS})
     print(f"{len(CONTAINERS)} tasks ran in containers from {', '.join(images)}")

@@ -70,7 +70,7 @@ class WarmPool:
     def _top_up(self) -> None:
         while len(self._idle) < min(self._size, self._remaining):
             env = dict(os.environ)
-            process = subprocess.Popen([sys.executable, "-m", "kubetfx.pipelines.warm_tasks"], stdin=subprocess.PIPE,
+            process = subprocess.Popen([sys.executable, "-m", "kubetfx.pipelines.local.warm_tasks"], stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
             self._idle.append((process, _import_env(env)))
 

@@ -1,0 +1,1 @@
+"""The ``kubetfx`` command line (``python -m kubetfx.pipelines``)."""

@@ -1,0 +1,1 @@
+"""Cluster tooling: compile for an environment, submit/schedule on Kubeflow Pipelines, apply manifests."""

@@ -1,0 +1,1 @@
+"""The one tabular pipeline behind penguin, churn and ``--data/--label`` (pipeline.py)."""
