@@ -24,7 +24,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from kubetfx.pipelines import kustomize
+from kubetfx.components.common import kubernetes_values
+from kubetfx.pipelines.cluster import kustomize
 
 # The kubectl these tests run with (and the cluster version we target): one place to bump.
 KUBERNETES_VERSION = "1.32"
@@ -108,6 +109,34 @@ def name_problems(obj: dict) -> list[str]:
     if namespace is not None and (not isinstance(namespace, str) or len(namespace) > 63
                                   or not _DNS1123_LABEL.match(namespace)):
         problems.append(f"{who}: metadata.namespace {namespace!r} must be a DNS-1123 label")
+    return problems
+
+
+def _walk(node, path=()):
+    """(path, key, value) for every mapping entry under ``node``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield path, key, value
+            yield from _walk(value, path + (key,))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _walk(item, path + (index,))
+
+
+def value_problems(obj: dict) -> list[str]:
+    """What the API server checks beyond the schemas: label keys and values (metadata, pod templates,
+    node selectors) and resource quantities (requests, limits, a PVC's storage), with the product's own rules."""
+    who, problems = describe(obj), []
+    for path, key, value in _walk(obj):
+        where = f"{who}: {_json_path(list(path) + [key])}"
+        if key in ("labels", "matchLabels", "nodeSelector") and isinstance(value, dict) \
+                and (key != "nodeSelector" or "requiredDuringSchedulingIgnoredDuringExecution" not in value):
+            problems += kubernetes_values.labels_problems(value, where)
+        elif key in ("requests", "limits") and isinstance(value, dict) and path[-1:] in (("resources",),):
+            for resource, quantity in value.items():
+                if not kubernetes_values.is_quantity(quantity):
+                    problems.append(f"{where}.{resource}: {quantity!r} is not a quantity (the API server "
+                                    "refuses it; examples: 500m, 2, 512Mi, 4Gi)")
     return problems
 
 
@@ -263,7 +292,8 @@ class CrdValidator:
             return [f"{who}: no CRD for apiVersion '{obj.get('apiVersion')}' kind '{obj.get('kind')}' in "
                     f"{self.directory} (it has: {', '.join(self.kinds())})"]
         errors = sorted(self._validator(key).iter_errors(obj), key=lambda e: [str(p) for p in e.absolute_path])
-        return name_problems(obj) + object_meta_problems(obj) + [f"{who}: {_describe_error(e)}" for e in errors]
+        return name_problems(obj) + object_meta_problems(obj) + value_problems(obj) + \
+            [f"{who}: {_describe_error(e)}" for e in errors]
 
 
 @functools.lru_cache(maxsize=4)
@@ -299,10 +329,10 @@ def _core_problems(obj: dict, kubernetes_version: str) -> list[str] | None:
     try:
         kubernetes_validate.validate(obj, kubernetes_version, strict=True)
     except kubernetes_validate.ValidationError as err:
-        return name_problems(obj) + [f"{describe(obj)}: {_describe_error(err)}"]
+        return name_problems(obj) + value_problems(obj) + [f"{describe(obj)}: {_describe_error(err)}"]
     except kubernetes_validate.SchemaNotFoundError:
         return None
-    return name_problems(obj)
+    return name_problems(obj) + value_problems(obj)
 
 
 def _not_built_in(obj: dict, kubernetes_version: str) -> str:

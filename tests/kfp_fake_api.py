@@ -109,7 +109,7 @@ class RecordedRequest:
 class ApiError(Exception):
     """A gRPC status, rendered with the HTTP status grpc-gateway maps its code to."""
 
-    HTTP_STATUS = {3: 400, 5: 404, 6: 409, 13: 500}
+    HTTP_STATUS = {3: 400, 5: 404, 6: 409, 7: 403, 13: 500, 16: 401}
 
     def __init__(self, code: int, message: str):
         super().__init__(message)
@@ -180,8 +180,11 @@ def query(req: RecordedRequest, name: str) -> str:
 class FakeKfpApi:
     """Fake KFP v2beta1 API server on 127.0.0.1:<free port>; state is kept as the API returns it."""
 
-    def __init__(self, multi_user: bool = False):
+    def __init__(self, multi_user: bool = False, authorizer=None):
+        """``authorizer(request, verb, resource, namespace)``: multi-user KFP's access check, called before
+        every request but healthz; it raises :class:`ApiError` 16 (401) or 7 (403) to refuse."""
         self.multi_user = multi_user
+        self.authorizer = authorizer
         self.url = ""
         self.requests: list[RecordedRequest] = []
         self.pipelines: dict[str, dict] = {}
@@ -247,8 +250,24 @@ class FakeKfpApi:
             match = pattern.fullmatch(req.path)
             if match and method in ("*", req.method):
                 params = {key: unquote(value) for key, value in match.groupdict().items()}
+                if self.authorizer is not None and handler in ACCESS:
+                    verb, resource = ACCESS[handler]
+                    self.authorizer(req, verb, resource, self._request_namespace(req, params))
                 return handler(self, req, **params)
         raise ApiError(5, "Not Found")
+
+    def _request_namespace(self, req: RecordedRequest, params: dict) -> str:
+        """The namespace a request acts in, as multi-user KFP resolves it for its access check."""
+        namespace = query(req, "namespace")
+        if not namespace and isinstance(req.json, dict):
+            namespace = snake_case(req.json).get("namespace", "")
+        experiment_id = params.get("experiment_id") or query(req, "experiment_id") or \
+            (snake_case(req.json).get("experiment_id", "") if isinstance(req.json, dict) else "")
+        if not namespace and experiment_id in self.experiments:
+            namespace = self.experiments[experiment_id].get("namespace", "")
+        if not namespace and params.get("pipeline_id") in self.pipelines:
+            namespace = self.pipelines[params["pipeline_id"]].get("namespace", "")
+        return namespace
 
     # -- helpers -----------------------------------------------------------------
 
@@ -609,6 +628,26 @@ ROUTES = [
         ("DELETE", "/recurringruns/{recurring_run_id}", FakeKfpApi._delete_recurring_run),
     ]
 ]
+
+# The (verb, resource) multi-user KFP authorizes each call with (group pipelines.kubeflow.org).
+ACCESS = {
+    FakeKfpApi._upload_pipeline: ("create", "pipelines"),
+    FakeKfpApi._upload_pipeline_version: ("create", "pipelines"),
+    FakeKfpApi._list_pipelines: ("list", "pipelines"),
+    FakeKfpApi._get_pipeline: ("get", "pipelines"),
+    FakeKfpApi._list_pipeline_versions: ("list", "pipelines"),
+    FakeKfpApi._get_pipeline_version: ("get", "pipelines"),
+    FakeKfpApi._create_experiment: ("create", "experiments"),
+    FakeKfpApi._list_experiments: ("list", "experiments"),
+    FakeKfpApi._get_experiment: ("get", "experiments"),
+    FakeKfpApi._create_run: ("create", "runs"),
+    FakeKfpApi._list_runs: ("list", "runs"),
+    FakeKfpApi._get_run: ("get", "runs"),
+    FakeKfpApi._create_recurring_run: ("create", "jobs"),
+    FakeKfpApi._list_recurring_runs: ("list", "jobs"),
+    FakeKfpApi._get_recurring_run: ("get", "jobs"),
+    FakeKfpApi._delete_recurring_run: ("delete", "jobs"),
+}
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -11,7 +11,7 @@ from kubetfx.components.common import blessing, model_repository
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.pusher import executor, kserve_deploy
 
-from test_model_repository import make_saved_model, tree
+from helpers.model_files import make_saved_model, tree
 
 MODEL_JSON = {"problem_type": "multiclass_classification", "label": "species",
               "class_names": ["Adelie", "Chinstrap", "Gentoo"]}

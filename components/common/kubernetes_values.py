@@ -1,0 +1,103 @@
+"""Kubernetes value rules in one place: resource quantities, object names, label keys and values.
+
+The API server's own grammar (k8s.io/apimachinery: resource.Quantity, validation.IsDNS1123Label,
+IsQualifiedName, IsValidLabelValue), so the config loader, the Pusher and the offline manifest
+check refuse exactly what a cluster refuses ("5 Gi", a 64-character label value) before a cluster sees it.
+"""
+
+import decimal
+import re
+
+# <signedNumber><suffix>: suffix = binarySI (Ki..Ei) | decimalSI (n u m "" k M G T P E) | e/E<signedNumber>
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+QUANTITY = re.compile(rf"^([+-]?{_NUMBER})((?:[KMGTPE]i)|[numkMGTPE]|[eE][+-]?{_NUMBER})?$")
+_BINARY = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60}
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+LABEL_MAX = 63
+SUBDOMAIN_MAX = 253
+
+
+def parse_quantity(value) -> decimal.Decimal:
+    """The value of a quantity ("500m", "1.5", "2Gi", 3); ValueError, naming the value, if the server would refuse it.
+
+    Whitespace is refused as the API server refuses it ("5 Gi" is not a quantity).
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"{value!r} is not a resource quantity")
+    text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    match = QUANTITY.match(text)
+    if not match:
+        raise ValueError(f"{value!r} is not a resource quantity (examples: 500m, 2, 1.5, 512Mi, 4Gi)")
+    number, suffix = decimal.Decimal(match.group(1)), match.group(2) or ""
+    if suffix in _BINARY:
+        return number * _BINARY[suffix]
+    if suffix in _DECIMAL:
+        return number.scaleb(_DECIMAL[suffix])
+    return number.scaleb(int(decimal.Decimal(suffix[1:])))
+
+
+def is_quantity(value) -> bool:
+    try:
+        parse_quantity(value)
+    except ValueError:
+        return False
+    return True
+
+
+def label_value_problem(value) -> str | None:
+    """Why the API server would refuse ``value`` as a label value (None: it would not)."""
+    if not isinstance(value, str):
+        return f"label values are strings, got {value!r}"
+    if len(value) > LABEL_MAX:
+        return f"a label value is at most {LABEL_MAX} characters, got {len(value)}"
+    if not _LABEL_VALUE.match(value):
+        return "a label value is empty or letters, digits, '-', '_' and '.', starting and ending alphanumeric"
+    return None
+
+
+def qualified_name_problem(key) -> str | None:
+    """Why the API server would refuse ``key`` as a label or annotation key (``[prefix/]name``)."""
+    if not isinstance(key, str) or not key:
+        return "a key is a non-empty string"
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > SUBDOMAIN_MAX or not DNS1123_SUBDOMAIN.match(prefix)):
+        return f"the prefix '{prefix}' must be a DNS-1123 subdomain (lower-case, at most {SUBDOMAIN_MAX} characters)"
+    if len(name) > LABEL_MAX or not _QUALIFIED_NAME.match(name):
+        return (f"the name part '{name}' must be at most {LABEL_MAX} characters of letters, digits, '-', '_' "
+                "and '.', starting and ending alphanumeric")
+    return None
+
+
+def labels_problems(labels, where: str) -> list[str]:
+    """One line per label the API server would refuse (key or value)."""
+    if labels is None:
+        return []
+    if not isinstance(labels, dict):
+        return [f"{where}: labels must be a mapping of string to string"]
+    problems = []
+    for key, value in labels.items():
+        problem = qualified_name_problem(key)
+        if problem:
+            problems.append(f"{where}: label key '{key}': {problem}")
+        problem = label_value_problem(value)
+        if problem:
+            problems.append(f"{where}: label {key}={value!r}: {problem}")
+    return problems
+
+
+def annotations_problems(annotations, where: str) -> list[str]:
+    if annotations is None:
+        return []
+    if not isinstance(annotations, dict):
+        return [f"{where}: annotations must be a mapping of string to string"]
+    problems = [f"{where}: annotation key '{key}': {problem}" for key in annotations
+                if (problem := qualified_name_problem(key))]
+    problems += [f"{where}: annotation {key} must be a string, got {value!r}" for key, value in annotations.items()
+                 if not isinstance(value, str)]
+    return problems
