@@ -22,10 +22,11 @@ export CONTAINERS_CONF
 export PYTHONDONTWRITEBYTECODE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test monitor compile bench bench-e2e image image-gpu e2e manifests submit schedule deploy clean clean-models
+.PHONY: help install run test monitor compile bench bench-e2e image image-gpu e2e manifests submit schedule deploy clean clean-models \
+	cluster-build cluster-up cluster-down cluster-status test-cluster
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv if missing and install kubetfx with pinned dependencies
 
@@ -78,8 +79,26 @@ submit: install ## compile for ENV, upload to Kubeflow Pipelines and start a run
 schedule: install ## compile for ENV, upload and create or replace the recurring run (nightly continuous training)
 	$(PY) -m kubetfx.pipelines schedule penguin --env $(ENV) --image $(IMAGE) $(PARAMS)
 
-deploy: install ## kubectl apply -k manifests/overlays/ENV (all but the InferenceService, which the Pusher creates)
+deploy: install ## apply manifests/overlays/ENV server-side (field manager kubetfx-deploy; the InferenceService is the Pusher's)
 	$(PY) -m kubetfx.pipelines deploy --env $(ENV)
+
+# --- a real Kubernetes control plane on 127.0.0.1 (cluster/: pinned in cluster/kubernetes/go.mod) ---
+CLUSTER := $(PY) cluster/local_cluster.py
+
+cluster-build: install ## build the pinned Kubernetes release from Go source once per machine (into ~/.cache/kubetfx)
+	$(CLUSTER) build
+
+cluster-up: install ## start etcd, kube-apiserver, controller-manager, scheduler on 127.0.0.1 (RBAC on); a no-op when up
+	$(CLUSTER) up
+
+cluster-down: install ## stop the local cluster's processes by their PIDs and delete its state
+	$(CLUSTER) down
+
+cluster-status: install ## the local cluster's processes, their memory, and the API server's readiness
+	$(CLUSTER) status
+
+test-cluster: cluster-up ## the cluster tests (deploy, RBAC, the Pusher as its ServiceAccount) against the local cluster
+	KUBECONFIG=$$($(CLUSTER) kubeconfig) KUBETFX_CLUSTER=1 $(PY) -m pytest -q -p no:cacheprovider tests/cluster
 
 monitor: install ## monitor `make serve`'s prediction log vs the served model's training data; retrain + push when drifted
 	$(PY) -m kubetfx.pipelines monitor penguin --root $(ROOT) --retrain

@@ -112,8 +112,9 @@ class PredictionLog:
 class PipelineConfig:
     name: str = "default"
     source: str = ""  # the file it came from (for messages)
-    manifests: str = ""  # kustomize overlay whose InferenceService is the Pusher's KServe shape (empty: push only)
-    deploy: bool = True  # with manifests: the Pusher applies the InferenceService (false: writes it only)
+    manifests: str = ""  # kustomize overlay `kubetfx deploy` applies (empty: no cluster objects)
+    serving_template: str = ""  # kustomization rendering the Pusher's InferenceService (default: <manifests>/serving)
+    deploy: bool = True  # with a serving template: the Pusher applies the InferenceService (false: writes it only)
     parameters: dict = dataclasses.field(default_factory=dict)  # pipeline parameter defaults for this environment
     kfp: KfpSettings = dataclasses.field(default_factory=KfpSettings)
     model_repository: ModelRepository = dataclasses.field(default_factory=ModelRepository)
@@ -126,9 +127,19 @@ class PipelineConfig:
 
     def manifests_path(self) -> str:
         """``manifests`` resolved against the repository root (configs name it relative to the root)."""
-        if not self.manifests or os.path.isabs(self.manifests):
-            return self.manifests
-        return os.path.join(os.path.dirname(os.path.dirname(CONFIGS_DIR)), self.manifests)
+        return _from_root(self.manifests)
+
+    def serving_template_path(self) -> str:
+        """The kustomization of the Pusher's InferenceService template (empty: the Pusher only pushes)."""
+        if self.serving_template:
+            return _from_root(self.serving_template)
+        return os.path.join(self.manifests_path(), "serving") if self.manifests else ""
+
+
+def _from_root(path: str) -> str:
+    if not path or os.path.isabs(path):
+        return path
+    return os.path.join(os.path.dirname(os.path.dirname(CONFIGS_DIR)), path)
 
 
 def _build(cls, data, where: str):
@@ -226,6 +237,10 @@ def from_dict(data: dict, source: str = "config", name: str = "default") -> Pipe
     config.parameters = dict(config.parameters or {})
     if config.manifests and not os.path.isfile(os.path.join(config.manifests_path(), "kustomization.yaml")):
         raise ConfigError(f"{source}: manifests '{config.manifests}' is not a kustomize directory "
+                          "(no kustomization.yaml there)")
+    template = config.serving_template_path()
+    if config.serving_template and not os.path.isfile(os.path.join(template, "kustomization.yaml")):
+        raise ConfigError(f"{source}: serving_template '{config.serving_template}' is not a kustomize directory "
                           "(no kustomization.yaml there)")
     return config
 

@@ -176,7 +176,7 @@ def check(inputs: dict, arguments: dict, flag: str = "--set", require_all: bool 
     from kubetfx.components.example_gen.executor import (DEFAULT_NULL_VALUES, DEFAULT_STRING_NULL_VALUES,
                                                          parse_null_values, parse_splits)
     from kubetfx.components.transform.default_preprocessing import check_numeric_imputation
-    from kubetfx.components.pusher import kserve_deploy
+    from kubetfx.components.pusher import deploy_settings
     from kubetfx.components.trainer import hyperparameters as hp_lib
     from kubetfx.components.trainer.problem import check_problem_type
 
@@ -197,7 +197,7 @@ def check(inputs: dict, arguments: dict, flag: str = "--set", require_all: bool 
         "train_steps": lambda v: _non_negative("train_steps", v, flag),
         "eval_steps": lambda v: _non_negative("eval_steps", v, flag),
         "last_n": lambda v: _non_negative("last_n", v, flag),
-        "deploy": lambda v: v and kserve_deploy.parse_settings(v, values.get("model_name", "model")),
+        "deploy": lambda v: v and deploy_settings.parse_settings(v, values.get("model_name", "model")),
         "schema_file": lambda v: _existing_local_file("schema_file", v, flag),
         "labels": lambda v: _existing_local_file("labels", v, flag),
         "eval_config": _check_eval_config,

@@ -112,32 +112,10 @@ def name_problems(obj: dict) -> list[str]:
     return problems
 
 
-def _walk(node, path=()):
-    """(path, key, value) for every mapping entry under ``node``."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield path, key, value
-            yield from _walk(value, path + (key,))
-    elif isinstance(node, list):
-        for index, item in enumerate(node):
-            yield from _walk(item, path + (index,))
-
-
 def value_problems(obj: dict) -> list[str]:
-    """What the API server checks beyond the schemas: label keys and values (metadata, pod templates,
-    node selectors) and resource quantities (requests, limits, a PVC's storage), with the product's own rules."""
-    who, problems = describe(obj), []
-    for path, key, value in _walk(obj):
-        where = f"{who}: {_json_path(list(path) + [key])}"
-        if key in ("labels", "matchLabels", "nodeSelector") and isinstance(value, dict) \
-                and (key != "nodeSelector" or "requiredDuringSchedulingIgnoredDuringExecution" not in value):
-            problems += kubernetes_values.labels_problems(value, where)
-        elif key in ("requests", "limits") and isinstance(value, dict) and path[-1:] in (("resources",),):
-            for resource, quantity in value.items():
-                if not kubernetes_values.is_quantity(quantity):
-                    problems.append(f"{where}.{resource}: {quantity!r} is not a quantity (the API server "
-                                    "refuses it; examples: 500m, 2, 512Mi, 4Gi)")
-    return problems
+    """What the API server checks beyond the schemas (label keys and values, resource quantities): the
+    product's own rules (components/common/kubernetes_values.py), which `kubetfx deploy` applies too."""
+    return kubernetes_values.object_problems(obj)
 
 
 def object_meta_problems(obj: dict, kubernetes_version: str = KUBERNETES_VERSION) -> list[str]:

@@ -21,6 +21,7 @@ import yaml
 from kfp_fake_api import FakeKfpApi
 from kubetfx.pipelines.cli import main as cli
 from kubetfx.pipelines.cluster import kustomize
+from kubetfx.components.common.errors import ConfigError
 from kubetfx.pipelines import config as pipeline_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:This client only works:FutureWarning")
@@ -199,19 +200,21 @@ def test_deploy_without_a_cluster_is_one_line(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     code, _, err = kubetfx(capsys, "deploy", "--env", "dev")
     line = one_line_error(code, err)
-    assert line.startswith("kubetfx: kubectl apply -k ") and "manifests/overlays/dev failed" in line
+    assert line.startswith("kubetfx: applying manifests/overlays/dev failed: ") and "current context" in line
 
 
-def test_deploy_leaves_the_inference_service_to_the_pusher():
-    """`make deploy` applies everything but the InferenceService template (its storageUri pins version 1)."""
-    command = kustomize.apply_command("manifests/overlays/dev")
-    selector = command[command.index("--selector") + 1]
-    key, value = selector.split("!=")
+def test_deploy_leaves_the_inference_service_to_the_pusher(tmp_path):
+    """`make deploy` applies the overlay, which holds no InferenceService; one that does is refused before kubectl."""
     for environment in pipeline_config.environments():
         config = pipeline_config.load_environment(environment)
-        for obj in kustomize.render(config.manifests_path()):
-            excluded = (obj["metadata"].get("labels") or {}).get(key) == value
-            assert excluded == (obj["kind"] == "InferenceService"), (environment, obj["kind"])
+        assert not [o for o in kustomize.render(config.manifests_path()) if o["kind"] == "InferenceService"]
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    template = kustomize.render(pipeline_config.load_environment("dev").serving_template_path())
+    (overlay / "isvc.yaml").write_text(yaml.safe_dump_all(template))
+    (overlay / "kustomization.yaml").write_text("resources: [isvc.yaml]\n")
+    with pytest.raises(ConfigError, match="InferenceServices are the Pusher's"):
+        kustomize.apply(str(overlay))
 
 
 def test_every_environment_compiles_and_names_an_overlay(tmp_path, capsys):

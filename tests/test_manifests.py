@@ -15,8 +15,11 @@ import jsonschema
 import pytest
 
 import k8s_validation as kv
-from kubetfx.components.common import image
-from kubetfx.components.pusher import kserve_deploy as kd
+from kubetfx.components.common.kubernetes_values import walk
+from kubetfx.components.pusher import deploy_settings, inference_service, rollout
+
+from helpers.kube_fakes import merge_patch
+from helpers.pusher_cases import PREVIOUS, PUSHER_CASES, images_env, pusher_isvc
 
 ROOT = Path(__file__).resolve().parent.parent
 OVERLAYS = sorted(p.parent.name for p in (ROOT / "manifests" / "overlays").glob("*/kustomization.yaml"))
@@ -31,9 +34,25 @@ def test_overlays_are_found():
     assert {"dev", "prod"} <= set(OVERLAYS), f"overlays found under manifests/overlays: {OVERLAYS}"
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_inference_service_is_the_pushers_never_the_overlays(overlay):
+    """kubectl applies the overlay; the InferenceService comes only from the serving template (the Pusher's)."""
+    assert not [o for o in _applied(overlay) if o["kind"] == "InferenceService"]
+    template = kv.render_overlay(ROOT / "manifests" / "overlays" / overlay / "serving")
+    assert len([o for o in template if o["kind"] == "InferenceService"]) == 1
+
+
+@functools.lru_cache(maxsize=None)
+def _applied(overlay: str) -> tuple:
+    """What `kubetfx deploy` applies: the overlay."""
+    return tuple(kv.render_overlay(ROOT / "manifests" / "overlays" / overlay))
+
+
 @functools.lru_cache(maxsize=None)
 def _render(overlay: str) -> tuple:
-    return tuple(kv.render_overlay(ROOT / "manifests" / "overlays" / overlay))
+    """The environment's objects: the overlay and the Pusher's InferenceService from its serving template."""
+    template = kv.render_overlay(ROOT / "manifests" / "overlays" / overlay / "serving")
+    return _applied(overlay) + tuple(o for o in template if o["kind"] == "InferenceService")
 
 
 def rendered(overlay: str) -> list[dict]:
@@ -45,21 +64,6 @@ def only(objects: list[dict], kind: str) -> dict:
     found = [o for o in objects if o["kind"] == kind]
     assert len(found) == 1, f"expected one {kind}, found {[kv.describe(o) for o in found]}"
     return found[0]
-
-
-def images_env() -> dict[str, str]:
-    return image._read_env_file(image.IMAGES_ENV)
-
-
-def walk(node, path=()):
-    """Every (path, key, value) of nested dicts/lists, for facts that hold anywhere in an object."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield path, key, value
-            yield from walk(value, path + (key,))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from walk(value, path + (index,))
 
 
 def where(obj: dict, path, key) -> str:
@@ -177,7 +181,7 @@ def test_unknown_api_group_is_an_error(crds):
 
 
 def test_core_unknown_field_is_rejected():
-    role = only(rendered("dev"), "Role")
+    role = next(o for o in rendered("dev") if o["kind"] == "Role")
     role["rulez"] = role.pop("rules")
     message = rejected(role)
     assert "Role kubetfx-dev/kubetfx-inferenceservice-deployer: rulez: unknown field (did you mean 'rules'?)" \
@@ -213,63 +217,20 @@ def test_translation_of_kubernetes_extensions():
 # ---------------------------------------------------------------------------
 # The Pusher's InferenceServices
 
-STORAGE_BASE = "pvc://kubetfx-model-repository"
-PREVIOUS = {kd.PREVIOUS_STORAGE_URI: f"{STORAGE_BASE}/penguin/2", kd.PREVIOUS_MODEL_VERSION: "2"}
-PUSHER_CASES = {
-    "kubetfx-default": ({}, {}),
-    "tensorflow-runtime": ({"runtime": "tensorflow", "protocol_version": "v2"}, {}),
-    "serverless-canary-concurrency": (
-        {"deployment_mode": "Serverless", "min_replicas": 0, "max_replicas": 5, "scale_metric": "concurrency",
-         "scale_target": 8, "canary_traffic_percent": 10},
-        {"canary_traffic_percent": 10, "previous": PREVIOUS}),
-    "raw-min-max-cpu": (
-        {"deployment_mode": "RawDeployment", "min_replicas": 1, "max_replicas": 3, "scale_metric": "cpu",
-         "scale_target": 70}, {}),
-    "resources-gpus": (
-        {"resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": 4, "memory": "8Gi"}},
-         "gpus": 1, "runtime_version": "1", "service_account_name": "kubetfx-model-reader",
-         "labels": {"team": "ml"}, "annotations": {"example.com/owner": "ml-platform"}}, {}),
-    "gpu-pool-placement": (
-        {"gpus": 1, "image": images_env()["KUBETFX_GPU_IMAGE"], "node_selector": {"nvidia.com/gpu.present": "true"},
-         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-                         {"key": "spot", "operator": "Equal", "value": "true", "effect": "NoExecute",
-                          "tolerationSeconds": 60}]}, {}),
-}
-
-
-def pusher_isvc(deploy: dict, **build) -> dict:
-    settings = kd.parse_settings({"namespace": "kubetfx", **deploy}, "penguin_v2")
-    uri = kd.storage_uri(settings, STORAGE_BASE, "penguin_v2", 3)
-    return kd.build_inference_service(settings, storage_uri=uri, model_name="penguin_v2", model_version=3,
-                                      now=1_795_000_000.0, **build)
-
 
 @pytest.mark.parametrize("deploy, build", PUSHER_CASES.values(), ids=PUSHER_CASES.keys())
 def test_pusher_inference_service_validates(crds, deploy, build):
     kv.validate_all([pusher_isvc(deploy, **build)], crds)
 
 
-def merge_patch(target, patch):
-    """RFC 7386 JSON merge patch, what the Pusher's patch calls do on the server."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
 def test_pusher_rollout_patches_leave_a_valid_inference_service(crds):
     """Update (canary), then rollback or promote: each object the server ends up with validates."""
     deploy, build = PUSHER_CASES["serverless-canary-concurrency"]
     first = pusher_isvc({**deploy, "canary_traffic_percent": None})
-    updated = merge_patch(first, kd.update_patch(first, pusher_isvc(deploy, **build)))
+    updated = merge_patch(first, inference_service.update_patch(first, pusher_isvc(deploy, **build)))
     assert updated["spec"]["predictor"]["canaryTrafficPercent"] == 10
-    rolled_back = merge_patch(updated, kd.rollback_patch(PREVIOUS[kd.PREVIOUS_STORAGE_URI], "2", "failed"))
-    promoted = merge_patch(updated, kd.promote_patch())
+    rolled_back = merge_patch(updated, rollout.rollback_patch(PREVIOUS[inference_service.PREVIOUS_STORAGE_URI], "2", "failed"))
+    promoted = merge_patch(updated, rollout.promote_patch())
     kv.validate_all([first, updated, rolled_back, promoted], crds)
 
 
@@ -301,7 +262,7 @@ def test_inference_service_is_served_by_the_overlays_serving_runtime(overlay):
     objects = rendered(overlay)
     model = only(objects, "InferenceService")["spec"]["predictor"]["model"]
     runtime = only(objects, "ServingRuntime")
-    assert model["runtime"] == runtime["metadata"]["name"] == kd.KUBETFX_RUNTIME
+    assert model["runtime"] == runtime["metadata"]["name"] == inference_service.KUBETFX_RUNTIME
     assert model["modelFormat"]["name"] in [f["name"] for f in runtime["spec"]["supportedModelFormats"]]
     assert model.get("protocolVersion", "v1") in runtime["spec"]["protocolVersions"]
 
@@ -311,10 +272,10 @@ def test_prod_serves_on_gpus_with_the_gpu_image():
     predictor = isvc["spec"]["predictor"]
     assert predictor["model"].get("image") == images_env()["KUBETFX_GPU_IMAGE"]
     resources = predictor["model"]["resources"]
-    assert resources["limits"].get(kd.GPU_RESOURCE) == "1" and resources["requests"].get(kd.GPU_RESOURCE) == "1"
+    assert resources["limits"].get(deploy_settings.GPU_RESOURCE) == "1" and resources["requests"].get(deploy_settings.GPU_RESOURCE) == "1"
     assert predictor.get("nodeSelector"), "prod InferenceService has no nodeSelector for the GPU pool"
-    assert any(t.get("key") == kd.GPU_RESOURCE for t in predictor.get("tolerations") or []), \
-        f"prod InferenceService does not tolerate the {kd.GPU_RESOURCE} taint: {predictor.get('tolerations')}"
+    assert any(t.get("key") == deploy_settings.GPU_RESOURCE for t in predictor.get("tolerations") or []), \
+        f"prod InferenceService does not tolerate the {deploy_settings.GPU_RESOURCE} taint: {predictor.get('tolerations')}"
 
 
 def test_dev_requests_no_gpu():
@@ -326,17 +287,23 @@ def test_dev_requests_no_gpu():
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_rbac_grants_only_inferenceservices_in_the_namespace(overlay):
+def test_rbac_grants_only_inferenceservices_and_kfp_runs_in_the_namespace(overlay):
+    """The offline half; tests/cluster/test_rbac.py asks the real authorizer the whole table."""
     objects = rendered(overlay)
     cluster_wide = [kv.describe(o) for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     assert not cluster_wide, f"{overlay}: cluster-wide RBAC {cluster_wide}"
-    role = only(objects, "Role")
-    for rule in role["rules"]:
-        assert rule.get("apiGroups") == [kd.GROUP] and rule.get("resources") == [kd.PLURAL] \
-            and not rule.get("nonResourceURLs"), f"{kv.describe(role)} grants more than {kd.PLURAL}: {rule}"
-        assert "*" not in rule["verbs"], f"{kv.describe(role)}: wildcard verb in {rule}"
-    verbs = {verb for rule in role["rules"] for verb in rule["verbs"]}
-    assert {"get", "create", "patch"} <= verbs, f"the Pusher needs get/create/patch, {kv.describe(role)} has {verbs}"
+    allowed = {(inference_service.GROUP, inference_service.PLURAL), ("pipelines.kubeflow.org", "pipelines"),
+               ("pipelines.kubeflow.org", "experiments"), ("pipelines.kubeflow.org", "runs")}
+    verbs = set()
+    for role in [o for o in objects if o["kind"] == "Role"]:
+        for rule in role["rules"]:
+            granted = {(group, resource) for group in rule.get("apiGroups", []) for resource in rule.get("resources", [])}
+            assert granted <= allowed and not rule.get("nonResourceURLs"), f"{kv.describe(role)} grants {rule}"
+            assert not {"*", "delete", "deletecollection", "escalate", "bind", "impersonate"} & set(rule["verbs"]), \
+                f"{kv.describe(role)}: {rule}"
+            if rule.get("apiGroups") == [inference_service.GROUP]:
+                verbs |= set(rule["verbs"])
+    assert {"get", "create", "patch"} <= verbs, f"the Pusher needs get/create/patch on InferenceServices, has {verbs}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

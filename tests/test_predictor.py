@@ -406,7 +406,7 @@ def test_serving_runtime_manifest_builds_offline_and_matches_the_pusher(tmp_path
     from kserve.api_client import ApiClient
 
     from kubetfx.components.predictor.__main__ import build_parser
-    from kubetfx.components.pusher import kserve_deploy
+    from kubetfx.components.pusher import inference_service
 
     if not shutil.which("kubectl"):
         pytest.skip("kubectl not installed")
@@ -414,9 +414,9 @@ def test_serving_runtime_manifest_builds_offline_and_matches_the_pusher(tmp_path
     out = subprocess.run(["kubectl", "kustomize", os.path.join(root, "manifests", "overlays", overlay)],
                          capture_output=True, text=True, check=True, timeout=60).stdout
     (runtime,) = [o for o in yaml.safe_load_all(out) if o["kind"] == "ServingRuntime"]
-    assert runtime["kind"] == "ServingRuntime" and runtime["metadata"]["name"] == kserve_deploy.KUBETFX_RUNTIME
+    assert runtime["kind"] == "ServingRuntime" and runtime["metadata"]["name"] == inference_service.KUBETFX_RUNTIME
     spec = runtime["spec"]
-    assert spec["supportedModelFormats"] == [{"name": kserve_deploy.KUBETFX_MODEL_FORMAT, "version": "1",
+    assert spec["supportedModelFormats"] == [{"name": inference_service.KUBETFX_MODEL_FORMAT, "version": "1",
                                               "autoSelect": True, "priority": 1}]
     assert spec["protocolVersions"] == ["v1", "v2", "grpc-v2"]
     (container,) = spec["containers"]

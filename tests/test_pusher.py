@@ -9,8 +9,9 @@ from kubernetes.client.exceptions import ApiException
 
 from kubetfx.components.common import blessing, model_repository
 from kubetfx.components.common.errors import ConfigError
-from kubetfx.components.pusher import executor, kserve_deploy
+from kubetfx.components.pusher import executor, inference_service, kube_api
 
+from helpers.kube_fakes import RecordingCustomObjectsApi
 from helpers.model_files import make_saved_model, tree
 
 MODEL_JSON = {"problem_type": "multiclass_classification", "label": "species",
@@ -239,32 +240,16 @@ def test_existing_pushed_model_output_is_not_overwritten(model_dir, blessed, tmp
 # Deployment from the executor
 
 
-class FakeApi:
-    def __init__(self, existing=None):
-        self.existing, self.calls = existing, []
-
-    def get_namespaced_custom_object(self, *args):
-        self.calls.append(("get",) + args)
-        if self.existing is None:
-            raise ApiException(status=404, reason="Not Found")
-        return self.existing
-
-    def create_namespaced_custom_object(self, *args):
-        self.calls.append(("create",) + args)
-
-    def patch_namespaced_custom_object(self, *args):
-        self.calls.append(("patch",) + args)
-
-
 DEPLOY = {"namespace": "ml", "storage_uri_base": "pvc://model-store/serving", "min_replicas": 1,
           "max_replicas": 2, "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}}}
 
 
 def test_push_then_create_inference_service(model_dir, blessed, tmp_path, out):
-    api = FakeApi()
+    api = RecordingCustomObjectsApi()
     paths = out()
     meta = run(model_dir, blessed, None, str(tmp_path / "serving"), paths, deploy=DEPLOY, kube_api=api)
     assert [c[0] for c in api.calls] == ["get", "create"]
+    assert api.options[1] == {"field_manager": "kubetfx-pusher", "field_validation": "Strict"}
     service = meta["inference_service"]
     assert (service["name"], service["namespace"], service["action"]) == ("penguin", "ml", "created")
     assert service["storage_uri"] == "pvc://model-store/serving/penguin/1"
@@ -278,16 +263,17 @@ def test_push_then_create_inference_service(model_dir, blessed, tmp_path, out):
 def test_second_push_patches_with_canary(model_dir, blessed, tmp_path, out):
     base = str(tmp_path / "serving")
     first = out()
-    run(model_dir, blessed, None, base, first, deploy=DEPLOY, kube_api=FakeApi())
+    run(model_dir, blessed, None, base, first, deploy=DEPLOY, kube_api=RecordingCustomObjectsApi())
     with open(os.path.join(first["pushed"], "inferenceservice.yaml")) as handle:
         existing = yaml.safe_load(handle)  # what the cluster holds after the first push
-    api = FakeApi(existing)
+    api = RecordingCustomObjectsApi({("ml", "penguin"): existing})
     meta = run(model_dir, blessed, None, base, out(), deploy=dict(DEPLOY, canary_traffic_percent=20), kube_api=api)
     assert [c[0] for c in api.calls] == ["get", "patch"]
+    assert api.options[1]["field_manager"] == "kubetfx-pusher"
     patch = api.calls[1][6]
     assert patch["spec"]["predictor"]["canaryTrafficPercent"] == 20
     assert patch["spec"]["predictor"]["model"]["storageUri"] == "pvc://model-store/serving/penguin/2"
-    assert patch["metadata"]["annotations"][kserve_deploy.PREVIOUS_STORAGE_URI] == \
+    assert patch["metadata"]["annotations"][inference_service.PREVIOUS_STORAGE_URI] == \
         "pvc://model-store/serving/penguin/1"
     assert meta["inference_service"]["canary_traffic_percent"] == 20
 
@@ -317,18 +303,18 @@ def test_no_cluster_fails_before_pushing(model_dir, blessed, tmp_path, out, monk
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     base = str(tmp_path / "serving")
-    with pytest.raises(kserve_deploy.DeploymentError, match="no Kubernetes cluster reachable"):
+    with pytest.raises(kube_api.DeploymentError, match="no Kubernetes cluster reachable"):
         run(model_dir, blessed, None, base, out(), deploy=DEPLOY)
     assert model_repository.list_versions(base, "penguin") == []
 
 
 def test_cluster_refusal_after_push_names_the_pushed_version(model_dir, blessed, tmp_path, out):
-    class Forbidden(FakeApi):
-        def create_namespaced_custom_object(self, *args):
+    class Forbidden(RecordingCustomObjectsApi):
+        def create_namespaced_custom_object(self, *args, **options):
             raise ApiException(status=403, reason="Forbidden")
 
     paths = out()
-    with pytest.raises(kserve_deploy.DeploymentError, match="HTTP 403.*model version 1 was pushed"):
+    with pytest.raises(kube_api.DeploymentError, match="HTTP 403.*model version 1 was pushed"):
         run(model_dir, blessed, None, str(tmp_path / "serving"), paths, deploy=DEPLOY, kube_api=Forbidden())
     assert not os.path.exists(paths["pushed"])
 

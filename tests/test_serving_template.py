@@ -1,11 +1,11 @@
-"""The Pusher's KServe settings come from the InferenceService an environment's overlay declares."""
+"""The Pusher's KServe settings come from the InferenceService an environment's serving template declares."""
 
 import copy
 
 import pytest
 
 from kubetfx.components.common.errors import ConfigError
-from kubetfx.components.pusher import kserve_deploy
+from kubetfx.components.pusher import deploy_settings, inference_service
 from kubetfx.pipelines import config as pipeline_config
 from kubetfx.pipelines.cluster import kustomize
 from kubetfx.pipelines.cluster import serving_template
@@ -13,7 +13,8 @@ from kubetfx.pipelines.cluster import serving_template
 
 @pytest.fixture(scope="module")
 def rendered() -> dict:
-    return {env: kustomize.render(pipeline_config.load_environment(env).manifests_path()) for env in ("dev", "prod")}
+    return {env: kustomize.render(pipeline_config.load_environment(env).serving_template_path())
+            for env in ("dev", "prod")}
 
 
 def settings_for(objects, base="pvc://kubetfx-model-repository", model_name="penguin"):
@@ -23,11 +24,11 @@ def settings_for(objects, base="pvc://kubetfx-model-repository", model_name="pen
 
 def test_prod_serves_on_the_gpu_pool_with_canaries(rendered):
     deploy = settings_for(rendered["prod"], base="s3://kubetfx-models/models")
-    settings = kserve_deploy.parse_settings(deploy, "penguin")
+    settings = deploy_settings.parse_settings(deploy, "penguin")
     assert settings.deployment_mode == "Serverless" and settings.canary_traffic_percent == 10
     assert settings.resources["limits"]["nvidia.com/gpu"] == "1"
     assert settings.node_selector and settings.tolerations and settings.image.endswith("-gpu")
-    isvc = kserve_deploy.build_inference_service(settings, storage_uri="s3://kubetfx-models/models/penguin/3",
+    isvc = inference_service.build_inference_service(settings, storage_uri="s3://kubetfx-models/models/penguin/3",
                                                  model_name="penguin", model_version=3)
     template = next(o for o in rendered["prod"] if o["kind"] == "InferenceService")
     for key in ("nodeSelector", "tolerations", "minReplicas", "maxReplicas", "scaleMetric", "scaleTarget",
@@ -72,10 +73,10 @@ def test_a_bad_template_fails_at_compile_time_with_the_pushers_own_check(rendere
 
 
 def test_gpu_counts_may_be_quoted_as_kubernetes_writes_them():
-    settings = kserve_deploy.parse_settings({"namespace": "ns", "resources": {"limits": {"nvidia.com/gpu": "2"}}},
+    settings = deploy_settings.parse_settings({"namespace": "ns", "resources": {"limits": {"nvidia.com/gpu": "2"}}},
                                             "penguin")
     assert settings.resources["limits"]["nvidia.com/gpu"] == "2"
     with pytest.raises(ConfigError, match="must be an integer"):
-        kserve_deploy.parse_settings({"namespace": "ns", "resources": {"limits": {"nvidia.com/gpu": "two"}}}, "m")
+        deploy_settings.parse_settings({"namespace": "ns", "resources": {"limits": {"nvidia.com/gpu": "two"}}}, "m")
     with pytest.raises(ConfigError, match=r"tolerations\[0\]\.operator must be Exists or Equal"):
-        kserve_deploy.parse_settings({"namespace": "ns", "tolerations": [{"key": "k", "operator": "Maybe"}]}, "m")
+        deploy_settings.parse_settings({"namespace": "ns", "tolerations": [{"key": "k", "operator": "Maybe"}]}, "m")

@@ -89,7 +89,8 @@ class KfpConnection:
         if "cookies" in credentials:
             headers["Cookie"] = credentials["cookies"]
         if "credentials" in credentials:
-            headers["Authorization"] = f"Bearer {credentials['credentials'].get_token()}"
+            with open(self.endpoint.token.partition(":")[2], encoding="utf-8") as handle:  # what kfp will read
+                headers["Authorization"] = f"Bearer {handle.read().strip()}"
         request = urllib.request.Request(self.host + HEALTHZ, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=15):

@@ -101,3 +101,37 @@ def annotations_problems(annotations, where: str) -> list[str]:
     problems += [f"{where}: annotation {key} must be a string, got {value!r}" for key, value in annotations.items()
                  if not isinstance(value, str)]
     return problems
+
+
+def walk(node, path=()):
+    """(path, key, value) for every mapping entry under ``node``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield path, key, value
+            yield from walk(value, path + (key,))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from walk(item, path + (index,))
+
+
+def _dotted(parts) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+
+
+def object_problems(obj: dict) -> list[str]:
+    """What the API server refuses in any object beyond its schema: label keys and values (metadata, selectors,
+    pod templates, node selectors) and resource quantities (requests, limits, a PVC's storage). One line each."""
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    who = f"{obj.get('kind', '?')} {metadata.get('name', '?')}"
+    problems = []
+    for path, key, value in walk(obj):
+        where = f"{who}: {_dotted(list(path) + [key])}"
+        if key in ("labels", "matchLabels", "nodeSelector") and isinstance(value, dict) \
+                and "nodeSelectorTerms" not in value:
+            problems += labels_problems(value, where)
+        elif key in ("requests", "limits") and isinstance(value, dict) and path[-1:] == ("resources",):
+            for resource, quantity in value.items():
+                if not is_quantity(quantity):
+                    problems.append(f"{where}.{resource}: {quantity!r} is not a resource quantity "
+                                    "(examples: 500m, 2, 512Mi, 4Gi)")
+    return problems

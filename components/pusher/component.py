@@ -1,4 +1,4 @@
-"""KFP interface of the Pusher (logic lives in executor.py and kserve_deploy.py)."""
+"""KFP interface of the Pusher (logic: executor.py; KServe: deploy_settings, inference_service, kube_api, rollout)."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Model, Output

@@ -14,6 +14,7 @@ import os
 
 from kubetfx.components.common import blessing, fileio, layout, model_repository, provenance, report
 from kubetfx.components.common.errors import ConfigError, KubetfxError
+from kubetfx.components.pusher import deploy_settings
 
 SERVING_DIR = "Format-Serving"  # TFX's layout of a Model artifact
 PUSHED = "PUSHED"
@@ -37,7 +38,7 @@ def run(model_dir: str, model_blessing_dir: str, infra_blessing_dir: str | None,
         *, statistics_dir: str = "", kube_api=None) -> dict:
     """Push ``<model_dir>/Format-Serving`` to ``<push_destination>/<model_name>/<version>`` if blessed.
 
-    ``deploy``: optional InferenceService settings (see ``kserve_deploy.parse_settings``).
+    ``deploy``: optional InferenceService settings (see ``deploy_settings.parse_settings``).
     ``statistics_dir``: StatisticsGen's artifact; its train split is pushed with the model (for the monitor).
     ``kube_api``: a CustomObjectsApi-like object (tests); default: the real one, built lazily.
     Returns the PushedModel metadata: pushed (1/0), destination, version, model_name,
@@ -49,11 +50,9 @@ def run(model_dir: str, model_blessing_dir: str, infra_blessing_dir: str | None,
     push_destination = str(push_destination).strip()
     settings = None
     if deploy:
-        from kubetfx.components.pusher import kserve_deploy
-
-        settings = kserve_deploy.parse_settings(deploy, model_name)
+        settings = deploy_settings.parse_settings(deploy, model_name)
         # Check before pushing that KServe will be able to load from this destination.
-        kserve_deploy.storage_uri(settings, push_destination, model_name, 1)
+        deploy_settings.storage_uri(settings, push_destination, model_name, 1)
 
     model_verdict = blessing.read_blessing(model_blessing_dir)
     infra_verdict = blessing.read_blessing(infra_blessing_dir, infra=True) if infra_blessing_dir else None
@@ -97,9 +96,9 @@ def run(model_dir: str, model_blessing_dir: str, infra_blessing_dir: str | None,
 
     api = None
     if settings is not None and settings.apply:
-        from kubetfx.components.pusher import kserve_deploy
+        from kubetfx.components.pusher import kube_api as kubernetes_api
 
-        api = kube_api if kube_api is not None else kserve_deploy.make_api()  # fail before pushing
+        api = kube_api if kube_api is not None else kubernetes_api.make_api()  # fail before pushing
 
     previous = model_repository.latest_version(push_destination, model_name)
     version, destination = model_repository.push(serving_dir, push_destination, model_name, extra)
@@ -116,15 +115,16 @@ def run(model_dir: str, model_blessing_dir: str, infra_blessing_dir: str | None,
 
     manifest_yaml = None
     if settings is not None:
-        from kubetfx.components.pusher import kserve_deploy
+        from kubetfx.components.pusher import inference_service
+        from kubetfx.components.pusher import kube_api as kubernetes_api
 
-        uri = kserve_deploy.storage_uri(settings, push_destination, model_name, version)
+        uri = deploy_settings.storage_uri(settings, push_destination, model_name, version)
         service = {"name": settings.name, "namespace": settings.namespace, "runtime": settings.runtime,
                    "deployment_mode": settings.deployment_mode, "storage_uri": uri}
         if settings.apply:
             try:
-                result = kserve_deploy.deploy(settings, storage_uri=uri, model_name=model_name,
-                                              model_version=version, api=api)
+                result = kubernetes_api.deploy(settings, storage_uri=uri, model_name=model_name,
+                                                model_version=version, api=api)
             except KubetfxError as err:
                 raise type(err)(f"{err} (model version {version} was pushed to {destination}; "
                                 "re-running pushes a new version)") from None
@@ -132,12 +132,12 @@ def run(model_dir: str, model_blessing_dir: str, infra_blessing_dir: str | None,
             service.update(action=result["action"], canary_traffic_percent=result.get("canary_traffic_percent"),
                            previous_storage_uri=result.get("previous_storage_uri"))
         else:
-            manifest = kserve_deploy.build_inference_service(
+            manifest = inference_service.build_inference_service(
                 settings, storage_uri=uri, model_name=model_name, model_version=version,
                 canary_traffic_percent=settings.canary_traffic_percent)
             service.update(action="manifest only (deploy.apply=false)",
                            canary_traffic_percent=settings.canary_traffic_percent)
-        manifest_yaml = kserve_deploy.to_yaml(manifest)
+        manifest_yaml = inference_service.to_yaml(manifest)
         metadata["inference_service"] = service
 
     metadata["package_versions"] = provenance.package_versions(("kubetfx", "kfp", "kserve", "kubernetes", "pyarrow"))

@@ -35,12 +35,13 @@ def environment_defaults(entry: PipelineEntry, config: pipeline_config.PipelineC
         return defaults
     if repository.uri:
         defaults.setdefault("push_destination", repository.uri)
-    if config.manifests:
+    template = config.serving_template_path()
+    if template and os.path.isfile(os.path.join(template, "kustomization.yaml")):
         model_name = defaults.get("model_name") or inputs["model_name"].default
         defaults.setdefault("deploy", serving_template.deploy_settings(
-            kustomize.render(config.manifests_path()), model_name=model_name,
+            kustomize.render(template), model_name=model_name,
             storage_uri_base=repository.storage_uri_base(), apply=config.deploy,
-            where=f"{config.source or config.name}: manifests {config.manifests}"))
+            where=f"{config.source or config.name}: serving template {os.path.relpath(template)}"))
     return defaults
 
 

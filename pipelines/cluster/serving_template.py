@@ -7,7 +7,8 @@ Pusher adds the pushed version. A field the Pusher cannot carry is an error, nev
 """
 
 from kubetfx.components.common.errors import ConfigError
-from kubetfx.components.pusher import kserve_deploy
+from kubetfx.components.pusher import deploy_settings as pusher_settings
+from kubetfx.components.pusher import inference_service
 
 # Where each field of the template goes in the Pusher's deploy settings.
 _PREDICTOR_FIELDS = {"minReplicas": "min_replicas", "maxReplicas": "max_replicas", "scaleMetric": "scale_metric",
@@ -17,13 +18,13 @@ _PREDICTOR_FIELDS = {"minReplicas": "min_replicas", "maxReplicas": "max_replicas
 _MODEL_FIELDS = {"runtime": "runtime_name", "protocolVersion": "protocol_version", "resources": "resources",
                  "image": "image"}
 _IGNORED_MODEL_FIELDS = ("modelFormat", "storageUri")  # the runtime kind / the pushed version: the Pusher's
-_PUSHER_LABEL = kserve_deploy.ANNOTATION_PREFIX + "applied-by"
+_PUSHER_LABEL = inference_service.PREFIX + "applied-by"
 
 
 def _template(objects: list[dict], model_name: str, where: str) -> dict:
-    services = [o for o in objects if o.get("kind") == kserve_deploy.KIND
+    services = [o for o in objects if o.get("kind") == inference_service.KIND
                 and (o.get("metadata", {}).get("labels") or {}).get(_PUSHER_LABEL) == "pusher"]
-    wanted = kserve_deploy.default_name(model_name)
+    wanted = pusher_settings.default_name(model_name)
     named = [s for s in services if s["metadata"].get("name") == wanted]
     if named:
         return named[0]
@@ -47,9 +48,9 @@ def deploy_settings(objects: list[dict], *, model_name: str, storage_uri_base: s
                 if key not in _MODEL_FIELDS and key not in _IGNORED_MODEL_FIELDS]
     if unknown:
         raise ConfigError(f"{where}: InferenceService {metadata.get('name')} sets {', '.join(unknown)}, which the "
-                          "Pusher does not carry; remove them or extend components/pusher/kserve_deploy.py")
-    format_name = (model.get("modelFormat") or {}).get("name", kserve_deploy.KUBETFX_MODEL_FORMAT)
-    if format_name not in (kserve_deploy.KUBETFX_MODEL_FORMAT, kserve_deploy.TENSORFLOW_MODEL_FORMAT):
+                          "Pusher does not carry; remove them or extend components/pusher/deploy_settings.py")
+    format_name = (model.get("modelFormat") or {}).get("name", inference_service.KUBETFX_MODEL_FORMAT)
+    if format_name not in (inference_service.KUBETFX_MODEL_FORMAT, inference_service.TENSORFLOW_MODEL_FORMAT):
         raise ConfigError(f"{where}: InferenceService {metadata.get('name')}: model format '{format_name}' is not "
                           f"one the Pusher pushes (kubetfx, tensorflow)")
     template_uri = model.get("storageUri", "")
@@ -57,9 +58,9 @@ def deploy_settings(objects: list[dict], *, model_name: str, storage_uri_base: s
         raise ConfigError(f"{where}: InferenceService {metadata.get('name')} reads models from '{template_uri}' but "
                           f"the environment's model repository is '{storage_uri_base}': make them agree")
     annotations = dict(metadata.get("annotations") or {})
-    deploy = {"name": kserve_deploy.default_name(model_name), "namespace": metadata.get("namespace"),
-              "runtime": "kubetfx" if format_name == kserve_deploy.KUBETFX_MODEL_FORMAT else "tensorflow",
-              "deployment_mode": annotations.pop(kserve_deploy.DEPLOYMENT_MODE_ANNOTATION, None),
+    deploy = {"name": pusher_settings.default_name(model_name), "namespace": metadata.get("namespace"),
+              "runtime": "kubetfx" if format_name == inference_service.KUBETFX_MODEL_FORMAT else "tensorflow",
+              "deployment_mode": annotations.pop(inference_service.DEPLOYMENT_MODE_ANNOTATION, None),
               "runtime_version": (model.get("modelFormat") or {}).get("version"),
               "storage_uri_base": storage_uri_base or None, "apply": apply,
               "labels": {k: v for k, v in (metadata.get("labels") or {}).items() if k != _PUSHER_LABEL},
@@ -67,5 +68,5 @@ def deploy_settings(objects: list[dict], *, model_name: str, storage_uri_base: s
     deploy.update({setting: predictor[key] for key, setting in _PREDICTOR_FIELDS.items() if key in predictor})
     deploy.update({setting: model[key] for key, setting in _MODEL_FIELDS.items() if key in model})
     deploy = {key: value for key, value in deploy.items() if value not in (None, {}, [])}
-    kserve_deploy.parse_settings(deploy, model_name)  # the Pusher's own checks, now rather than after training
+    pusher_settings.parse_settings(deploy, model_name)  # the Pusher's own checks, now rather than after training
     return deploy

@@ -21,7 +21,7 @@ import urllib.request
 import pytest
 import yaml
 
-from kubetfx.components.pusher import kserve_deploy
+from kubetfx.components.pusher import inference_service
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENVIRONMENT = "dev"
@@ -217,7 +217,7 @@ def predictor(pipeline_run, docker_api):
     with open(os.path.join(pipeline_run["run_dir"], "pusher", "pushed_model", "inferenceservice.yaml")) as handle:
         isvc = yaml.safe_load(handle)
     model = isvc["spec"]["predictor"]["model"]
-    assert model["modelFormat"]["name"] == kserve_deploy.KUBETFX_MODEL_FORMAT
+    assert model["modelFormat"]["name"] == inference_service.KUBETFX_MODEL_FORMAT
     container = serving_runtime_container(os.path.join(ROOT, "manifests", "overlays", ENVIRONMENT), model["runtime"])
     options = run_options(container, isvc, os.path.join(pipeline_run["model_repository"], "penguin", "1"))
     (http_port,) = [host[1] for spec, host in options["ports"].items() if spec.startswith("8080/")]

@@ -1,4 +1,4 @@
-"""KServe InferenceService building, validation, create-vs-patch and canary decisions (offline)."""
+"""The Pusher's KServe side offline: settings, the InferenceService object, create-vs-patch calls, canary decisions."""
 
 import copy
 
@@ -7,7 +7,9 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from kubetfx.components.common.errors import ConfigError
-from kubetfx.components.pusher import kserve_deploy as kd
+from kubetfx.components.pusher import deploy_settings, inference_service, kube_api, rollout
+
+from helpers.kube_fakes import RecordingCustomObjectsApi
 
 NOW = 1_795_000_000.0  # 2026-11-18T11:06:40Z
 BASE = "gs://acme-models/repo"
@@ -16,40 +18,14 @@ BASE = "gs://acme-models/repo"
 def settings(**overrides):
     deploy = {"namespace": "ml"}
     deploy.update(overrides)
-    return kd.parse_settings(deploy, "penguin")
+    return deploy_settings.parse_settings(deploy, "penguin")
 
 
 def manifest(s=None, version=3, **kwargs):
     s = s or settings()
-    uri = kd.storage_uri(s, BASE, "penguin", version)
-    return kd.build_inference_service(s, storage_uri=uri, model_name="penguin", model_version=version,
+    uri = deploy_settings.storage_uri(s, BASE, "penguin", version)
+    return inference_service.build_inference_service(s, storage_uri=uri, model_name="penguin", model_version=version,
                                       now=NOW, **kwargs)
-
-
-class FakeApi:
-    """Stands in for kubernetes.client.CustomObjectsApi; stores objects, records calls."""
-
-    def __init__(self, objects=None, fail=None):
-        self.objects = dict(objects or {})
-        self.calls = []
-        self.fail = fail
-
-    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
-        self.calls.append(("get", group, version, namespace, plural, name))
-        if self.fail:
-            raise self.fail
-        if (namespace, name) not in self.objects:
-            raise ApiException(status=404, reason="Not Found")
-        return copy.deepcopy(self.objects[(namespace, name)])
-
-    def create_namespaced_custom_object(self, group, version, namespace, plural, body):
-        self.calls.append(("create", group, version, namespace, plural, body))
-        self.objects[(namespace, body["metadata"]["name"])] = copy.deepcopy(body)
-        return body
-
-    def patch_namespaced_custom_object(self, group, version, namespace, plural, name, body):
-        self.calls.append(("patch", group, version, namespace, plural, name, body))
-        return body
 
 
 # ---------------------------------------------------------------------------
@@ -81,7 +57,7 @@ def test_kubetfx_runtime_manifest_fields():
     assert model["resources"] == {"requests": {"cpu": "500m", "memory": "512Mi"},
                                   "limits": {"cpu": "2", "memory": "1Gi", "nvidia.com/gpu": "1"}}
     assert set(model) == {"modelFormat", "runtime", "storageUri", "resources"}  # camelCase, no nulls/snake_case
-    assert yaml.safe_load(kd.to_yaml(m)) == m
+    assert yaml.safe_load(inference_service.to_yaml(m)) == m
 
 
 def test_tensorflow_runtime_serves_the_model_dir():
@@ -105,14 +81,14 @@ def test_raw_deployment_and_canary_annotations():
 
 
 def test_defaults_and_struct_floats():
-    s = kd.parse_settings({"min_replicas": 1.0, "max_replicas": 3.0, "canary_traffic_percent": 25.0,
+    s = deploy_settings.parse_settings({"min_replicas": 1.0, "max_replicas": 3.0, "canary_traffic_percent": 25.0,
                            "resources": {"limits": {"cpu": 1.5, "nvidia.com/gpu": 2.0}}}, "Penguin_Model.v2")
     assert s.name == "penguin-model-v2" and s.namespace == "default"
     assert s.runtime == "kubetfx" and s.deployment_mode == "Serverless" and s.apply is True
     assert (s.min_replicas, s.max_replicas, s.canary_traffic_percent) == (1, 3, 25)
     assert s.resources == {"limits": {"cpu": "1.5", "nvidia.com/gpu": "2"}}
-    assert kd.parse_settings({}, "m") is None and kd.parse_settings(None, "m") is None
-    assert kd.default_name("2024_model") == "m-2024-model"
+    assert deploy_settings.parse_settings({}, "m") is None and deploy_settings.parse_settings(None, "m") is None
+    assert deploy_settings.default_name("2024_model") == "m-2024-model"
 
 
 def test_gpu_request_is_mirrored_into_limits():
@@ -150,14 +126,14 @@ def test_gpu_request_is_mirrored_into_limits():
 ])
 def test_bad_settings_are_config_errors(deploy, message):
     with pytest.raises(ConfigError, match=message):
-        kd.parse_settings(deploy, "penguin")
+        deploy_settings.parse_settings(deploy, "penguin")
 
 
 def test_storage_uri_needs_a_uri_kserve_can_read():
     with pytest.raises(ConfigError, match="storage_uri_base"):
-        kd.storage_uri(settings(), "/mnt/models", "penguin", 1)
+        deploy_settings.storage_uri(settings(), "/mnt/models", "penguin", 1)
     s = settings(storage_uri_base="pvc://model-store/repo/")
-    assert kd.storage_uri(s, "/mnt/models", "penguin", 4) == "pvc://model-store/repo/penguin/4"
+    assert deploy_settings.storage_uri(s, "/mnt/models", "penguin", 4) == "pvc://model-store/repo/penguin/4"
 
 
 # ---------------------------------------------------------------------------
@@ -165,9 +141,9 @@ def test_storage_uri_needs_a_uri_kserve_can_read():
 
 
 def test_deploy_creates_when_absent():
-    api = FakeApi()
+    api = RecordingCustomObjectsApi()
     s = settings(canary_traffic_percent=10)
-    result = kd.deploy(s, storage_uri=f"{BASE}/penguin/1", model_name="penguin", model_version=1, api=api, now=NOW)
+    result = kube_api.deploy(s, storage_uri=f"{BASE}/penguin/1", model_name="penguin", model_version=1, api=api, now=NOW)
     assert [c[0] for c in api.calls] == ["get", "create"]
     assert api.calls[1][1:5] == ("serving.kserve.io", "v1beta1", "ml", "inferenceservices")
     body = api.calls[1][5]
@@ -180,9 +156,9 @@ def test_deploy_patches_an_existing_service_with_a_canary():
     existing = manifest(settings(min_replicas=1, resources={"limits": {"nvidia.com/gpu": 1, "memory": "2Gi"}}),
                         version=1)
     existing["status"] = {"deploymentMode": "Serverless"}
-    api = FakeApi({("ml", "penguin"): existing})
+    api = RecordingCustomObjectsApi({("ml", "penguin"): existing})
     s = settings(canary_traffic_percent=10, resources={"limits": {"memory": "1Gi"}})
-    result = kd.deploy(s, storage_uri=f"{BASE}/penguin/2", model_name="penguin", model_version=2, api=api, now=NOW)
+    result = kube_api.deploy(s, storage_uri=f"{BASE}/penguin/2", model_name="penguin", model_version=2, api=api, now=NOW)
     assert [c[0] for c in api.calls] == ["get", "patch"]
     name, patch = api.calls[1][5], api.calls[1][6]
     assert name == "penguin" and result["action"] == "patched"
@@ -200,25 +176,25 @@ def test_deploy_patches_an_existing_service_with_a_canary():
 
 def test_redeploying_the_same_version_is_not_a_canary():
     existing = manifest(version=2)
-    api = FakeApi({("ml", "penguin"): existing})
-    result = kd.deploy(settings(canary_traffic_percent=10), storage_uri=f"{BASE}/penguin/2", model_name="penguin",
+    api = RecordingCustomObjectsApi({("ml", "penguin"): existing})
+    result = kube_api.deploy(settings(canary_traffic_percent=10), storage_uri=f"{BASE}/penguin/2", model_name="penguin",
                        model_version=2, api=api, now=NOW)
     assert result["canary_traffic_percent"] is None
     assert "canaryTrafficPercent" not in api.calls[1][6]["spec"]["predictor"]
 
 
 def test_deploy_refuses_to_switch_deployment_mode():
-    api = FakeApi({("ml", "penguin"): manifest(settings(deployment_mode="RawDeployment"))})
-    with pytest.raises(kd.DeploymentError, match="cannot switch it to Serverless"):
-        kd.deploy(settings(), storage_uri=f"{BASE}/penguin/4", model_name="penguin", model_version=4, api=api)
-    api = FakeApi({("ml", "penguin"): manifest(settings(deployment_mode="Knative"))})
-    kd.deploy(settings(), storage_uri=f"{BASE}/penguin/4", model_name="penguin", model_version=4, api=api)
+    api = RecordingCustomObjectsApi({("ml", "penguin"): manifest(settings(deployment_mode="RawDeployment"))})
+    with pytest.raises(kube_api.DeploymentError, match="cannot switch it to Serverless"):
+        kube_api.deploy(settings(), storage_uri=f"{BASE}/penguin/4", model_name="penguin", model_version=4, api=api)
+    api = RecordingCustomObjectsApi({("ml", "penguin"): manifest(settings(deployment_mode="Knative"))})
+    kube_api.deploy(settings(), storage_uri=f"{BASE}/penguin/4", model_name="penguin", model_version=4, api=api)
 
 
 def test_api_errors_become_actionable_messages():
-    api = FakeApi(fail=ApiException(status=403, reason="Forbidden"))
-    with pytest.raises(kd.DeploymentError, match="needs get/create/patch on inferenceservices.serving.kserve.io"):
-        kd.deploy(settings(), storage_uri=f"{BASE}/penguin/1", model_name="penguin", model_version=1, api=api)
+    api = RecordingCustomObjectsApi(fail=ApiException(status=403, reason="Forbidden"))
+    with pytest.raises(kube_api.DeploymentError, match="needs get/create/patch on inferenceservices.serving.kserve.io"):
+        kube_api.deploy(settings(), storage_uri=f"{BASE}/penguin/1", model_name="penguin", model_version=1, api=api)
 
 
 def test_unreachable_api_server_is_a_deployment_error():
@@ -227,15 +203,15 @@ def test_unreachable_api_server_is_a_deployment_error():
     config = client.Configuration(host="http://127.0.0.1:1")  # nothing listens on port 1
     config.retries = 0
     api = client.CustomObjectsApi(client.ApiClient(config))
-    with pytest.raises(kd.DeploymentError, match="cannot reach the Kubernetes API"):
-        kd.deploy(settings(), storage_uri=f"{BASE}/penguin/1", model_name="penguin", model_version=1, api=api)
+    with pytest.raises(kube_api.DeploymentError, match="cannot reach the Kubernetes API"):
+        kube_api.deploy(settings(), storage_uri=f"{BASE}/penguin/1", model_name="penguin", model_version=1, api=api)
 
 
 def test_make_api_without_a_cluster_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
-    with pytest.raises(kd.DeploymentError, match="no Kubernetes cluster reachable.*deploy.apply=false"):
-        kd.make_api()
+    with pytest.raises(kube_api.DeploymentError, match="no Kubernetes cluster reachable.*deploy.apply=false"):
+        kube_api.make_api()
 
 
 # ---------------------------------------------------------------------------
@@ -244,8 +220,8 @@ def test_make_api_without_a_cluster_is_a_clear_error(tmp_path, monkeypatch):
 
 def canary_service(status: dict, generation: int = 2, started: str = "2026-11-18T11:00:00Z") -> dict:
     isvc = manifest(settings(canary_traffic_percent=10), version=2, canary_traffic_percent=10,
-                    previous={kd.PREVIOUS_STORAGE_URI: f"{BASE}/penguin/1", kd.PREVIOUS_MODEL_VERSION: "1"})
-    isvc["metadata"]["annotations"][kd.ROLLOUT_STARTED] = started
+                    previous={inference_service.PREVIOUS_STORAGE_URI: f"{BASE}/penguin/1", inference_service.PREVIOUS_MODEL_VERSION: "1"})
+    isvc["metadata"]["annotations"][inference_service.ROLLOUT_STARTED] = started
     isvc["metadata"]["generation"] = generation
     isvc["status"] = status
     return isvc
@@ -272,15 +248,15 @@ HEALTHY = {
 
 
 def test_healthy_canary_is_promoted():
-    decision = kd.decide_rollout(canary_service(HEALTHY), now=NOW)
+    decision = rollout.decide_rollout(canary_service(HEALTHY), now=NOW)
     assert decision.action == "promote" and "00002" in decision.reason
     assert decision.patch["spec"]["predictor"] == {"canaryTrafficPercent": None}
 
 
 def test_promotion_waits_for_min_ready_time_and_health():
-    assert kd.decide_rollout(canary_service(HEALTHY), now=NOW, min_ready_s=600).action == "wait"
-    assert kd.decide_rollout(canary_service(HEALTHY), now=NOW + 600, min_ready_s=600).action == "promote"
-    decision = kd.decide_rollout(canary_service(HEALTHY), now=NOW, canary_healthy=False)
+    assert rollout.decide_rollout(canary_service(HEALTHY), now=NOW, min_ready_s=600).action == "wait"
+    assert rollout.decide_rollout(canary_service(HEALTHY), now=NOW + 600, min_ready_s=600).action == "promote"
+    decision = rollout.decide_rollout(canary_service(HEALTHY), now=NOW, canary_healthy=False)
     assert decision.action == "rollback" and "health check" in decision.reason
 
 
@@ -294,21 +270,21 @@ def test_failed_revision_is_rolled_back_to_the_previous_version():
     status["components"]["predictor"]["latestReadyRevision"] = "penguin-predictor-00001"
     status["components"]["predictor"]["traffic"] = [{"latestRevision": False, "percent": 100,
                                                       "revisionName": "penguin-predictor-00001", "tag": "prev"}]
-    decision = kd.decide_rollout(canary_service(status), now=NOW)
+    decision = rollout.decide_rollout(canary_service(status), now=NOW)
     assert decision.action == "rollback"
     assert "RevisionFailed" in decision.reason and "penguin-predictor-00002" in decision.reason
     predictor = decision.patch["spec"]["predictor"]
     assert predictor["canaryTrafficPercent"] == 0
     assert predictor["model"] == {"storageUri": f"{BASE}/penguin/1"}
-    assert predictor["annotations"] == {kd.MODEL_VERSION: "1"}
-    assert decision.patch["metadata"]["annotations"][kd.ROLLOUT] == "rolled-back"
+    assert predictor["annotations"] == {inference_service.MODEL_VERSION: "1"}
+    assert decision.patch["metadata"]["annotations"][inference_service.ROLLOUT] == "rolled-back"
 
 
 def test_model_load_failure_is_rolled_back():
     status = copy.deepcopy(HEALTHY)
     status["modelStatus"] = {"transitionStatus": "BlockedByFailedLoad",
                              "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "bad saved_model.pb"}}
-    decision = kd.decide_rollout(canary_service(status), now=NOW)
+    decision = rollout.decide_rollout(canary_service(status), now=NOW)
     assert decision.action == "rollback" and "ModelLoadFailed" in decision.reason
 
 
@@ -317,36 +293,36 @@ def test_revision_still_starting_waits_then_times_out():
     status["conditions"] = conditions(LatestDeploymentReady=("Unknown", "Deploying"), Ready=("True",))
     status["components"]["predictor"]["latestReadyRevision"] = "penguin-predictor-00001"
     isvc = canary_service(status)
-    assert kd.decide_rollout(isvc, now=NOW).action == "wait"
-    late = kd.decide_rollout(isvc, now=NOW + 3600, progress_deadline_s=600)
+    assert rollout.decide_rollout(isvc, now=NOW).action == "wait"
+    late = rollout.decide_rollout(isvc, now=NOW + 3600, progress_deadline_s=600)
     assert late.action == "rollback" and "not ready" in late.reason
 
 
 def test_unreconciled_generation_and_unsplit_traffic_wait():
     status = copy.deepcopy(HEALTHY)
     status["observedGeneration"] = 1
-    assert "generation 2" in kd.decide_rollout(canary_service(status), now=NOW).reason
+    assert "generation 2" in rollout.decide_rollout(canary_service(status), now=NOW).reason
     status = copy.deepcopy(HEALTHY)
     status["components"]["predictor"]["traffic"] = [{"latestRevision": True, "percent": 100,
                                                       "revisionName": "penguin-predictor-00002"}]
-    decision = kd.decide_rollout(canary_service(status), now=NOW)
+    decision = rollout.decide_rollout(canary_service(status), now=NOW)
     assert decision.action == "wait" and "traffic not split" in decision.reason
 
 
 def test_no_canary_in_progress():
     isvc = canary_service(HEALTHY)
     del isvc["spec"]["predictor"]["canaryTrafficPercent"]
-    assert kd.decide_rollout(isvc, now=NOW).action == "none"
+    assert rollout.decide_rollout(isvc, now=NOW).action == "none"
     isvc["spec"]["predictor"]["canaryTrafficPercent"] = 0
-    assert kd.decide_rollout(isvc, now=NOW).action == "none"
+    assert rollout.decide_rollout(isvc, now=NOW).action == "none"
 
 
 def test_apply_rollout_decision_patches_only_for_promote_or_rollback():
-    api = FakeApi()
+    api = RecordingCustomObjectsApi()
     s = settings()
-    decision = kd.decide_rollout(canary_service(HEALTHY), now=NOW)
-    assert kd.apply_rollout_decision(decision, s, api=api) is True
+    decision = rollout.decide_rollout(canary_service(HEALTHY), now=NOW)
+    assert rollout.apply_rollout_decision(decision, s, api=api) is True
     assert api.calls == [("patch", "serving.kserve.io", "v1beta1", "ml", "inferenceservices", "penguin",
                           decision.patch)]
-    assert kd.apply_rollout_decision(kd.RolloutDecision("wait", "not yet"), s, api=api) is False
+    assert rollout.apply_rollout_decision(rollout.RolloutDecision("wait", "not yet"), s, api=api) is False
     assert len(api.calls) == 1
