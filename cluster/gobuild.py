@@ -53,7 +53,8 @@ def required_version(name: str, module: str) -> str:
 
 
 # Binaries renamed after the build: Go names a module-root main package by its path ("server").
-RENAMES = {"go.etcd.io/etcd/server/v3": "etcd"}
+RENAMES = {"go.etcd.io/etcd/server/v3": "etcd", "github.com/kserve/kserve/cmd/manager": "kserve-manager",
+           "github.com/kserve/kserve/cmd/agent": "kserve-agent"}
 
 
 def _go_exec_name(package: str) -> str:
@@ -88,6 +89,14 @@ def tools(name: str) -> list[str]:
     return [_exec_name(package) for package in tool_packages(name)]
 
 
+# Modules whose binaries go into one-file images (no libc there): built without cgo, i.e. static.
+STATIC = ("kserve",)
+
+
+def _build_env(name: str) -> dict:
+    return {"CGO_ENABLED": "0"} if name in STATIC else {}
+
+
 def _key(name: str, ldflags: str) -> str:
     digest = hashlib.sha256()
     for file_name in ("go.mod", "go.sum"):
@@ -95,6 +104,7 @@ def _key(name: str, ldflags: str) -> str:
             digest.update(handle.read())
     digest.update(go_version().encode())
     digest.update(ldflags.encode())
+    digest.update(json.dumps(_build_env(name), sort_keys=True).encode())
     return digest.hexdigest()[:12]
 
 
@@ -128,7 +138,8 @@ def build(name: str, ldflags: str = "", log=print) -> str:
         command = ["go", "build", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip(),
                    "-o", os.path.join(temp, "bin") + os.sep, "tool"]
         nice = os.environ.get("KUBETFX_BUILD_NICE", "10")
-        result = subprocess.run(["nice", "-n", nice, *command], cwd=module_dir(name), env=_go_env())
+        result = subprocess.run(["nice", "-n", nice, *command], cwd=module_dir(name),
+                                env={**_go_env(), **_build_env(name)})
         if result.returncode != 0:
             shutil.rmtree(temp, ignore_errors=True)
             raise SystemExit(f"cluster: building cluster/{name} failed (go build exit {result.returncode}); "

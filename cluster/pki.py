@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALID_DAYS = 365
-SERVICE_IP = "10.96.0.1"  # the first address of the service CIDR: a setting in the cert, never a target
+SERVICE_IP = "10.96.0.1"  # the first address of the service CIDR (the `kubernetes` Service)
+NODE_IP = "10.250.0.2"  # network.NODE_IP: the node's address inside the cluster's network namespace
 APISERVER_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                    "kubernetes.default.svc.cluster.local")
 
@@ -96,15 +97,15 @@ class Pki:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
         server = ExtendedKeyUsageOID.SERVER_AUTH
         client = ExtendedKeyUsageOID.CLIENT_AUTH
-        self.issue("apiserver", "kube-apiserver", usages=(server,), dns=APISERVER_NAMES, ips=("127.0.0.1", SERVICE_IP))
+        self.issue("apiserver", "kube-apiserver", usages=(server,), dns=APISERVER_NAMES,
+                   ips=("127.0.0.1", SERVICE_IP, NODE_IP))
         self.issue("admin", "kubetfx-admin", "system:masters", usages=(client,))
         self.issue("controller-manager", "system:kube-controller-manager", usages=(client,))
         self.issue("scheduler", "system:kube-scheduler", usages=(client,))
         for component in ("controller-manager", "scheduler"):  # their health endpoints, verified by our CA
             self.issue(f"{component}-serving", f"kube-{component}", usages=(server,), dns=("localhost",),
                        ips=("127.0.0.1",))
-        self.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "kubeadm:cluster-admins",
-                   usages=(client,))
+        self.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters", usages=(client,))
 
     def issue(self, file_name: str, common_name: str, organization: str = "", *, usages, dns=(), ips=()) -> str:
         """``<file_name>.crt/.key`` signed by the CA (kept if already there); returns the cert path."""

@@ -20,18 +20,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "cluster"))
 
 import local_cluster  # noqa: E402
+from helpers.gates import skip_folder_unless  # noqa: E402
 
 CLUSTER_ENV = "KUBETFX_CLUSTER"
 KSERVE_CRDS = os.path.join(REPO, "tests", "schemas", "kserve")
 
 
 def pytest_collection_modifyitems(config, items):
-    if os.environ.get(CLUSTER_ENV) == "1":
-        return
-    skip = pytest.mark.skip(reason="needs the local control plane: run `make test-cluster` (sets KUBETFX_CLUSTER=1)")
-    for item in items:
-        if os.sep + "cluster" + os.sep in str(item.fspath):
-            item.add_marker(skip)
+    skip_folder_unless(items, CLUSTER_ENV, "cluster", "test-cluster")
 
 
 class Cluster:

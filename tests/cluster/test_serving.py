@@ -1,0 +1,185 @@
+"""Pods for real: the Pusher's InferenceService becomes a serving pod on the node, and it answers.
+
+`kubetfx deploy --env dev`, then a real penguin model pushed by the Pusher (as the pipeline runner's
+ServiceAccount) into the model repository volume (a hostPath PersistentVolume bound to the
+overlay's claim), then KServe's controller makes the Deployment and Service, the pod (our component
+image, imported into the node's containerd) loads the model from the volume with no storage
+initializer, and V1 and V2 requests through `kubectl port-forward` are answered by it. A second push
+rolls out version 2; the Pusher's rollback puts version 1 back; the response's model_version says
+which one answers. Needs `make cluster-up` with all layers (make test-cluster) and `make image`.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+import gobuild
+import local_cluster
+import node_runtime
+from kubetfx.components.common import blessing, image
+from kubetfx.components.pusher import executor as pusher
+from kubetfx.components.pusher import rollout
+from kubetfx.pipelines import config as pipeline_config
+from kubetfx.pipelines.cluster import kustomize, serving_template
+
+NAMESPACE = "kubetfx-dev"
+READY_TIMEOUT_S = 300
+
+
+def _layers_up():
+    if "kserve" not in local_cluster.layers():
+        pytest.skip("the node and KServe layers are not up (KUBETFX_CLUSTER_LAYERS)")
+
+
+@pytest.fixture(scope="module")
+def component_image(cluster):
+    """The component image in the node's containerd (copied from podman, which `make image` built)."""
+    _layers_up()
+    name = image.component_image()
+    bin_dir = gobuild.bin_dir("node")
+    if not node_runtime.load_podman_image(bin_dir, local_cluster.state_dir(), name):
+        pytest.fail(f"image {name} is not built: run `make image` (CI runs make e2e first)")
+    return name
+
+
+def _volume(name: str, path: str, claim: str) -> dict:
+    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {"capacity": {"storage": "50Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "",
+                     "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": path, "type": "Directory"},
+                     "claimRef": {"namespace": NAMESPACE, "name": claim}}}
+
+
+@pytest.fixture(scope="module")
+def deployed(cluster, component_image, tmp_path_factory):
+    """The dev overlay applied, its two claims bound to hostPath volumes on the node."""
+    import yaml
+
+    cluster.delete_namespace(NAMESPACE)
+    root = tmp_path_factory.mktemp("volumes")
+    folders = {}
+    for claim in ("kubetfx-model-repository", "kubetfx-prediction-log"):
+        folder = root / claim
+        folder.mkdir()
+        os.chmod(folder, 0o777)  # the pods run as uid 1000
+        folders[claim] = str(folder)
+    volumes = [_volume(f"{NAMESPACE}-{claim}", path, claim) for claim, path in folders.items()]
+    cluster.kubectl("delete", "pv", *[v["metadata"]["name"] for v in volumes], "--ignore-not-found")
+    cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(volumes))
+    result = cluster.kubetfx("deploy", "--env", "dev")
+    assert result.returncode == 0, result.stderr
+    for claim in folders:
+        cluster.kubectl("wait", "--for=jsonpath={.status.phase}=Bound", f"pvc/{claim}", "-n", NAMESPACE,
+                        "--timeout=60s")
+    yield folders
+    cluster.delete_namespace(NAMESPACE)
+    cluster.kubectl("delete", "pv", *[v["metadata"]["name"] for v in volumes], "--ignore-not-found")
+
+
+def _push(tmp_path, model_dir: str, repository: str, api, deploy: dict, index: int) -> dict:
+    verdict = str(tmp_path / f"blessing-{index}")
+    blessing.write_blessing(verdict, True, ["accuracy above the threshold"])
+    return pusher.run(model_dir=model_dir, model_blessing_dir=verdict, infra_blessing_dir=None,
+                      push_destination=repository, model_name="penguin",
+                      pushed_model_dir=str(tmp_path / f"pushed-{index}"), deploy=deploy, kube_api=api)
+
+
+def _wait_serving(cluster, version: int) -> str:
+    """The name of a Ready predictor pod serving ``version`` once the InferenceService is Ready."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        service = cluster.get("inferenceservice", "penguin", "-n", NAMESPACE)
+        conditions = {c["type"]: c["status"] for c in service.get("status", {}).get("conditions", [])}
+        pods = cluster.get("pods", "-n", NAMESPACE, "-l", "serving.kserve.io/inferenceservice=penguin")["items"]
+        ready = [p for p in pods if p["metadata"].get("deletionTimestamp") is None
+                 and p["metadata"].get("annotations", {}).get("kubetfx.io/model-version") == str(version)
+                 and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+        if conditions.get("Ready") == "True" and ready and len(pods) == len(ready):
+            return ready[0]["metadata"]["name"]
+        time.sleep(2)
+    events = cluster.kubectl("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp", check=False).stdout
+    raise AssertionError(f"version {version} not served in {READY_TIMEOUT_S} s; conditions {conditions}; "
+                         f"events:\n{events[-3000:]}")
+
+
+class PortForward:
+    """`kubectl port-forward pod/NAME LOCAL:8080` (through the API server and the kubelet), closed on exit."""
+
+    def __init__(self, cluster, pod: str):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process = subprocess.Popen(
+            ["kubectl", "port-forward", "-n", NAMESPACE, f"pod/{pod}", f"{self.port}:8080", "--address=127.0.0.1"],
+            env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.process.stdout.readline()  # "Forwarding from 127.0.0.1:PORT -> 8080"
+
+    def post(self, path: str, body: dict) -> dict:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.load(response)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+INSTANCES = [  # two penguins as a client sends them (the penguin data's own columns)
+    {"island": "Torgersen", "bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181,
+     "body_mass_g": 3750, "sex": "male", "year": 2007},
+    {"island": "Biscoe", "bill_length_mm": 46.1, "bill_depth_mm": 13.2, "flipper_length_mm": 211,
+     "body_mass_g": 4500, "sex": "female", "year": 2007},
+]
+
+
+def _v2(features: list[dict]) -> dict:
+    datatypes = {"float32": "FP32", "int64": "INT64", "string": "BYTES"}
+    return {"inputs": [{"name": f["name"], "shape": [len(INSTANCES)], "datatype": datatypes[f["dtype"]],
+                        "data": [instance[f["name"]] for instance in INSTANCES]} for f in features]}
+
+
+def test_the_pushers_inference_service_is_served_by_a_pod_that_answers(cluster, deployed, penguin_model,
+                                                                          runner_api, tmp_path):
+    config = pipeline_config.load_environment("dev")
+    deploy = serving_template.deploy_settings(kustomize.render(config.serving_template_path()), model_name="penguin",
+                                              storage_uri_base=config.model_repository.storage_uri_base(),
+                                              apply=True, where="dev")
+    api = runner_api(NAMESPACE, tmp_path)
+    repository = deployed["kubetfx-model-repository"]
+    model = penguin_model["model"]
+    with open(os.path.join(model, "kubetfx_model.json"), encoding="utf-8") as handle:
+        features = [f for f in json.load(handle)["raw_features"] if f["name"] in INSTANCES[0]]
+
+    assert _push(tmp_path, model, repository, api, deploy, 1)["version"] == 1
+    pod = _wait_serving(cluster, 1)
+    with PortForward(cluster, pod) as forward:
+        v1 = forward.post("/v1/models/penguin:predict", {"instances": INSTANCES})
+        v2 = forward.post("/v2/models/penguin/infer", _v2(features))
+    assert len(v1["predictions"]) == 2 and v1["model_version"] == "1"
+    assert v1["predictions"][0]["class"] == "Adelie" and v1["predictions"][1]["class"] == "Gentoo"
+    assert {o["name"] for o in v2["outputs"]} >= {"probabilities", "classes"} and v2["model_version"] == "1"
+
+    deployment = cluster.get("deployments", "-n", NAMESPACE)["items"]
+    assert [d["metadata"]["name"] for d in deployment if d["metadata"]["name"].startswith("penguin")]
+    volumes = cluster.get("pod", pod, "-n", NAMESPACE)["spec"]
+    assert not volumes.get("initContainers"), "a storage initializer ran: the model should come from the volume"
+
+    assert _push(tmp_path, model, repository, api, deploy, 2)["version"] == 2  # a second push rolls out v2
+    with PortForward(cluster, _wait_serving(cluster, 2)) as forward:
+        assert forward.post("/v1/models/penguin:predict", {"instances": INSTANCES})["model_version"] == "2"
+
+    base = config.model_repository.storage_uri_base()
+    decision = rollout.RolloutDecision("rollback", "version 2 failed its check",
+                                       rollout.rollback_patch(f"{base}/penguin/1", "1", "version 2 failed its check"))
+    settings = pusher.deploy_settings.parse_settings(deploy, "penguin")
+    assert rollout.apply_rollout_decision(decision, settings, api=api)
+    with PortForward(cluster, _wait_serving(cluster, 1)) as forward:
+        assert forward.post("/v1/models/penguin:predict", {"instances": INSTANCES})["model_version"] == "1"
