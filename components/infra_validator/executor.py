@@ -41,11 +41,9 @@ import tempfile
 import time
 import uuid
 
-from kubetfx.components.common import blessing, fileio, report
+from kubetfx.components.common import blessing, fileio, layout, report
 from kubetfx.components.common.errors import ConfigError, InputDataError
 
-SERVING_DIR = "Format-Serving"
-MODEL_INFO_FILE = "kubetfx_model.json"
 INSTANCES_PER_REQUEST = 4
 LOG_TAIL_LINES = 15
 LAUNCHES = ("in_process", "process")
@@ -445,7 +443,7 @@ def _check_serving(server: _Launched, timeout_s: float, num_requests: int, info:
 
 
 def _model_info(model_dir: str) -> dict:
-    path = os.path.join(model_dir, MODEL_INFO_FILE)
+    path = os.path.join(model_dir, layout.MODEL_INFO_FILE)
     if not os.path.isfile(path):
         return {}
     try:
@@ -462,9 +460,10 @@ def _check_inputs(model_dir: str, examples_dir: str, split: str, timeout_s, num_
                           f"started: in this task's process, or as the ServingRuntime's command), got {launch!r}")
     if not model_dir or not os.path.isdir(model_dir):
         raise ConfigError(f"model dir {model_dir!r} does not exist (expected the Trainer's Model artifact)")
-    if not (os.path.isdir(os.path.join(model_dir, SERVING_DIR)) or
-            os.path.isfile(os.path.join(model_dir, "saved_model.pb"))):
-        raise ConfigError(f"model dir {model_dir} has no {SERVING_DIR}/ (expected the Trainer's Model artifact)")
+    if not (os.path.isdir(os.path.join(model_dir, layout.SERVING_MODEL_DIR)) or
+            os.path.isfile(os.path.join(model_dir, layout.SAVED_MODEL_FILE))):
+        raise ConfigError(f"model dir {model_dir} has no {layout.SERVING_MODEL_DIR}/ "
+                          "(expected the Trainer's Model artifact)")
     if not examples_dir or not os.path.isdir(examples_dir):
         raise ConfigError(f"examples dir {examples_dir!r} does not exist (expected an Examples artifact)")
     if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:

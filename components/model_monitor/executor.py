@@ -273,7 +273,7 @@ def serving_version_files(model_repository_base: str, model_name: str, version: 
         raise InputDataError(f"no pushed version of '{model_name}' in {model_repository_base}: nothing to monitor")
     directory = model_repository.version_path(model_repository_base, model_name, version)
     names = {"schema": layout.SCHEMA_FILE, "statistics": model_repository.TRAINING_STATISTICS_FILE,
-             "info": model_repository.MODEL_METADATA_FILE}
+             "info": layout.MODEL_INFO_FILE}
     if "://" not in directory:
         paths = {key: os.path.join(directory, name) for key, name in names.items()}
     else:

@@ -27,8 +27,6 @@ from kubetfx.components.trainer.fn_args import FnArgs, make_data_accessor
 
 ARTIFACT_TYPE = "Model"
 MODEL_RUN_TYPE = "ModelRun"
-SERVING_DIR = "Format-Serving"
-MODEL_INFO_FILE = "kubetfx_model.json"
 TRAIN_SPLIT, EVAL_SPLIT = "train", "eval"
 # kubetfx_model.json's training_input: what the model was trained from.
 TRANSFORMED_INPUT = "transformed examples"
@@ -134,7 +132,7 @@ def _run_user_module(fn_args: FnArgs, module_file: str, run_fn: str, raw_example
         hint = _RAW_EXAMPLES_HINT if raw_examples and isinstance(err, (tf.errors.OpError, KeyError)) else ""
         raise ConfigError(f"run_fn '{run_fn}' of module '{module_file}' failed at {location}: "
                           f"{module_loader.last_line(err)}{hint}") from err
-    if not os.path.isfile(os.path.join(fn_args.serving_model_dir, "saved_model.pb")):
+    if not os.path.isfile(os.path.join(fn_args.serving_model_dir, layout.SAVED_MODEL_FILE)):
         raise ConfigError(f"run_fn '{run_fn}' of module '{module_file}' returned without writing a SavedModel to "
                           f"fn_args.serving_model_dir ({fn_args.serving_model_dir})")
     metrics = {}
@@ -210,7 +208,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
             train_steps=train_steps or None, eval_steps=eval_steps or None, schema_path=schema_file,
             schema_file=schema_file, transform_graph_path=transform_graph_dir, transform_output=transform_graph_dir,
             data_accessor=make_data_accessor(None if transformed else transform_graph_dir),
-            serving_model_dir=os.path.join(model_tmp, SERVING_DIR),
+            serving_model_dir=os.path.join(model_tmp, layout.SERVING_MODEL_DIR),
             model_run_dir=run_tmp, hyperparameters=hp, custom_config=config, label_column=label or None, seed=seed)
         if module_file:
             info = _run_user_module(fn_args, module_file, run_fn, raw_examples=not transformed)
@@ -227,11 +225,11 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
             module_file=module_file, run_fn=run_fn if module_file else "builtin",
             hyperparameters=hp, seed=seed, train_steps=train_steps, eval_steps=eval_steps,
             keras="tf_keras" if module_file and keras_mode.effective_legacy() else "keras3",
-            serving_model_dir=SERVING_DIR,
+            serving_model_dir=layout.SERVING_MODEL_DIR,
             training_input=TRANSFORMED_INPUT if transformed else RAW_INPUT,
             signatures=export.describe_signatures(fn_args.serving_model_dir),
             package_versions=provenance.package_versions(VERSION_PACKAGES))
-        fileio.atomic_write(os.path.join(model_tmp, MODEL_INFO_FILE), json.dumps(info, indent=2, sort_keys=True))
+        fileio.atomic_write(os.path.join(model_tmp, layout.MODEL_INFO_FILE), json.dumps(info, indent=2, sort_keys=True))
         # The training schema travels with the model: the predictor validates requests against it.
         shutil.copyfile(schema_file, os.path.join(model_tmp, layout.SCHEMA_FILE))
 

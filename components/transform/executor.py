@@ -236,7 +236,7 @@ def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transform
                   for s, n in counts.items()}
         transformed = summary.transformed_features(graph_tmp)
         vocabs = summary.vocabularies(graph_tmp)
-        constants = analyzer_constants.read(os.path.join(graph_tmp, "transform_fn"))
+        constants = analyzer_constants.read(os.path.join(graph_tmp, layout.TRANSFORM_FN_DIR))
         imputation = summary.imputations(graph_tmp, plan, constants)
         _check_imputation(imputation, examples_dir, analyze)
         metadata = {
