@@ -23,7 +23,7 @@ import time
 import numpy as np
 import pytest
 
-from kubetfx.components.common import tfrecord
+from kubetfx.components.common import layout, tfrecord
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.transform import executor
 from pipeline_cache import penguin_pipeline
@@ -131,7 +131,7 @@ def test_portable_runner_with_external_workers_matches_the_default(reference, po
 
     analyzed = _run(reference, tmp_path / "analyzed", portable_services, materialize=False)
     _assert_same_graph(analyzed["graph"], analyzed["metadata"], reference)
-    assert os.listdir(analyzed["transformed"]) == [executor.NOT_MATERIALIZED_FILE]
+    assert os.listdir(analyzed["transformed"]) == [layout.NOT_MATERIALIZED_FILE]
 
 
 def test_multi_process_fn_api_runner_matches_the_default(reference, tmp_path):

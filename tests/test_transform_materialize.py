@@ -13,6 +13,7 @@ import pytest
 from kubetfx.components.common import examples, layout, tfrecord
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.transform import beam_pipeline, executor, summary
+from kubetfx.components.transform_output import reader as transform_output
 from pipeline_cache import _CACHE, penguin_pipeline
 
 
@@ -53,7 +54,7 @@ def _transform_eval_split(graph: str, raw_examples: str) -> dict:
 def test_analyze_only_writes_the_same_graph_and_a_marker(penguins, analyzed):
     graph, marker_dir = analyzed["transform_graph"], analyzed["transformed"]
     assert sorted(os.listdir(graph)) == sorted(os.listdir(penguins["transform_graph"]))
-    assert os.listdir(marker_dir) == [executor.NOT_MATERIALIZED_FILE]  # no Split-* directories
+    assert os.listdir(marker_dir) == [layout.NOT_MATERIALIZED_FILE]  # no Split-* directories
 
     metadata, materialized = analyzed["metadata"], penguins["metadata"]
     assert metadata["materialized"] is False and materialized["materialized"] is True
@@ -63,7 +64,7 @@ def test_analyze_only_writes_the_same_graph_and_a_marker(penguins, analyzed):
     for name, z in metadata["z_scores"].items():
         assert z["mean"] == pytest.approx(materialized["z_scores"][name]["mean"], rel=1e-6), name
     assert summary.vocabularies(graph) == summary.vocabularies(penguins["transform_graph"])
-    with open(os.path.join(graph, executor.SUMMARY_FILE), encoding="utf-8") as handle:
+    with open(os.path.join(graph, layout.TRANSFORM_SUMMARY_FILE), encoding="utf-8") as handle:
         assert json.load(handle)["materialized"] is False
 
     # Both graphs transform raw examples identically.
@@ -73,13 +74,13 @@ def test_analyze_only_writes_the_same_graph_and_a_marker(penguins, analyzed):
     for name in ours:
         np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-6, err_msg=name)
 
-    marker = executor.read_not_materialized_marker(marker_dir)
+    marker = transform_output.read_not_materialized_marker(marker_dir)
     assert marker == metadata["transformed_examples"]
     assert marker["materialized"] is False and marker["transformed"] is False
     assert marker["raw_examples"] == os.path.abspath(penguins["examples"])
     assert marker["row_counts"] == materialized["row_counts"]
     assert marker["transformed_columns"] == sorted(materialized["transformed_features"])
-    assert executor.read_not_materialized_marker(penguins["transformed"]) is None
+    assert transform_output.read_not_materialized_marker(penguins["transformed"]) is None
     with open(analyzed["report"], encoding="utf-8") as handle:
         assert "not written (`materialize=False`)" in handle.read()
     with open(penguins["report"], encoding="utf-8") as handle:

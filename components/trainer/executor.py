@@ -21,9 +21,10 @@ import os
 import shutil
 
 from kubetfx.components.common import examples, fileio, layout, module_loader, provenance, tfmd
-from kubetfx.components.common.errors import ConfigError, InputDataError, KubetfxError
+from kubetfx.components.common.errors import ConfigError, KubetfxError
 from kubetfx.components.trainer import hyperparameters as hp_lib, keras_mode
 from kubetfx.components.trainer.fn_args import FnArgs, make_data_accessor
+from kubetfx.components.transform_output import reader as transform_output
 
 ARTIFACT_TYPE = "Model"
 MODEL_RUN_TYPE = "ModelRun"
@@ -82,9 +83,7 @@ def _split_pattern(examples_dir: str, split: str) -> str:
 
 def _training_examples(examples_dir: str, raw_examples_dir: str, summary: dict) -> tuple[str, bool]:
     """(the Examples directory to train from, whether its examples are transformed)."""
-    from kubetfx.components.transform.executor import read_not_materialized_marker
-
-    marker = read_not_materialized_marker(examples_dir) if os.path.isdir(examples_dir) else None
+    marker = transform_output.read_not_materialized_marker(examples_dir) if os.path.isdir(examples_dir) else None
     if marker is None:
         # Transformed examples, or (TFX's wiring) ExampleGen's: after materialize=False, or the very
         # examples the graph was analyzed on.
@@ -102,11 +101,8 @@ def _training_examples(examples_dir: str, raw_examples_dir: str, summary: dict) 
 
 
 def _transform_summary(transform_graph_dir: str) -> dict:
-    from kubetfx.components.transform.executor import read_summary
-
-    if not os.path.isdir(os.path.join(transform_graph_dir, "transform_fn")):
-        raise InputDataError(f"{transform_graph_dir} is not a transform graph (no transform_fn/ directory)")
-    return read_summary(transform_graph_dir)
+    transform_output.check_transform_graph(transform_graph_dir)
+    return transform_output.read_summary(transform_graph_dir)
 
 
 # --------------------------------------------------------------------------- user module
