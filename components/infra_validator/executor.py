@@ -269,7 +269,7 @@ class PredictorInProcess(_Launched):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first import (its C++ banner)
         from kserve import logging as kserve_logging
 
-        from kubetfx.components.predictor import server as predictor_server
+        from kubetfx.components.predictor import kserve_changes, server as predictor_server
         from kubetfx.components.predictor.model import ServingOptions
         from kubetfx.components.predictor.repository_watch import ModelSource
 
@@ -277,7 +277,7 @@ class PredictorInProcess(_Launched):
         # Logging as the CLI's process has it (kserve's config, our quiet levels) before the capture joins:
         # kserve configures its loggers only when they have no handler yet.
         kserve_logging.configure_logging()
-        predictor_server.quiet_logs()
+        kserve_changes.quiet_logs()
         self._log = _CapturedLog()
         self._log.attach()
         try:

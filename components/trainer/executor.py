@@ -156,7 +156,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
     """Train and export; returns the Model artifact metadata (with ``metrics`` and ``model_run``).
 
     ``raw_examples_dir``: ExampleGen's examples, used when ``examples_dir`` is the marker of a
-    Transform run with materialize=False."""
+    Transform run with materialize=False. ``_isolated``: see :func:`run_isolated`."""
     call = {k: v for k, v in locals().items() if k != "_isolated"}
     schema = tfmd.read_schema(schema_path)
     schema_file = tfmd.schema_path(schema_path) if os.path.isdir(schema_path) else schema_path
@@ -240,3 +240,9 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
     metadata["model_run"] = {layout.TFX_TYPE: MODEL_RUN_TYPE, "tensorboard_log_dir": ".",
                              "epochs_run": info.get("epochs_run")}
     return metadata
+
+
+def run_isolated(**kwargs) -> dict:
+    """:func:`run` in the fresh process ``keras_mode.run_in_subprocess`` started for the wanted Keras
+    (``fresh_process.py``): it trains here or fails, never starting another process."""
+    return run(**kwargs, _isolated=True)
