@@ -173,8 +173,9 @@ def check(inputs: dict, arguments: dict, flag: str = "--set", require_all: bool 
     lets parameters without a value wait for run time.
     """
     from kubetfx.components.common import model_repository
-    from kubetfx.components.example_gen.executor import (DEFAULT_NULL_VALUES, DEFAULT_STRING_NULL_VALUES,
-                                                         parse_null_values, parse_splits)
+    from kubetfx.components.example_gen.reading import (DEFAULT_NULL_VALUES, DEFAULT_STRING_NULL_VALUES,
+                                                        parse_null_values)
+    from kubetfx.components.example_gen.splitting import parse_splits
     from kubetfx.components.transform.default_preprocessing import check_numeric_imputation
     from kubetfx.components.pusher import kserve_deploy
     from kubetfx.components.trainer import hyperparameters as hp_lib
