@@ -227,6 +227,6 @@ def _existing_local_file(name: str, value: str, flag: str) -> None:
 
 def _check_eval_config(value: str) -> None:
     if value:
-        from kubetfx.components.evaluator import eval_config as config_lib
+        from kubetfx.components.evaluator import config_checks, eval_config as config_lib
 
-        config_lib.validate_thresholds(config_lib.load(value))
+        config_checks.validate_thresholds(config_lib.load(value))
