@@ -1,4 +1,5 @@
 """A versioned model repository that TF Serving and KServe load from. No TensorFlow import.
+Over 500 lines: the layout, its readers and both atomic writers keep one set of invariants (temp dirs, claims).
 
 Layout::
 
