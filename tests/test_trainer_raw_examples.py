@@ -18,9 +18,7 @@ from kubetfx.components.trainer.fn_args import make_data_accessor
 from kubetfx.components.transform import executor as transform
 from kubetfx.components.transform_output import reader as transform_output
 
-from pipeline_cache import penguin_pipeline, train  # noqa: I001 - shared session cache
-from test_transform import TFX_MODULE, tfx_penguin_pipeline  # noqa: I001
-from test_transform_materialize import analyzed_penguin_pipeline  # noqa: I001
+from helpers.pipeline_cache import TFX_MODULE, analyzed_penguin_pipeline, penguin_pipeline, tfx_penguin_pipeline, train
 
 FAST = {"epochs": 3, "early_stopping_patience": 0}
 ONE_EPOCH = {"epochs": 1, "early_stopping_patience": 0}
