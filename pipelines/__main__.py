@@ -1,3 +1,5 @@
+"""``python -m kubetfx.pipelines``: the kubetfx CLI, as the ``kubetfx`` command runs it."""
+
 import sys
 
 from kubetfx.pipelines.cli.main import main

@@ -10,16 +10,14 @@ errors name the file and the field.
 
 import dataclasses
 import os
-import re
 
 import yaml
 
+from kubetfx.components.common import kubernetes_values
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.common.kfp_api import TOKEN_SOURCES
 
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
-_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 @dataclasses.dataclass
@@ -184,9 +182,13 @@ def _resources(data: dict, where: str) -> dict:
     for task, values in data.items():
         resources[task] = _build(Resources, values, f"{where}.{task}")
         for name, quantity in dataclasses.asdict(resources[task]).items():
-            if quantity and not _QUANTITY.match(str(quantity)):
+            if not quantity:
+                continue
+            if not kubernetes_values.is_quantity(quantity):
                 raise ConfigError(f"{where}.{task}.{name} '{quantity}' is not a Kubernetes quantity "
                                   "(examples: 500m, 2, 4Gi)")
+            if kubernetes_values.parse_quantity(quantity) < 0:
+                raise ConfigError(f"{where}.{task}.{name} '{quantity}' is negative (the API server refuses it)")
     return resources
 
 
@@ -197,7 +199,7 @@ def _kfp(data, where: str) -> KfpSettings:
     if source not in TOKEN_SOURCES or (source != "none" and not argument):
         raise ConfigError(f"{where}.token '{kfp.token}' is not a token source: use none, env:VAR (a bearer token in "
                           "$VAR), file:PATH (e.g. a projected service-account token) or cookie:VAR (a session cookie)")
-    if kfp.namespace and not _DNS1123.match(kfp.namespace):
+    if kfp.namespace and not kubernetes_values.DNS1123_LABEL.match(kfp.namespace):
         raise ConfigError(f"{where}.namespace '{kfp.namespace}' is not a valid namespace name")
     if len(kfp.schedule.cron.split()) != 6:
         raise ConfigError(f"{where}.schedule.cron '{kfp.schedule.cron}' must have six fields "
@@ -208,7 +210,7 @@ def _kfp(data, where: str) -> KfpSettings:
 def _model_repository(data, where: str) -> ModelRepository:
     repository = _build(ModelRepository, data, where)
     if repository.pvc:
-        if not _DNS1123.match(repository.pvc):
+        if not kubernetes_values.DNS1123_LABEL.match(repository.pvc):
             raise ConfigError(f"{where}.pvc '{repository.pvc}' is not a valid PersistentVolumeClaim name")
         if not repository.uri.startswith("/"):
             raise ConfigError(f"{where}.uri must be the absolute path where the PVC '{repository.pvc}' is mounted "
@@ -216,7 +218,7 @@ def _model_repository(data, where: str) -> ModelRepository:
     elif repository.uri and not repository.uri.startswith(("s3://", "gs://")):
         raise ConfigError(f"{where}.uri '{repository.uri}': a cluster reads the model repository from a PVC (set "
                           "pvc: and uri: <mount path>) or an object store (s3://..., gs://...)")
-    if repository.credentials_secret and not _DNS1123.match(repository.credentials_secret):
+    if repository.credentials_secret and not kubernetes_values.DNS1123_LABEL.match(repository.credentials_secret):
         raise ConfigError(f"{where}.credentials_secret '{repository.credentials_secret}' is not a valid Secret name")
     return repository
 

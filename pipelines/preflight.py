@@ -173,8 +173,9 @@ def check(inputs: dict, arguments: dict, flag: str = "--set", require_all: bool 
     lets parameters without a value wait for run time.
     """
     from kubetfx.components.common import model_repository
-    from kubetfx.components.example_gen.executor import (DEFAULT_NULL_VALUES, DEFAULT_STRING_NULL_VALUES,
-                                                         parse_null_values, parse_splits)
+    from kubetfx.components.example_gen.reading import (DEFAULT_NULL_VALUES, DEFAULT_STRING_NULL_VALUES,
+                                                        parse_null_values)
+    from kubetfx.components.example_gen.splitting import parse_splits
     from kubetfx.components.transform.default_preprocessing import check_numeric_imputation
     from kubetfx.components.pusher import deploy_settings
     from kubetfx.components.trainer import hyperparameters as hp_lib
@@ -226,6 +227,6 @@ def _existing_local_file(name: str, value: str, flag: str) -> None:
 
 def _check_eval_config(value: str) -> None:
     if value:
-        from kubetfx.components.evaluator import eval_config as config_lib
+        from kubetfx.components.evaluator import config_checks, eval_config as config_lib
 
-        config_lib.validate_thresholds(config_lib.load(value))
+        config_checks.validate_thresholds(config_lib.load(value))

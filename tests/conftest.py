@@ -1,5 +1,6 @@
 """Shared fixtures: real penguin data and real TFX-layout artifacts built from it."""
 
+import json
 import os
 
 import pyarrow as pa
@@ -52,7 +53,7 @@ def penguin_examples(make_examples_artifact, penguins_table) -> str:
 @pytest.fixture(scope="session")
 def penguin_pipeline_artifacts(tmp_path_factory) -> dict:
     """Real artifacts up to Transform: examples, schema, transform_graph, transformed (dirs)."""
-    from pipeline_cache import penguin_pipeline
+    from helpers.pipeline_cache import penguin_pipeline
 
     return penguin_pipeline(tmp_path_factory)
 
@@ -60,9 +61,24 @@ def penguin_pipeline_artifacts(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def penguin_model(tmp_path_factory, penguin_pipeline_artifacts) -> dict:
     """A real model trained by the built-in trainer: {"model": dir with Format-Serving/, "pipeline": ...}."""
-    from pipeline_cache import train
+    from helpers.pipeline_cache import train
 
     return train(tmp_path_factory, "default", penguin_pipeline_artifacts, hyperparameters={"epochs": 30}, seed=42)
+
+
+@pytest.fixture(scope="module")
+def features(penguin_model) -> list[dict]:
+    """The trained penguin model's request features (kubetfx_model.json's raw_features: name, dtype, ...)."""
+    with open(os.path.join(penguin_model["model"], layout.MODEL_INFO_FILE), encoding="utf-8") as handle:
+        return json.load(handle)["raw_features"]
+
+
+@pytest.fixture(scope="module")
+def eval_instances(penguin_pipeline_artifacts, features) -> list[dict]:
+    """24 complete eval rows of the penguins as V1 instances over the model's features (no label)."""
+    from kubetfx.components.infra_validator.executor import instances_from_examples
+
+    return instances_from_examples(penguin_pipeline_artifacts["examples"], "eval", [f["name"] for f in features], 24)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +95,7 @@ def good_model(penguin_model) -> str:
 @pytest.fixture(scope="module")
 def untrained_model(tmp_path_factory, penguin_pipeline_artifacts) -> str:
     """One epoch at a learning rate of 1e-9: the random initial network (shared through the session cache)."""
-    from pipeline_cache import train
+    from helpers.pipeline_cache import train
 
     run = train(tmp_path_factory, "evaluator-untrained", penguin_pipeline_artifacts,
                 hyperparameters={"epochs": 1, "learning_rate": 1e-9}, seed=42)

@@ -23,11 +23,11 @@ import time
 import numpy as np
 import pytest
 
-from kubetfx.components.common import tfrecord
+from kubetfx.components.common import layout, tfrecord
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.transform import executor
-from pipeline_cache import penguin_pipeline
-from test_transform_materialize import _transform_eval_split
+
+from helpers.pipeline_cache import penguin_pipeline, transform_eval_split
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +107,8 @@ def _assert_same_graph(graph: str, metadata: dict, reference: dict) -> None:
     for key in ("vocabularies", "z_scores", "imputation", "transformed_features", "row_counts", "label_vocabulary"):
         assert metadata[key] == expected[key], key
     assert _vocabulary_files(graph) == _vocabulary_files(reference["transform_graph"])
-    ours = _transform_eval_split(graph, reference["examples"])
-    theirs = _transform_eval_split(reference["transform_graph"], reference["examples"])
+    ours = transform_eval_split(graph, reference["examples"])
+    theirs = transform_eval_split(reference["transform_graph"], reference["examples"])
     assert sorted(ours) == sorted(theirs)
     for name in ours:
         np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
@@ -131,7 +131,7 @@ def test_portable_runner_with_external_workers_matches_the_default(reference, po
 
     analyzed = _run(reference, tmp_path / "analyzed", portable_services, materialize=False)
     _assert_same_graph(analyzed["graph"], analyzed["metadata"], reference)
-    assert os.listdir(analyzed["transformed"]) == [executor.NOT_MATERIALIZED_FILE]
+    assert os.listdir(analyzed["transformed"]) == [layout.NOT_MATERIALIZED_FILE]
 
 
 def test_multi_process_fn_api_runner_matches_the_default(reference, tmp_path):

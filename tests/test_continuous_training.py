@@ -16,9 +16,8 @@ import pyarrow.compute as pc
 from kubetfx.pipelines.cli import main as cli
 from kubetfx.pipelines.local import runner as local_runner
 from kubetfx.pipelines.penguin import data as penguin_data
-from test_predictor import Server
 
-MODEL = "penguin"
+from helpers.predictor import MODEL, Server
 
 
 def requests_from(table, count: int, seed: int, shift: bool) -> list[dict]:

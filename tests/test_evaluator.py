@@ -19,7 +19,8 @@ from kubetfx.components.evaluator import eval_config as config_lib
 from kubetfx.components.evaluator import executor
 from kubetfx.components.evaluator.models import ModelRef
 
-MODEL_NAME = "penguin"
+from helpers.evaluator import MODEL_NAME, output_paths
+from helpers.predictor import push_model
 
 BAD_MODEL_CONFIG = """
 # TFX's penguin example config: thresholds in MetricConfig.threshold apply to every slice
@@ -36,22 +37,10 @@ metrics_specs {
 """
 
 
-def output_paths(root) -> dict:
-    root = str(root)
-    return {"evaluation_dir": os.path.join(root, "evaluation"), "blessing_dir": os.path.join(root, "blessing"),
-            "report_path": os.path.join(root, "report.md"), "metrics_path": os.path.join(root, "metrics.json"),
-            "classification_metrics_path": os.path.join(root, "classification_metrics.json")}
-
-
 def _evaluate(root, examples_dir: str, model_dir: str, **kwargs) -> dict:
     paths = output_paths(root)
     result = executor.run(examples_dir, model_dir, **paths, **kwargs)
     return {"result": result, **paths}
-
-
-def push_to_repository(model_dir: str, base: str) -> tuple[int, str]:
-    return model_repository.push(os.path.join(model_dir, "Format-Serving"), base, MODEL_NAME,
-                                 extra_files={"kubetfx_model.json": os.path.join(model_dir, "kubetfx_model.json")})
 
 
 def _assert_nothing_written(paths: dict) -> None:
@@ -66,7 +55,7 @@ def _assert_nothing_written(paths: dict) -> None:
 def repository(tmp_path_factory, good_model) -> str:
     """A model repository whose latest version is the good penguin model."""
     base = str(tmp_path_factory.mktemp("evaluator-repo"))
-    assert push_to_repository(good_model, base)[0] == 1
+    assert push_model(good_model, base, MODEL_NAME)[0] == 1
     return base
 
 
@@ -176,7 +165,7 @@ def test_untrained_model_is_not_blessed(tmp_path, raw_examples, untrained_model,
 def test_baseline_whose_variables_are_broken_is_a_config_error(tmp_path, raw_examples, good_model):
     """saved_model.pb parses but TFMA fails loading the variables: the error names the baseline version."""
     base = str(tmp_path / "repo")
-    _, path = push_to_repository(good_model, base)
+    _, path = push_model(good_model, base, MODEL_NAME)
     index = os.path.join(path, "variables", "variables.index")
     with open(index, "r+b") as handle:
         handle.truncate(64)
@@ -235,7 +224,7 @@ def test_unloadable_candidate(tmp_path, raw_examples, good_model):
 
 def test_corrupt_baseline_is_never_skipped(tmp_path, raw_examples, good_model):
     base = str(tmp_path / "repo")
-    _, path = push_to_repository(good_model, base)
+    _, path = push_model(good_model, base, MODEL_NAME)
     with open(os.path.join(path, "saved_model.pb"), "r+b") as handle:
         handle.truncate(100)
     paths = output_paths(tmp_path / "a")
@@ -366,7 +355,7 @@ def test_component_gates_the_pusher_under_kfp_local(tmp_path, raw_examples, good
     base = str(tmp_path / "serving")
 
     @dsl.pipeline
-    def evaluate_andpush_to_repository(destination: str):
+    def evaluate_and_push(destination: str):
         data = dsl.importer(artifact_uri=raw_examples, artifact_class=Dataset, reimport=False)
         model = dsl.importer(artifact_uri=good_model, artifact_class=Model, reimport=False)
         verdict = evaluator(examples=data.output, model=model.output, baseline_repository=destination,
@@ -375,7 +364,7 @@ def test_component_gates_the_pusher_under_kfp_local(tmp_path, raw_examples, good
             pusher(model=model.output, model_blessing=verdict.outputs["blessing"], push_destination=destination,
                    model_name=MODEL_NAME)
 
-    evaluate_andpush_to_repository(destination=base)
+    evaluate_and_push(destination=base)
     assert model_repository.list_versions(base, MODEL_NAME) == [1]
     files = [os.path.join(d, name) for d, _, names in os.walk(tmp_path / "root") for name in names]
     assert [f for f in files if os.path.basename(f) == blessing.BLESSED]

@@ -14,15 +14,16 @@ import sys
 
 import pytest
 from google.protobuf import text_format
-from pipeline_cache import penguin_pipeline, train  # noqa: I001 - shared session cache
-from test_evaluator import MODEL_NAME, output_paths, push_to_repository
-from test_transform import TFX_MODULE, tfx_penguin_pipeline
 
 from kubetfx.components.common import blessing
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.evaluator import eval_config as config_lib
 from kubetfx.components.evaluator import executor, fast_path, results, tfma_protos
 from kubetfx.components.evaluator.models import ModelRef
+
+from helpers.evaluator import MODEL_NAME, output_paths
+from helpers.pipeline_cache import TFX_MODULE, penguin_pipeline, tfx_penguin_pipeline, train
+from helpers.predictor import push_model
 
 REL, ABS = 1e-5, 1e-7  # ABS: diffs of two nearly equal float32-accumulated values
 
@@ -138,7 +139,7 @@ def module_model(tmp_path_factory) -> dict:
 
 def _repository(tmp_path, model_dir: str) -> str:
     base = str(tmp_path / "repository")
-    push_to_repository(model_dir, base)
+    push_model(model_dir, base, MODEL_NAME)
     return base
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from kubetfx.components.common import examples, layout
 from kubetfx.components.common.errors import ConfigError, InputDataError
-from kubetfx.components.example_gen import executor
+from kubetfx.components.example_gen import executor, reading, splitting
 from kubetfx.pipelines.synthetic import penguins as synthetic
 
 
@@ -137,7 +137,7 @@ def test_na_stays_a_category_in_text_and_means_missing_in_numbers(tmp_path):
     assert metadata["missing_values"] == {"units": {"": 1, "NA": 1}, "price": {"N/A": 1, "null": 1},
                                           "note": {"": 1}}
     assert metadata["na_like_values_kept"] == {"region": {"NA": 3}, "note": {"null": 1}}
-    assert metadata["null_values"] == list(executor.DEFAULT_NULL_VALUES)
+    assert metadata["null_values"] == list(reading.DEFAULT_NULL_VALUES)
     assert metadata["string_null_values"] == [""]
     text = report.read_text()
     assert "## Missing values" in text
@@ -193,10 +193,10 @@ def test_parquet_and_tfrecord_nulls_are_counted(tmp_path, penguins_raw_table):
     parquet = str(tmp_path / "raw.parquet")
     pq.write_table(penguins_raw_table, parquet)
     metadata = executor.run(parquet, str(tmp_path / "a"))
-    assert metadata["missing_values"]["sex"] == {executor.NATIVE_NULL: 11}
-    assert metadata["missing_values"]["bill_length_mm"] == {executor.NATIVE_NULL: 2}
+    assert metadata["missing_values"]["sex"] == {reading.NATIVE_NULL: 11}
+    assert metadata["missing_values"]["bill_length_mm"] == {reading.NATIVE_NULL: 2}
     again = executor.run(os.path.join(str(tmp_path / "a"), "Split-*", "*.gz"), str(tmp_path / "b"))
-    assert again["missing_values"]["sex"] == {executor.NATIVE_NULL: 11}
+    assert again["missing_values"]["sex"] == {reading.NATIVE_NULL: 11}
 
 
 @pytest.mark.parametrize("value, match", [("[1, 2]", "null_values must be a JSON list of strings"),
@@ -352,5 +352,5 @@ def test_existing_output_is_never_overwritten(tmp_path, penguins_csv):
 def test_row_hash_is_column_order_independent():
     table = pa.table({"a": [1, 2, None], "b": ["x", "y", "z"]})
     swapped = table.select(["b", "a"])
-    assert np.array_equal(executor.row_hashes(table, ["a", "b"]), executor.row_hashes(swapped, ["b", "a"]))
-    assert len(set(executor.row_hashes(table, ["a", "b"]).tolist())) == 3
+    assert np.array_equal(splitting.row_hashes(table, ["a", "b"]), splitting.row_hashes(swapped, ["b", "a"]))
+    assert len(set(splitting.row_hashes(table, ["a", "b"]).tolist())) == 3

@@ -10,8 +10,9 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from kubetfx.components.common import drift, layout, tfmd
+from kubetfx.components.common import layout, tfmd
 from kubetfx.components.common.errors import AnomaliesFoundError, ConfigError, InputDataError
+from kubetfx.components.data_validation import drift, validation
 from kubetfx.components.example_validator import executor
 
 T = anomalies_pb2.AnomalyInfo.Type
@@ -256,7 +257,7 @@ def test_unexpected_string_values_example_list_is_capped(workspace):
     values = SPECIES[:93] + [f"odd{i}" for i in range(7)]
     _, out, _ = validate(workspace, {"train": penguin_stats("train", species=string("species", values))})
     _, description = only_reason(out, "train", "species")
-    assert description.count("'odd") == executor.MAX_EXAMPLE_VALUES
+    assert description.count("'odd") == validation.MAX_EXAMPLE_VALUES
     assert "and 2 more" in description and "7.0%" in description
 
 

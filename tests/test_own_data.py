@@ -19,7 +19,7 @@ def run_cli(capsys, *args):
 def processed_penguins(tmp_path_factory) -> str:
     """TFX's penguins_processed.csv (culmen_* columns, species 0/1/2), as TFX's penguin example reads it."""
     import pyarrow.csv as pacsv
-    from test_transform import tfx_penguin_table
+    from helpers.pipeline_cache import tfx_penguin_table
 
     from kubetfx.pipelines.penguin import data
 
@@ -65,7 +65,7 @@ def test_example_gen_records_tensorflow_names_and_refuses_colliding_columns(tmp_
 
 
 def serve(tmp_path, repository: str, model: str):
-    from test_predictor import Server
+    from helpers.predictor import Server
 
     server = Server(["--model_repository", repository, "--model_name", model], str(tmp_path / f"{model}.log"),
                     model=model)
@@ -104,7 +104,7 @@ def test_scikit_learns_iris_with_its_own_headers_trains_pushes_and_answers_by_th
 def test_tfx_penguin_module_with_only_its_import_changed_runs_to_a_served_version(capsys, tmp_path,
                                                                                 processed_penguins):
     """TFX's module (serving_default only) through the whole pipeline: blessed, pushed, answered."""
-    from test_transform import TFX_MODULE
+    from helpers.pipeline_cache import TFX_MODULE
 
     root = tmp_path / "root"
     code, out, _ = run_cli(capsys, "run", "--data", processed_penguins, "--label", "species", "--name", "penguin",

@@ -140,6 +140,20 @@ def test_bad_config_is_a_clear_error(tmp_path, config, message):
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_config_quantities_and_names_follow_the_api_server():
+    """Resource quantities and names are checked with the product's one set of Kubernetes value rules."""
+    from kubetfx.components.common.errors import ConfigError
+    from kubetfx.pipelines import config
+
+    for good in ("500m", "2", "1.5", ".5", "4Gi", "1e3"):
+        config.from_dict({"resources": {"trainer": {"memory_request": good}}})
+    for bad, message in (("5 Gi", "'5 Gi' is not a Kubernetes quantity"), ("-1", "'-1' is negative")):
+        with pytest.raises(ConfigError, match=message):
+            config.from_dict({"resources": {"trainer": {"memory_request": bad}}})
+    with pytest.raises(ConfigError, match="'Team_A' is not a valid namespace name"):
+        config.from_dict({"kfp": {"namespace": "Team_A"}})
+
+
 def test_compiled_yaml_reads_back(compiled):
     path, spec = compiled
     component = kfp_components.load_component_from_file(path)

@@ -7,89 +7,18 @@ read /metrics, and finally push new versions to watch the hot reload.
 """
 
 import asyncio
-import http.client
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from kubetfx.components.common import model_repository
-from kubetfx.components.infra_validator.executor import free_ports, instances_from_examples
-
-MODEL = "penguin"
-READY_TIMEOUT_S = 90
-
+from helpers.predictor import MODEL, Server, push_model, v2_request
 
 # ---------------------------------------------------------------------- helpers
-
-
-class Server:
-    """The predictor in its own process (`python -m kubetfx.components.predictor ARGS`), real HTTP to it."""
-
-    def __init__(self, args: list[str], log_path: str, model: str = MODEL):
-        self.model = model
-        self.http_port, self.grpc_port = free_ports(2)
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        command = [sys.executable, "-m", "kubetfx.components.predictor", "--http_port", str(self.http_port),
-                   "--grpc_port", str(self.grpc_port), "--grace_period_s", "3", *args]
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-                                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-
-    def request(self, method: str, path: str, body=None, timeout: float = 30.0):
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
-        try:
-            data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
-            conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
-
-    def predict(self, instances):
-        status, body = self.request("POST", f"/v1/models/{self.model}:predict", {"instances": instances})
-        return status, json.loads(body)
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the predictor exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-            try:
-                if self.request("GET", f"/v2/models/{self.model}/ready", timeout=2)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"the predictor was not ready in {timeout} s:\n{self.log()[-3000:]}")
-
-    def log(self) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-        self._log.close()
-
-
-def push(model: dict, repository: str, schema: str | None = None) -> int:
-    extra = {"kubetfx_model.json": os.path.join(model["model"], "kubetfx_model.json")}
-    if schema:
-        extra["schema.pbtxt"] = schema
-    version, _ = model_repository.push(os.path.join(model["model"], "Format-Serving"), repository, MODEL, extra)
-    return version
 
 
 def wait_for(condition, timeout: float, what: str):
@@ -103,23 +32,12 @@ def wait_for(condition, timeout: float, what: str):
 
 
 @pytest.fixture(scope="module")
-def features(penguin_model) -> list[dict]:
-    with open(os.path.join(penguin_model["model"], "kubetfx_model.json"), encoding="utf-8") as handle:
-        return json.load(handle)["raw_features"]
-
-
-@pytest.fixture(scope="module")
-def eval_instances(penguin_pipeline_artifacts, features) -> list[dict]:
-    return instances_from_examples(penguin_pipeline_artifacts["examples"], "eval", [f["name"] for f in features], 24)
-
-
-@pytest.fixture(scope="module")
 def served(tmp_path_factory, penguin_model, penguin_pipeline_artifacts):
     """The predictor on a temp repository holding version 1 (+ schema.pbtxt), polling every 0.3 s."""
     root = tmp_path_factory.mktemp("predictor")
     repository = str(root / "repository")
     schema = os.path.join(penguin_pipeline_artifacts["schema"], "schema.pbtxt")
-    assert push(penguin_model, repository, schema) == 1
+    assert push_model(penguin_model["model"], repository, schema=schema)[0] == 1
     server = Server(["--model_repository", repository, "--model_name", MODEL, "--poll_interval_s", "0.3"],
                     str(root / "predictor.log"))
     try:
@@ -139,23 +57,6 @@ def savedmodel_outputs(penguin_model, eval_instances, features):
     dtypes = {"float32": np.float32, "int64": np.int64, "string": object}
     columns = {f["name"]: np.array([i[f["name"]] for i in eval_instances], dtype=dtypes[f["dtype"]]) for f in features}
     return {name: value.numpy() for name, value in signature(**columns).items()}
-
-
-def _v2_request(instances, features, binary: bool = False):
-    from kserve import InferInput, InferRequest
-
-    datatypes = {"float32": "FP32", "int64": "INT64", "string": "BYTES"}
-    inputs = []
-    for feature in features:
-        values = [instance[feature["name"]] for instance in instances]
-        infer_input = InferInput(feature["name"], [len(values)], datatypes[feature["dtype"]])
-        if binary:
-            dtype = {"float32": np.float32, "int64": np.int64, "string": np.object_}[feature["dtype"]]
-            infer_input.set_data_from_numpy(np.array(values, dtype=dtype), binary_data=True)
-        else:
-            infer_input.data = values
-        inputs.append(infer_input)
-    return InferRequest(model_name=MODEL, infer_inputs=inputs)
 
 
 # ---------------------------------------------------------------------- serving
@@ -202,11 +103,11 @@ def test_v2_rest_and_grpc_with_kserve_clients(served, eval_instances, features, 
         grpc_client = InferenceGRPCClient(url=f"127.0.0.1:{served.grpc_port}", timeout=30, retries=2)
         try:
             base = f"http://127.0.0.1:{served.http_port}"
-            json_answer = await rest.infer(base, _v2_request(eval_instances, features), model_name=MODEL)
-            binary_answer = await rest.infer(base, _v2_request(eval_instances, features, binary=True),
+            json_answer = await rest.infer(base, v2_request(eval_instances, features), model_name=MODEL)
+            binary_answer = await rest.infer(base, v2_request(eval_instances, features, binary=True),
                                              model_name=MODEL)
-            grpc_answer = await grpc_client.infer(_v2_request(eval_instances, features, binary=True))
-            grpc_json = await grpc_client.infer(_v2_request(eval_instances[:3], features))
+            grpc_answer = await grpc_client.infer(v2_request(eval_instances, features, binary=True))
+            grpc_json = await grpc_client.infer(v2_request(eval_instances[:3], features))
             ready = await grpc_client.is_model_ready(MODEL)
             return json_answer, binary_answer, grpc_answer, grpc_json, ready
         finally:
@@ -227,7 +128,7 @@ def test_v2_rest_and_grpc_with_kserve_clients(served, eval_instances, features, 
         classes = [c.decode() if isinstance(c, bytes) else c for c in outputs["classes"].as_numpy().reshape(-1)]
         assert classes == [c.decode() for c in savedmodel_outputs["classes"]]
     assert {o.name: o.shape for o in grpc_json.outputs}["probabilities"] == [3, 3]
-    status, body = served.request("POST", f"/v2/models/{MODEL}/infer", _v2_request(eval_instances[:2], features)
+    status, body = served.request("POST", f"/v2/models/{MODEL}/infer", v2_request(eval_instances[:2], features)
                                   .to_rest()[0])
     assert status == 200 and json.loads(body)["model_version"] == "1"
 
@@ -290,7 +191,7 @@ def test_bad_v2_requests_rest_and_grpc(served, eval_instances, features):
         client = InferenceGRPCClient(url=f"127.0.0.1:{served.grpc_port}", timeout=30, retries=2)
         try:
             with pytest.raises(grpc.RpcError) as raised:
-                await client.infer(_v2_request(nan, features, binary=True))
+                await client.infer(v2_request(nan, features, binary=True))
             return raised.value
         finally:
             await client.close()
@@ -317,7 +218,7 @@ def test_metrics_endpoint(served, eval_instances):
 
 def test_hot_reload_switches_to_new_versions_and_skips_corrupt_ones(served, penguin_model, eval_instances):
     current = int(served.predict(eval_instances[:1])[1]["model_version"])
-    new = push(penguin_model, served.repository, served.schema)
+    new, _ = push_model(penguin_model["model"], served.repository, schema=served.schema)
     assert new == current + 1
     wait_for(lambda: served.predict(eval_instances[:1])[1]["model_version"] == str(new), 30,
              f"responses from version {new}")
@@ -465,7 +366,7 @@ def test_v1_and_v2_requests_are_logged_as_the_same_records(tmp_path, penguin_mod
     from kubetfx.components.common import prediction_log
 
     repository = str(tmp_path / "repository")
-    push(penguin_model, repository)
+    push_model(penguin_model["model"], repository)
     log_dir = str(tmp_path / "prediction-log")
     server = Server(["--model_repository", repository, "--model_name", MODEL, "--prediction_log_dir", log_dir],
                     str(tmp_path / "server.log"))

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from test_predictor import MODEL, Server, eval_instances, features, push  # noqa: F401 (fixtures)
+from helpers.predictor import MODEL, Server, push_model, v2_request
 
 MAX_REQUEST_BYTES = 64 * 1024
 V1 = f"/v1/models/{MODEL}:predict"
@@ -30,7 +30,8 @@ DATATYPES = {"float32": "FP32", "int64": "INT64", "string": "BYTES"}
 def hostile(tmp_path_factory, penguin_model, penguin_pipeline_artifacts):
     root = tmp_path_factory.mktemp("hostile")
     repository = str(root / "repository")
-    push(penguin_model, repository, os.path.join(penguin_pipeline_artifacts["schema"], "schema.pbtxt"))
+    schema = os.path.join(penguin_pipeline_artifacts["schema"], "schema.pbtxt")
+    push_model(penguin_model["model"], repository, schema=schema)
     server = Server(["--model_repository", repository, "--model_name", MODEL,
                      "--max_request_bytes", str(MAX_REQUEST_BYTES)], str(root / "predictor.log"))
     try:
@@ -206,14 +207,12 @@ def test_v2_json_and_binary_answers_match(hostile, eval_instances, features):
     """The fast path's V2 JSON answer and kserve's binary-tensor decoding give the same outputs."""
     from kserve import InferenceRESTClient, RESTConfig
 
-    from test_predictor import _v2_request
-
     async def run():
         client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=30))
         try:
             base = f"http://127.0.0.1:{hostile.http_port}"
-            return (await client.infer(base, _v2_request(eval_instances[:5], features), model_name=MODEL),
-                    await client.infer(base, _v2_request(eval_instances[:5], features, binary=True), model_name=MODEL))
+            return (await client.infer(base, v2_request(eval_instances[:5], features), model_name=MODEL),
+                    await client.infer(base, v2_request(eval_instances[:5], features, binary=True), model_name=MODEL))
         finally:
             await client.close()
 

@@ -10,7 +10,7 @@ from kubetfx.components.common.errors import ConfigError, InputDataError
 from kubetfx.pipelines import preflight, registry
 from kubetfx.pipelines.cli import main as cli
 
-TFX_MODULE = os.path.join(os.path.dirname(__file__), "data", "penguin_tfx_module.py")
+from helpers.pipeline_cache import TFX_MODULE
 
 
 @pytest.fixture(scope="module")

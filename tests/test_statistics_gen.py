@@ -15,6 +15,7 @@ from tfx_bsl.coders import example_coder
 
 from kubetfx.components.common import layout, tfmd, tfrecord
 from kubetfx.components.common.errors import InputDataError
+from kubetfx.components.data_validation import statistics
 from kubetfx.components.statistics_gen import executor
 
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
@@ -285,11 +286,11 @@ def test_infinities_from_a_csv_reach_the_statistics(tmp_path):
 def test_many_string_values_are_capped(tmp_path):
     values = [[f"v{i:05d}".encode()] * (1 + i % 3) for i in range(1500)]
     batch = pa.RecordBatch.from_arrays([pa.array(values, pa.large_list(pa.large_binary()))], ["token"])
-    feature = executor.generate_statistics(batch, "train").datasets[0].features[0]
+    feature = statistics.generate_statistics(batch, "train").datasets[0].features[0]
     string = feature.string_stats
     assert string.unique == 1500
-    assert len(string.top_values) == executor.NUM_TOP_VALUES
-    assert len(string.rank_histogram.buckets) == executor.NUM_RANK_HISTOGRAM_BUCKETS
+    assert len(string.top_values) == statistics.NUM_TOP_VALUES
+    assert len(string.rank_histogram.buckets) == statistics.NUM_RANK_HISTOGRAM_BUCKETS
     # Frequency 3 first (i % 3 == 2), smallest value first among ties.
     assert [(t.value, t.frequency) for t in string.top_values[:2]] == [("v00002", 3), ("v00005", 3)]
     assert string.rank_histogram.buckets[-1].sample_count == 2

@@ -17,8 +17,7 @@ from kubetfx.components.common import examples
 from kubetfx.components.common.errors import ConfigError, InputDataError
 from kubetfx.components.trainer import executor, hyperparameters
 
-from pipeline_cache import penguin_pipeline, train  # noqa: I001 - shared session cache
-from test_transform import TFX_MODULE, tfx_penguin_pipeline  # noqa: I001
+from helpers.pipeline_cache import TFX_MODULE, penguin_pipeline, tfx_penguin_pipeline, train
 
 SPECIES = {"Adelie", "Chinstrap", "Gentoo"}
 RAW_INPUTS = {"bill_depth_mm": "float32", "bill_length_mm": "float32", "body_mass_g": "int64",

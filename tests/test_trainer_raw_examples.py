@@ -11,15 +11,14 @@ import os
 import numpy as np
 import pytest
 
-from kubetfx.components.common import examples
+from kubetfx.components.common import examples, layout
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.trainer import executor
 from kubetfx.components.trainer.fn_args import make_data_accessor
 from kubetfx.components.transform import executor as transform
+from kubetfx.components.transform_output import reader as transform_output
 
-from pipeline_cache import penguin_pipeline, train  # noqa: I001 - shared session cache
-from test_transform import TFX_MODULE, tfx_penguin_pipeline  # noqa: I001
-from test_transform_materialize import analyzed_penguin_pipeline  # noqa: I001
+from helpers.pipeline_cache import TFX_MODULE, analyzed_penguin_pipeline, penguin_pipeline, tfx_penguin_pipeline, train
 
 FAST = {"epochs": 3, "early_stopping_patience": 0}
 ONE_EPOCH = {"epochs": 1, "early_stopping_patience": 0}
@@ -72,8 +71,8 @@ def test_in_pipeline_metrics_equal_the_exported_model_on_raw_examples(tmp_path_f
 def _copy_marker(analyzed, tmp_path, raw_examples: str) -> str:
     marker_dir = tmp_path / "marker"
     marker_dir.mkdir()
-    marker = transform.read_not_materialized_marker(analyzed["transformed"])
-    (marker_dir / transform.NOT_MATERIALIZED_FILE).write_text(json.dumps({**marker, "raw_examples": raw_examples}))
+    marker = transform_output.read_not_materialized_marker(analyzed["transformed"])
+    (marker_dir / layout.NOT_MATERIALIZED_FILE).write_text(json.dumps({**marker, "raw_examples": raw_examples}))
     return str(marker_dir)
 
 
@@ -196,8 +195,8 @@ def test_materialize_false_wiring_under_kfp_local(penguins, tmp_path):
     assert len(infos) == 1
     with open(infos[0], encoding="utf-8") as handle:
         assert json.load(handle)["training_input"] == executor.RAW_INPUT
-    markers = [d for d, _, names in os.walk(tmp_path / "root") if transform.NOT_MATERIALIZED_FILE in names]
-    assert len(markers) == 1 and os.listdir(markers[0]) == [transform.NOT_MATERIALIZED_FILE]
+    markers = [d for d, _, names in os.walk(tmp_path / "root") if layout.NOT_MATERIALIZED_FILE in names]
+    assert len(markers) == 1 and os.listdir(markers[0]) == [layout.NOT_MATERIALIZED_FILE]
 
 
 def test_components_compile_with_materialize_and_raw_examples(tmp_path):

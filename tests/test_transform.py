@@ -1,7 +1,7 @@
 """Transform executor: real tf.Transform/Beam runs on the penguin data, and bad input.
 
-The penguin pipeline up to Transform runs once per session (``penguin_pipeline``);
-tests/test_trainer.py reuses it through the same cache.
+The penguin pipeline up to Transform runs once per session (``penguin_pipeline``,
+tests/helpers/pipeline_cache.py); the Trainer's tests reuse it through the same cache.
 """
 
 import collections
@@ -15,48 +15,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from kubetfx.components.common import examples, layout, tfmd, tfrecord
+from kubetfx.components.common import examples, tfmd
 from kubetfx.components.common.errors import ConfigError, InputDataError
 from kubetfx.components.transform import default_preprocessing, executor
-from kubetfx.pipelines.penguin import data as penguin_data
-from pipeline_cache import _CACHE, _schema, penguin_pipeline  # noqa: F401 - shared session cache
+from helpers.pipeline_cache import TFX_MODULE, penguin_pipeline, tfx_penguin_pipeline
 
-TFX_MODULE = os.path.join(os.path.dirname(__file__), "data", "penguin_tfx_module.py")
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"]
 CATEGORICAL = ["island", "sex"]
 TFX_FEATURES = ["culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", "body_mass_g"]
-SPECIES_IDS = {"Adelie": 0, "Chinstrap": 1, "Gentoo": 2}
-
-def tfx_penguin_table(table: pa.Table) -> pa.Table:
-    """The penguins as TFX's example ships them (penguins_processed.csv): culmen_* names, integer
-    species, measurements scaled to [0, 1]."""
-    columns = {"species": pa.array([SPECIES_IDS[s] for s in table.column("species").to_pylist()], pa.int64())}
-    for raw, name in [("bill_length_mm", "culmen_length_mm"), ("bill_depth_mm", "culmen_depth_mm"),
-                      ("flipper_length_mm", "flipper_length_mm"), ("body_mass_g", "body_mass_g")]:
-        values = table.column(raw).to_numpy().astype(np.float64)
-        columns[name] = pa.array(((values - values.min()) / (values.max() - values.min())).astype(np.float32))
-    return pa.table(columns)
-
-
-def tfx_penguin_pipeline(tmp_path_factory) -> dict:
-    """TFX's penguin data and module file through our Transform, once per session."""
-    if "tfx" not in _CACHE:
-        root = tmp_path_factory.mktemp("penguins-tfx")
-        table = tfx_penguin_table(penguin_data.load_table(drop_missing=True))
-        rows = np.arange(table.num_rows)
-        examples_dir = str(root / "examples")
-        for split, mask in (("train", rows % 3 != 2), ("eval", rows % 3 == 2)):
-            directory = layout.split_dir(examples_dir, split)
-            os.makedirs(directory)
-            tfrecord.write_file(os.path.join(directory, layout.examples_file_name(0, 1)),
-                                examples.encode_examples(table.filter(pa.array(mask))))
-        schema_dir = _schema(examples_dir, root, "species")
-        graph, transformed = str(root / "transform_graph"), str(root / "transformed_examples")
-        metadata = executor.run(examples_dir, schema_dir, graph, transformed, module_file=TFX_MODULE,
-                                label_column="species")
-        _CACHE["tfx"] = {"examples": examples_dir, "schema": schema_dir, "transform_graph": graph,
-                         "transformed": transformed, "metadata": metadata, "root": root}
-    return _CACHE["tfx"]
 
 
 @pytest.fixture(scope="session")

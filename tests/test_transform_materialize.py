@@ -1,7 +1,7 @@
 """Transform with ``materialize=False`` (analyze only), and the file-by-file Beam reading.
 
-The analyze-only run on the penguins is shared (``analyzed_penguin_pipeline``) with
-tests/test_trainer_raw_examples.py, which trains from it.
+The analyze-only run on the penguins (``analyzed_penguin_pipeline``, tests/helpers/pipeline_cache.py)
+is shared with tests/test_trainer_raw_examples.py, which trains from it.
 """
 
 import json
@@ -13,21 +13,9 @@ import pytest
 from kubetfx.components.common import examples, layout, tfrecord
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.transform import beam_pipeline, executor, summary
-from pipeline_cache import _CACHE, penguin_pipeline
+from kubetfx.components.transform_output import reader as transform_output
 
-
-def analyzed_penguin_pipeline(tmp_path_factory) -> dict:
-    """The penguin pipeline's examples and schema through Transform with materialize=False, once per session:
-    like penguin_pipeline's dict, but "transformed" is the marker directory."""
-    if "analyzed" not in _CACHE:
-        penguins = penguin_pipeline(tmp_path_factory)
-        root = tmp_path_factory.mktemp("penguins-analyzed")
-        graph, marker, report = str(root / "transform_graph"), str(root / "transformed_examples"), str(root / "t.md")
-        metadata = executor.run(penguins["examples"], penguins["schema"], graph, marker, report_path=report,
-                                label_column="species", materialize=False)
-        _CACHE["analyzed"] = {**penguins, "transform_graph": graph, "transformed": marker, "report": report,
-                              "metadata": metadata, "root": root}
-    return _CACHE["analyzed"]
+from helpers.pipeline_cache import analyzed_penguin_pipeline, penguin_pipeline, transform_eval_split
 
 
 @pytest.fixture(scope="session")
@@ -40,20 +28,10 @@ def analyzed(tmp_path_factory) -> dict:
     return analyzed_penguin_pipeline(tmp_path_factory)
 
 
-def _transform_eval_split(graph: str, raw_examples: str) -> dict:
-    import tensorflow as tf
-    import tensorflow_transform as tft
-
-    output = tft.TFTransformOutput(graph)
-    records = tf.constant(examples.read_split_records(raw_examples, "eval"))
-    transformed = output.transform_raw_features(tf.io.parse_example(records, output.raw_feature_spec()))
-    return {name: value.numpy() for name, value in transformed.items()}
-
-
 def test_analyze_only_writes_the_same_graph_and_a_marker(penguins, analyzed):
     graph, marker_dir = analyzed["transform_graph"], analyzed["transformed"]
     assert sorted(os.listdir(graph)) == sorted(os.listdir(penguins["transform_graph"]))
-    assert os.listdir(marker_dir) == [executor.NOT_MATERIALIZED_FILE]  # no Split-* directories
+    assert os.listdir(marker_dir) == [layout.NOT_MATERIALIZED_FILE]  # no Split-* directories
 
     metadata, materialized = analyzed["metadata"], penguins["metadata"]
     assert metadata["materialized"] is False and materialized["materialized"] is True
@@ -63,23 +41,23 @@ def test_analyze_only_writes_the_same_graph_and_a_marker(penguins, analyzed):
     for name, z in metadata["z_scores"].items():
         assert z["mean"] == pytest.approx(materialized["z_scores"][name]["mean"], rel=1e-6), name
     assert summary.vocabularies(graph) == summary.vocabularies(penguins["transform_graph"])
-    with open(os.path.join(graph, executor.SUMMARY_FILE), encoding="utf-8") as handle:
+    with open(os.path.join(graph, layout.TRANSFORM_SUMMARY_FILE), encoding="utf-8") as handle:
         assert json.load(handle)["materialized"] is False
 
     # Both graphs transform raw examples identically.
-    ours, theirs = _transform_eval_split(graph, penguins["examples"]), \
-        _transform_eval_split(penguins["transform_graph"], penguins["examples"])
+    ours, theirs = transform_eval_split(graph, penguins["examples"]), \
+        transform_eval_split(penguins["transform_graph"], penguins["examples"])
     assert sorted(ours) == sorted(theirs)
     for name in ours:
         np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-6, err_msg=name)
 
-    marker = executor.read_not_materialized_marker(marker_dir)
+    marker = transform_output.read_not_materialized_marker(marker_dir)
     assert marker == metadata["transformed_examples"]
     assert marker["materialized"] is False and marker["transformed"] is False
     assert marker["raw_examples"] == os.path.abspath(penguins["examples"])
     assert marker["row_counts"] == materialized["row_counts"]
     assert marker["transformed_columns"] == sorted(materialized["transformed_features"])
-    assert executor.read_not_materialized_marker(penguins["transformed"]) is None
+    assert transform_output.read_not_materialized_marker(penguins["transformed"]) is None
     with open(analyzed["report"], encoding="utf-8") as handle:
         assert "not written (`materialize=False`)" in handle.read()
     with open(penguins["report"], encoding="utf-8") as handle:

@@ -1,4 +1,8 @@
-"""Artifact layout constants, matching TFX so that TFX tools read our artifacts."""
+"""Artifact layout constants, matching TFX so that TFX tools read our artifacts.
+
+The one place that spells out a file or directory name inside an artifact: every
+component that writes or reads one imports its name from here.
+"""
 
 import os
 import re
@@ -9,6 +13,19 @@ EXAMPLES_FILE_SUFFIX = ".gz"
 STATISTICS_FILE = "FeatureStats.pb"
 SCHEMA_FILE = "schema.pbtxt"
 ANOMALIES_FILE = "SchemaDiff.pb"
+
+# Model artifact (Trainer): TFX's serving subdirectory with the SavedModel, and kubetfx's
+# model facts beside it (also beside the SavedModel of each pushed repository version).
+SERVING_MODEL_DIR = "Format-Serving"
+MODEL_INFO_FILE = "kubetfx_model.json"
+SAVED_MODEL_FILE = "saved_model.pb"  # TensorFlow's: a directory holding it is a SavedModel
+
+# TransformGraph artifact (Transform): TFT's transform_fn/ (with transformed_metadata/ beside it)
+# plus kubetfx's summary; a transformed-examples artifact of a run with materialize=False holds
+# only the marker naming the raw examples (TFX then has no such output).
+TRANSFORM_FN_DIR = "transform_fn"
+TRANSFORM_SUMMARY_FILE = "kubetfx_transform.json"
+NOT_MATERIALIZED_FILE = "kubetfx_not_materialized.json"
 
 # Artifact metadata keys (KFP artifact ``metadata``; TFX calls them properties).
 TFX_TYPE = "tfx_type"

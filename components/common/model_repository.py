@@ -1,4 +1,5 @@
 """A versioned model repository that TF Serving and KServe load from. No TensorFlow import.
+Over 500 lines: the layout, its readers and both atomic writers keep one set of invariants (temp dirs, claims).
 
 Layout::
 
@@ -48,10 +49,13 @@ import shutil
 import time
 import uuid
 
+from kubetfx.components.common import layout
 from kubetfx.components.common.errors import ConfigError, KubetfxError
 
-SAVED_MODEL_FILE = "saved_model.pb"
-MODEL_METADATA_FILE = "kubetfx_model.json"
+# A version dir holds the SavedModel files directly, and the model facts beside them (names from layout.py;
+# these two aliases are the names pusher/ still uses).
+SAVED_MODEL_FILE = layout.SAVED_MODEL_FILE
+MODEL_METADATA_FILE = layout.MODEL_INFO_FILE
 # The training split's statistics travel with the model, like its schema: the model monitor compares
 # live requests with them (TFMD DatasetFeatureStatisticsList, as StatisticsGen's Split-train/FeatureStats.pb).
 TRAINING_STATISTICS_FILE = "training_statistics.pb"

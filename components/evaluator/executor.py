@@ -25,7 +25,7 @@ writing TFMA's output files; it is used whenever it covers the EvalConfig. TFMA 
 Beam runs otherwise, and the report says why ("TFMA path: <reasons>").
 ``engine="tfma"`` forces TFMA, ``engine="fast"`` refuses to fall back.
 
-Everything checkable is checked before either engine runs (see eval_config.validate).
+Everything checkable is checked before either engine runs (see config_checks.py).
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def run(examples_dir: str, model_dir: str, evaluation_dir: str, blessing_dir: st
     ``engine_reasons`` (why TFMA ran) and ``blessing`` (ModelBlessing metadata). ``engine``: ``auto`` uses
     the fast path whenever it covers the EvalConfig; ``fast`` fails when it does not; ``tfma`` always runs TFMA.
     """
-    from kubetfx.components.evaluator import eval_config as config_lib
+    from kubetfx.components.evaluator import config_checks, eval_config as config_lib
 
     if not isinstance(split, str) or not split.strip():
         raise ConfigError(f"split: expected a split name such as 'eval', got {split!r}")
@@ -246,19 +246,19 @@ def run(examples_dir: str, model_dir: str, evaluation_dir: str, blessing_dir: st
                 config.slicing_specs.add().feature_keys.append(feature)
     if problem == "classification" and config_lib.ensure_confusion_matrix(config):
         notes.append("MultiClassConfusionMatrixPlot added for the confusion matrix")
-    config_lib.validate_thresholds(config)
+    config_checks.validate_thresholds(config)
     change_thresholds = config_lib.count_change_thresholds(config)
     config = config_lib.apply_baseline(config, baseline is not None)
     if baseline is not None:
         for spec in config.model_specs:
             if spec.is_baseline:
                 config_lib.fill_model_spec(spec, baseline)
-    config_lib.validate(config, candidate, baseline, raw_features, config_lib.string_features(batch))
+    config_checks.validate(config, candidate, baseline, raw_features, config_lib.string_features(batch))
     engine_reasons = fast_path.unsupported(config, candidate, baseline, batch, beam_args) if engine != TFMA else \
         ["engine 'tfma' was asked for"]
     used = _engine_choice(engine, engine_reasons if engine != TFMA else [])
     if used == TFMA:
-        config_lib.validate_for_tfma(config)
+        config_checks.validate_for_tfma(config)
     config_text = config_lib.to_text(config)
 
     rubber_stamp = baseline is None
@@ -275,7 +275,7 @@ def run(examples_dir: str, model_dir: str, evaluation_dir: str, blessing_dir: st
                     raise ConfigError("engine 'fast' was asked for, but the fast path does not cover: "
                                       + "; ".join(err.reasons)) from None
                 used, engine_reasons = TFMA, err.reasons
-                config_lib.validate_for_tfma(config)
+                config_checks.validate_for_tfma(config)
         if outcome is None:
             del records  # TFMA reads the files itself
             _run_tfma(config, candidate, baseline, data_location, evaluation_tmp, raw_features, beam_args)

@@ -20,12 +20,9 @@ import dataclasses
 import json
 import os
 
-from kubetfx.components.common import model_repository
+from kubetfx.components.common import layout, model_repository
 from kubetfx.components.common.errors import ConfigError, InputDataError
 
-SERVING_DIR = "Format-Serving"
-MODEL_INFO_FILE = model_repository.MODEL_METADATA_FILE
-SAVED_MODEL_FILE = model_repository.SAVED_MODEL_FILE
 CANDIDATE, BASELINE = "candidate", "baseline"
 
 
@@ -71,8 +68,8 @@ def _exists(path: str, what: str) -> bool:
 
 def _read_info(directory: str, what: str) -> dict:
     gfile = _gfile()
-    path = f"{directory.rstrip('/')}/{MODEL_INFO_FILE}" if "://" in directory else os.path.join(directory,
-                                                                                                  MODEL_INFO_FILE)
+    name = layout.MODEL_INFO_FILE
+    path = f"{directory.rstrip('/')}/{name}" if "://" in directory else os.path.join(directory, name)
     if not _exists(path, what):
         return {}
     try:
@@ -96,9 +93,10 @@ def read_signatures(saved_model_dir: str, what: str) -> dict:
     gfile = _gfile()
     join = (lambda *p: "/".join([saved_model_dir.rstrip("/"), *p])) if "://" in saved_model_dir \
         else (lambda *p: os.path.join(saved_model_dir, *p))
-    path = join(SAVED_MODEL_FILE)
+    path = join(layout.SAVED_MODEL_FILE)
     if not _exists(path, what):
-        raise ConfigError(f"{what}: {saved_model_dir} is not a SavedModel directory ({SAVED_MODEL_FILE} not found)")
+        raise ConfigError(f"{what}: {saved_model_dir} is not a SavedModel directory "
+                          f"({layout.SAVED_MODEL_FILE} not found)")
     saved = saved_model_pb2.SavedModel()
     try:
         with gfile.GFile(path, "rb") as handle:
@@ -128,15 +126,16 @@ def resolve_candidate(model_dir: str) -> ModelRef:
     if "://" not in model_dir and not os.path.isdir(model_dir):
         raise InputDataError(f"model {model_dir} does not exist (expected the Trainer's Model artifact)")
     gfile = _gfile()
-    serving = f"{model_dir.rstrip('/')}/{SERVING_DIR}" if "://" in model_dir else os.path.join(model_dir, SERVING_DIR)
+    serving = f"{model_dir.rstrip('/')}/{layout.SERVING_MODEL_DIR}" if "://" in model_dir \
+        else os.path.join(model_dir, layout.SERVING_MODEL_DIR)
     if _exists(serving, "candidate model") and gfile.isdir(serving):
         saved_model_dir = serving
-    elif _exists(os.path.join(model_dir, SAVED_MODEL_FILE) if "://" not in model_dir
-                 else f"{model_dir.rstrip('/')}/{SAVED_MODEL_FILE}", "candidate model"):
+    elif _exists(os.path.join(model_dir, layout.SAVED_MODEL_FILE) if "://" not in model_dir
+                 else f"{model_dir.rstrip('/')}/{layout.SAVED_MODEL_FILE}", "candidate model"):
         saved_model_dir = model_dir
     else:
-        raise InputDataError(f"model {model_dir} has no {SERVING_DIR}/ directory and no {SAVED_MODEL_FILE}: "
-                             "it is not a Trainer Model artifact")
+        raise InputDataError(f"model {model_dir} has no {layout.SERVING_MODEL_DIR}/ directory and no "
+                             f"{layout.SAVED_MODEL_FILE}: it is not a Trainer Model artifact")
     signatures = read_signatures(saved_model_dir, "candidate model")
     return ModelRef(CANDIDATE, saved_model_dir, _read_info(model_dir, "candidate model"), signatures)
 

@@ -1,6 +1,7 @@
 """InfraValidator: serve the candidate model with the real predictor and send it real requests.
 
-Starts the predictor on the candidate on free loopback ports, in one of two ways (``launch``):
+Starts the predictor on the candidate on free loopback ports (``launcher.py``), in one of two ways
+(``launch``):
 
 * ``"in_process"`` (default): this task builds the predictor with the CLI's own code path
   (``predictor.server.build``: model load and warm-up, ``kserve.ModelServer``, the REST front door
@@ -26,33 +27,21 @@ raise ConfigError. No TensorFlow import at module level: the server (thread or p
 from __future__ import annotations
 
 import http.client
-import collections
 import json
-import logging
 import math
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 
-from kubetfx.components.common import blessing, fileio, report
+from kubetfx.components.common import blessing, fileio, layout, report
 from kubetfx.components.common.errors import ConfigError, InputDataError
+from kubetfx.components.infra_validator.launcher import Launched, PredictorInProcess, PredictorProcess, free_ports
 
-SERVING_DIR = "Format-Serving"
-MODEL_INFO_FILE = "kubetfx_model.json"
 INSTANCES_PER_REQUEST = 4
-LOG_TAIL_LINES = 15
 LAUNCHES = ("in_process", "process")
-READY_POLL_S = 0.02  # how often readiness is asked while the server starts
-_NOISE = ("cuda", "oneDNN", "TF-TRT", "rebuild TensorFlow", "computation_placer", "cpu_feature_guard",
-          "AVX", "This TensorFlow binary", "absl::InitializeLog", "FastAPIDeprecationWarning",
-          "await f(request)", "await dependant.call")
 
 
 # ---------------------------------------------------------------------- requests from examples
@@ -102,238 +91,6 @@ def instances_from_examples(examples_dir: str, split: str, features: list[str], 
         raise InputDataError(f"Examples artifact {examples_dir} split '{split}' has no row with every model "
                              f"feature present ({', '.join(features)})")
     return instances
-
-
-# ---------------------------------------------------------------------- the server process
-
-
-def free_ports(count: int = 1) -> list[int]:
-    """``count`` distinct free loopback ports (all held open while choosing, so they differ)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _noise_free(lines, count: int = LOG_TAIL_LINES) -> list[str]:
-    kept = [line.rstrip() for line in lines if line.strip() and not any(noise in line for noise in _NOISE)]
-    return kept[-count:]
-
-
-def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> list[str]:
-    """The server log's last meaningful lines (TF's CPU/CUDA banner noise left out)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            text = handle.read()[-200_000:]
-    except OSError:
-        return []
-    return _noise_free(text.splitlines(), lines)
-
-
-def _request(port: int, method: str, path: str, body: bytes | None = None, timeout: float = 10.0):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-class _Launched:
-    """What the checks need of a started predictor: its HTTP port, readiness, requests, stop, log tail."""
-
-    model_name: str
-    http_port: int
-    launch: str
-
-    def request(self, method: str, path: str, body: bytes | None = None, timeout: float = 10.0):
-        return _request(self.http_port, method, path, body, timeout)
-
-    def _ended(self) -> str | None:
-        """Why the server can no longer become ready (it ended), or None while it may."""
-        raise NotImplementedError
-
-    def wait_ready(self, timeout_s: float) -> tuple[bool, str]:
-        """(ready, why not). Ready = this server's model answers its readiness endpoint (asked every 20 ms)."""
-        deadline = time.monotonic() + timeout_s
-        path = f"/v2/models/{self.model_name}/ready"  # the unique name: another server on the port cannot pass
-        while time.monotonic() < deadline:
-            ended = self._ended()
-            if ended:
-                return False, ended
-            try:
-                status, _ = self.request("GET", path, timeout=2.0)
-                if status == 200:
-                    return True, ""
-            except (OSError, http.client.HTTPException):
-                pass
-            time.sleep(READY_POLL_S)
-        return False, f"the predictor server was not ready within {timeout_s:g} s"
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    def log_tail(self) -> list[str]:
-        raise NotImplementedError
-
-    def failure(self, tail: list[str]) -> str:
-        """What most likely says why the server did not come up."""
-        return _last_error(tail)
-
-
-class PredictorProcess(_Launched):
-    """The predictor server in a subprocess (own session, so it and its children are stopped together)."""
-
-    launch = "process"
-
-    def __init__(self, model_dir: str, model_name: str, http_port: int, grpc_port: int, log_path: str,
-                 extra_args=()):
-        self.model_name = model_name
-        self.http_port = http_port
-        self.log_path = log_path
-        self.command = [sys.executable, "-m", "kubetfx.components.predictor", "--model_dir", model_dir,
-                        "--model_name", model_name, "--http_port", str(http_port), "--grpc_port", str(grpc_port),
-                        "--grace_period_s", "5", *extra_args]
-        self._log = open(log_path, "wb")
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-
-    def _ended(self) -> str | None:
-        code = self.process.poll()
-        return None if code is None else f"the predictor server exited with code {code} before it was ready"
-
-    def stop(self, grace_s: float = 10.0) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.process.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.process.wait(5)
-        self._log.close()
-
-    def log_tail(self) -> list[str]:
-        return log_tail(self.log_path)
-
-
-class _CapturedLog(logging.Handler):
-    """The in-process server's log records (kubetfx.predictor, kserve, uvicorn), kept for the verdict's log tail."""
-
-    LOGGERS = ("kubetfx.predictor", "kserve", "uvicorn")
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.lines: collections.deque = collections.deque(maxlen=500)
-        self.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.lines.extend(self.format(record).splitlines())
-        except Exception:  # pragma: no cover - a log line must never fail the server
-            pass
-
-    def attach(self) -> None:
-        for name in self.LOGGERS:
-            logging.getLogger(name).addHandler(self)
-
-    def detach(self) -> None:
-        for name in self.LOGGERS:
-            logging.getLogger(name).removeHandler(self)
-
-
-class PredictorInProcess(_Launched):
-    """The predictor served from a thread of this task (``predictor.server.ServerThread``), over real HTTP."""
-
-    launch = "in_process"
-
-    def __init__(self, model_dir: str, model_name: str, http_port: int, stop_timeout_s: float = 10.0):
-        self.model_name = model_name
-        self.http_port = http_port
-        self.stop_timeout_s = stop_timeout_s
-        self.left_running = False
-        self.phases: dict[str, float] = {}
-        started = time.perf_counter()
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first import (its C++ banner)
-        from kserve import logging as kserve_logging
-
-        from kubetfx.components.predictor import server as predictor_server
-        from kubetfx.components.predictor.model import ServingOptions
-        from kubetfx.components.predictor.repository_watch import ModelSource
-
-        self.phases["import_kserve"] = time.perf_counter() - started
-        # Logging as the CLI's process has it (kserve's config, our quiet levels) before the capture joins:
-        # kserve configures its loggers only when they have no handler yet.
-        kserve_logging.configure_logging()
-        predictor_server.quiet_logs()
-        self._log = _CapturedLog()
-        self._log.attach()
-        try:
-            self.server = predictor_server.ServerThread(
-                ModelSource(model_name=model_name, model_dir=model_dir), ServingOptions(), http_port=http_port,
-                grace_period_s=5, before=self._import_tensorflow).start()
-        except BaseException:
-            self._log.detach()
-            raise
-
-    def _import_tensorflow(self) -> None:
-        """On the server thread, before the model load (which needs it): timed apart from the load."""
-        started = time.perf_counter()
-        import tensorflow  # noqa: F401
-
-        self.phases["import_tensorflow"] = time.perf_counter() - started
-
-    def startup_phases(self) -> dict:
-        """Seconds per start-up step: imports, model load (+ kserve.ModelServer), the rest is uvicorn coming up."""
-        phases = {**self.phases, "model_load": self.server.phases.get("build")}
-        return {k: round(v, 3) for k, v in phases.items() if v is not None}
-
-    def _ended(self) -> str | None:
-        if self.server.running:
-            return None
-        if self.server.error is not None:
-            return "the predictor server failed before it was ready (in this process)"
-        return "the predictor server stopped before it was ready (in this process)"
-
-    def stop(self) -> None:
-        try:
-            self.left_running = not self.server.stop(self.stop_timeout_s)
-            if self.left_running:  # a hung model load: the daemon thread ends itself once the load returns
-                logging.getLogger("kubetfx.predictor").warning(
-                    "the in-process server thread is still busy %g s after the stop (left to end by itself)",
-                    self.stop_timeout_s)
-        finally:
-            self._log.detach()
-
-    def log_tail(self) -> list[str]:
-        return _noise_free(list(self._log.lines))
-
-    def failure(self, tail: list[str]) -> str:
-        error = self.server.error
-        return f"{type(error).__name__}: {str(error)[:500]}" if error is not None else _last_error(tail)
-
-
-def _last_error(tail: list[str]) -> str:
-    """The log line that most likely says why the server failed."""
-    for words in (("kubetfx predictor:", "Errno", "address already in use"), ("Error", "ERROR", "failed")):
-        for line in reversed(tail):
-            if any(word in line for word in words):
-                return line.strip()[:500]
-    return tail[-1].strip()[:500]
 
 
 # ---------------------------------------------------------------------- checks
@@ -396,7 +153,7 @@ def _check_predictions(body: bytes, instances: int, class_names: list[str], kind
     return problems
 
 
-def _check_serving(server: _Launched, timeout_s: float, num_requests: int, info: dict, instances,
+def _check_serving(server: Launched, timeout_s: float, num_requests: int, info: dict, instances,
                    read_instances, metadata: dict, problems: list, latencies: list) -> None:
     """Model metadata, then ``num_requests`` V1 requests; problems and latencies appended in place.
 
@@ -445,7 +202,7 @@ def _check_serving(server: _Launched, timeout_s: float, num_requests: int, info:
 
 
 def _model_info(model_dir: str) -> dict:
-    path = os.path.join(model_dir, MODEL_INFO_FILE)
+    path = os.path.join(model_dir, layout.MODEL_INFO_FILE)
     if not os.path.isfile(path):
         return {}
     try:
@@ -462,9 +219,10 @@ def _check_inputs(model_dir: str, examples_dir: str, split: str, timeout_s, num_
                           f"started: in this task's process, or as the ServingRuntime's command), got {launch!r}")
     if not model_dir or not os.path.isdir(model_dir):
         raise ConfigError(f"model dir {model_dir!r} does not exist (expected the Trainer's Model artifact)")
-    if not (os.path.isdir(os.path.join(model_dir, SERVING_DIR)) or
-            os.path.isfile(os.path.join(model_dir, "saved_model.pb"))):
-        raise ConfigError(f"model dir {model_dir} has no {SERVING_DIR}/ (expected the Trainer's Model artifact)")
+    if not (os.path.isdir(os.path.join(model_dir, layout.SERVING_MODEL_DIR)) or
+            os.path.isfile(os.path.join(model_dir, layout.SAVED_MODEL_FILE))):
+        raise ConfigError(f"model dir {model_dir} has no {layout.SERVING_MODEL_DIR}/ "
+                          "(expected the Trainer's Model artifact)")
     if not examples_dir or not os.path.isdir(examples_dir):
         raise ConfigError(f"examples dir {examples_dir!r} does not exist (expected an Examples artifact)")
     if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or timeout_s <= 0:
@@ -507,7 +265,7 @@ def run(model_dir: str, examples_dir: str, blessing_dir: str, report_path: str |
     work_dir = None
     if launch == "process":
         work_dir = tempfile.mkdtemp(prefix="kubetfx-infra-")
-        server: _Launched = PredictorProcess(model_dir, model_name, http_port, grpc_port,
+        server: Launched = PredictorProcess(model_dir, model_name, http_port, grpc_port,
                                              os.path.join(work_dir, "predictor.log"))
     else:
         server = PredictorInProcess(model_dir, model_name, http_port)

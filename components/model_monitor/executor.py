@@ -1,8 +1,9 @@
 """Model monitor: what the served model sees vs what it was trained on, and whether to retrain.
 
 Reads a window of the prediction log (``common/prediction_log.py``: a time range or the last N
-records), computes statistics of the logged features **with StatisticsGen's code**, and checks
-them against the model's schema and training statistics **with ExampleValidator's code**:
+records), computes statistics of the logged features **with the code StatisticsGen uses**, and checks
+them against the model's schema and training statistics **with the code ExampleValidator uses**
+(both in ``data_validation/``):
 
 * schema anomalies in the SERVING environment (new categories, missing features, type changes,
   out-of-range values), exactly the anomaly types ExampleValidator reports;
@@ -32,11 +33,10 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from kubetfx.components.common import fileio, prediction_log, provenance, tfmd
 from kubetfx.components.common.errors import ConfigError, InputDataError
-from kubetfx.components.example_validator import executor as validator
+from kubetfx.components.data_validation import comparison, statistics, validation
 from kubetfx.components.model_monitor import plots
-from kubetfx.components.statistics_gen import executor as statistics_gen
 
-SERVING_SPLIT = validator.SKEW_SERVING_SPLIT  # the split name ExampleValidator reads as the SERVING environment
+SERVING_SPLIT = validation.SKEW_SERVING_SPLIT  # the split name validated in the SERVING environment
 DEFAULT_LINF = 0.2
 DEFAULT_JSD = 0.1
 DEFAULT_QUALITY_DROP = 0.05
@@ -79,7 +79,7 @@ def features_table(records: list[dict]) -> pa.Table:
 
 
 def serving_statistics(table: pa.Table) -> statistics_pb2.DatasetFeatureStatistics:
-    return statistics_gen.generate_statistics(table, SERVING_SPLIT).datasets[0]
+    return statistics.generate_statistics(table, SERVING_SPLIT).datasets[0]
 
 
 # ----------------------------------------------------------------------------- quality
@@ -174,21 +174,21 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
                                                             f"(min_records {min_records}): nothing decided"}
         return _finish(output_dir, metadata, decision, None, None, {}, [], report_path, metrics_path)
 
-    index = validator.SchemaIndex(schema, schema_path)
+    index = validation.SchemaIndex(schema, schema_path)
     table = features_table(records)
     serving = serving_statistics(table)
-    result = validator.validate_split(index, SERVING_SPLIT, serving)
+    result = validation.validate_split(index, SERVING_SPLIT, serving)
     result.comparison_kind = "skew"
     result.comparison_note = "Skew: the training split vs the logged serving requests."
-    training_env = validator.TRAINING if index.uses_environments else None
-    serving_env = validator.SERVING if index.uses_environments else None
-    result.measurements = validator.compare_split(index, training, serving, "skew", linf_threshold, jsd_threshold,
-                                                  (training_env, serving_env))
-    result.findings += [validator.comparison_finding(m, "skew") for m in result.measurements if m.anomalous]
+    training_env = validation.TRAINING if index.uses_environments else None
+    serving_env = validation.SERVING if index.uses_environments else None
+    result.measurements = comparison.compare_split(index, training, serving, "skew", linf_threshold, jsd_threshold,
+                                                   (training_env, serving_env))
+    result.findings += [comparison.comparison_finding(m, "skew") for m in result.measurements if m.anomalous]
     over_time = []
     for lo, hi in _time_slices(len(records), TIME_SLICES):
-        measured = validator.compare_split(index, training, serving_statistics(table.slice(lo, hi - lo)), "skew",
-                                           linf_threshold, jsd_threshold, (training_env, serving_env))
+        measured = comparison.compare_split(index, training, serving_statistics(table.slice(lo, hi - lo)), "skew",
+                                            linf_threshold, jsd_threshold, (training_env, serving_env))
         over_time.append({"start": records[lo]["time"], "end": records[hi - 1]["time"],
                           "distances": {m.feature: m.value for m in measured}})
     info = model_info or {}
@@ -196,7 +196,7 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
     reasons = [f"{finding.feature}: {finding.type_name}: {finding.description}" for finding in result.findings]
     reasons += quality_findings(live, info.get("metrics") or {}, quality_tolerance)
     decision = {"retrain": bool(reasons), "reasons": reasons}
-    anomalies = validator.build_anomalies(schema, result)
+    anomalies = validation.build_anomalies(schema, result)
     tfmd.write_anomalies(output_dir, SERVING_SPLIT, anomalies)
     stats_list = statistics_pb2.DatasetFeatureStatisticsList()
     stats_list.datasets.append(serving)
@@ -209,7 +209,7 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
 
 def _read_training_statistics(path: str) -> statistics_pb2.DatasetFeatureStatistics:
     if os.path.isdir(path):
-        return tfmd.read_statistics(path, validator.SKEW_TRAIN_SPLIT).datasets[0]
+        return tfmd.read_statistics(path, validation.SKEW_TRAIN_SPLIT).datasets[0]
     if not os.path.isfile(path):
         raise InputDataError(f"training statistics {path} not found (a FeatureStats.pb file or a statistics "
                              "artifact dir)")
@@ -273,7 +273,7 @@ def serving_version_files(model_repository_base: str, model_name: str, version: 
         raise InputDataError(f"no pushed version of '{model_name}' in {model_repository_base}: nothing to monitor")
     directory = model_repository.version_path(model_repository_base, model_name, version)
     names = {"schema": layout.SCHEMA_FILE, "statistics": model_repository.TRAINING_STATISTICS_FILE,
-             "info": model_repository.MODEL_METADATA_FILE}
+             "info": layout.MODEL_INFO_FILE}
     if "://" not in directory:
         paths = {key: os.path.join(directory, name) for key, name in names.items()}
     else:

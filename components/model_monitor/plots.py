@@ -12,7 +12,7 @@ import math
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
 from kubetfx.components.common import tfmd
-from kubetfx.components.example_validator import executor as validator
+from kubetfx.components.data_validation.validation import string_value_counts
 
 WIDTH, HEIGHT, PAD = 420, 160, 28
 TRAINING_COLOR, SERVING_COLOR = "#4c72b0", "#dd8452"
@@ -153,7 +153,7 @@ def render_html(metadata: dict, decision: dict, result, data: PlotData | None, o
         if a is None or b is None:
             continue
         if m.measure == L_INFTY:
-            chart = categorical_svg(validator.string_value_counts(a)[0], validator.string_value_counts(b)[0])
+            chart = categorical_svg(string_value_counts(a)[0], string_value_counts(b)[0])
         else:
             chart = numeric_svg(a, b)
         trend = over_time_svg([s["distances"].get(m.feature, 0.0) for s in over_time], m.threshold)

@@ -11,7 +11,9 @@ Modules, one job each:
 * ``model.py``           the ``kserve.Model``: load -> preprocess -> predict -> postprocess.
 * ``rest_front.py``      the ASGI layer in front of kserve's REST app: body cap, JSON fast path for V1/V2.
 * ``error_policy.py``    what a failed request answers (HTTP/gRPC status, one message) and logs (rate-limited).
-* ``server.py``          builds and starts ``kserve.ModelServer`` (quiet logs, front door, error policy, workers);
+* ``kserve_changes.py``  what we change in kserve (quiet logs, the front door, the error policy), made in the
+                         parent and again in every ``--workers`` child.
+* ``server.py``          builds and starts ``kserve.ModelServer`` (with those changes, workers, uvloop);
                          ``ServerThread``: the same server on a thread of another process (InfraValidator).
 * ``__main__.py``        the CLI: ``python -m kubetfx.components.predictor --model_repository DIR --model_name NAME``.
 """

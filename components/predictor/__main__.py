@@ -7,6 +7,8 @@ import argparse
 import os
 import sys
 
+from kubetfx.components.common import layout
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -20,8 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--version", type=int, default=None,
                        help="serve this version only (default: the latest, and hot-reload newer ones)")
     where.add_argument("--model_dir", default="",
-                       help="serve one model dir instead (Trainer output with Format-Serving/, or a version dir; "
-                            "KServe: /mnt/models)")
+                       help=f"serve one model dir instead (Trainer output with {layout.SERVING_MODEL_DIR}/, or a "
+                            "version dir; KServe: /mnt/models)")
     where.add_argument("--model_version", default=os.environ.get("KUBETFX_MODEL_VERSION") or None,
                        help="version label reported for --model_dir (env KUBETFX_MODEL_VERSION)")
     serving = parser.add_argument_group("serving")

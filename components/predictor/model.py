@@ -38,7 +38,7 @@ from kserve.errors import ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Counter, Gauge
 
-from kubetfx.components.predictor import repository_watch, servable as servable_lib
+from kubetfx.components.predictor import kserve_changes, repository_watch, servable as servable_lib
 from kubetfx.components.predictor.schema_check import RequestError, V2JsonRequest, json_kind
 
 logger = logging.getLogger("kubetfx.predictor")
@@ -231,10 +231,9 @@ class KubetfxPredictor(Model):
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._loaded = threading.Event()
-        from kubetfx.components.predictor import server
-
-        server.install_kserve_changes(self.options.max_request_bytes)  # this worker builds its own REST app
-        server.quiet_logs()
+        # This worker builds its own REST app.
+        kserve_changes.install_kserve_changes(self.options.max_request_bytes, (KubetfxPredictor,))
+        kserve_changes.quiet_logs()
         threading.Thread(target=self._load_in_worker, name="kubetfx-worker-load", daemon=True).start()
         try:  # the worker's HTTP server waits for the model before accepting connections
             from kserve.model_server import app
@@ -253,9 +252,7 @@ class KubetfxPredictor(Model):
             self._loaded.set()
 
     async def _wait_until_loaded(self) -> None:
-        from kubetfx.components.predictor import server
-
-        server.quiet_logs()
+        kserve_changes.quiet_logs()
         loop = asyncio.get_running_loop()
         done = await loop.run_in_executor(None, self._loaded.wait, self.options.worker_load_timeout_s)
         if not done or self._servable is None:

@@ -25,12 +25,9 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from kubetfx.components.common import model_repository
+from kubetfx.components.common import layout, model_repository
 from kubetfx.components.common.errors import ConfigError
 
-SERVING_DIR = "Format-Serving"
-MODEL_INFO_FILE = model_repository.MODEL_METADATA_FILE
-SCHEMA_FILE = "schema.pbtxt"
 RAW_SIGNATURE = "serving_raw"
 EXAMPLES_SIGNATURE = "serving_default"  # TFX's: serialized tf.Examples in
 _SCHEMA_DTYPES = {"INT": "int64", "FLOAT": "float32", "BYTES": "string"}
@@ -67,23 +64,24 @@ def locate_model_dir(model_dir: str, version: str | None = None) -> ModelLocatio
     """
     if not model_dir or not os.path.isdir(model_dir):
         raise ConfigError(f"model dir {model_dir!r} does not exist (expected a Trainer model dir with "
-                          f"{SERVING_DIR}/ or a SavedModel dir holding {model_repository.SAVED_MODEL_FILE})")
+                          f"{layout.SERVING_MODEL_DIR}/ or a SavedModel dir holding {layout.SAVED_MODEL_FILE})")
     model_dir = os.path.abspath(model_dir)
-    serving = os.path.join(model_dir, SERVING_DIR)
-    if os.path.isfile(os.path.join(serving, model_repository.SAVED_MODEL_FILE)):
+    serving = os.path.join(model_dir, layout.SERVING_MODEL_DIR)
+    if os.path.isfile(os.path.join(serving, layout.SAVED_MODEL_FILE)):
         saved, meta_dir = serving, model_dir
-    elif os.path.isfile(os.path.join(model_dir, model_repository.SAVED_MODEL_FILE)):
+    elif os.path.isfile(os.path.join(model_dir, layout.SAVED_MODEL_FILE)):
         saved = model_dir
         # A Format-Serving dir given directly keeps its metadata one level up.
-        meta_dir = model_dir if _optional(os.path.join(model_dir, MODEL_INFO_FILE)) else os.path.dirname(model_dir)
+        has_info = _optional(os.path.join(model_dir, layout.MODEL_INFO_FILE))
+        meta_dir = model_dir if has_info else os.path.dirname(model_dir)
     else:
-        raise ConfigError(f"{model_dir} holds no SavedModel: neither {SERVING_DIR}/"
-                          f"{model_repository.SAVED_MODEL_FILE} nor {model_repository.SAVED_MODEL_FILE} found")
+        raise ConfigError(f"{model_dir} holds no SavedModel: neither {layout.SERVING_MODEL_DIR}/"
+                          f"{layout.SAVED_MODEL_FILE} nor {layout.SAVED_MODEL_FILE} found")
     if version is None:
         name = os.path.basename(model_dir)
         version = name if name.isdigit() else "1"
-    return ModelLocation(saved, _optional(os.path.join(meta_dir, MODEL_INFO_FILE)),
-                         _optional(os.path.join(meta_dir, SCHEMA_FILE)), str(version))
+    return ModelLocation(saved, _optional(os.path.join(meta_dir, layout.MODEL_INFO_FILE)),
+                         _optional(os.path.join(meta_dir, layout.SCHEMA_FILE)), str(version))
 
 
 def locate_version(repository: str, model_name: str, version: int) -> ModelLocation:
@@ -92,8 +90,8 @@ def locate_version(repository: str, model_name: str, version: int) -> ModelLocat
     if "://" in path:
         raise ConfigError(f"the predictor reads a local or mounted model repository, not {path}; on KServe the "
                           "storage initializer copies the version to /mnt/models (use --model_dir)")
-    return ModelLocation(path, _optional(os.path.join(path, MODEL_INFO_FILE)),
-                         _optional(os.path.join(path, SCHEMA_FILE)), str(int(version)))
+    return ModelLocation(path, _optional(os.path.join(path, layout.MODEL_INFO_FILE)),
+                         _optional(os.path.join(path, layout.SCHEMA_FILE)), str(int(version)))
 
 
 def read_info(location: ModelLocation) -> dict:

@@ -31,8 +31,9 @@ import os
 
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from kubetfx.components.common import fileio, layout, params, report, stats_util, tfmd
+from kubetfx.components.common import fileio, layout, params, report, tfmd
 from kubetfx.components.common.errors import ConfigError, InputDataError
+from kubetfx.components.data_validation import statistics
 
 ARTIFACT_TYPE = "Schema"
 TRAINING = "TRAINING"
@@ -91,7 +92,7 @@ def combine_statistics(datasets: dict[str, statistics_pb2.DatasetFeatureStatisti
         name="+".join(datasets), num_examples=sum(d.num_examples for d in datasets.values()))
     per_feature: dict[str, list[tuple[str, _Stats]]] = {}
     for split, dataset in datasets.items():
-        for name, stats in stats_util.features_by_name(dataset).items():
+        for name, stats in statistics.features_by_name(dataset).items():
             per_feature.setdefault(name, []).append((split, stats))
     for name, found in per_feature.items():
         kinds = {stats.WhichOneof("stats") for _, stats in found}
@@ -125,7 +126,7 @@ def infer_schema(dataset: statistics_pb2.DatasetFeatureStatistics, label_column:
                  infer_feature_shape: bool = True, max_string_domain_size: int = 100) -> schema_pb2.Schema:
     """A Schema for the features of one dataset's statistics (see the module docstring for the rules);
     give it :func:`combine_statistics` of the splits."""
-    by_name = stats_util.features_by_name(dataset)
+    by_name = statistics.features_by_name(dataset)
     if label_column and label_column not in by_name:
         raise ConfigError(f"label_column '{label_column}' is not a feature of the statistics ({dataset.name}) "
                           f"(features: {', '.join(sorted(by_name)) or 'none'})")
@@ -134,7 +135,7 @@ def infer_schema(dataset: statistics_pb2.DatasetFeatureStatistics, label_column:
         kind = stats.WhichOneof("stats")
         if kind not in ("num_stats", "string_stats", "bytes_stats"):
             continue  # STRUCT features are not produced by StatisticsGen
-        common = stats_util.common_stats(stats)
+        common = statistics.common_stats(stats)
         feature = schema.feature.add(name=name)
         if kind == "num_stats":
             feature.type = schema_pb2.FLOAT if stats.type == _Stats.FLOAT else schema_pb2.INT
@@ -233,7 +234,7 @@ def _domain(feature: schema_pb2.Feature, string_domains: dict[str, schema_pb2.St
 def _infinite_values(dataset: statistics_pb2.DatasetFeatureStatistics) -> list[str]:
     """Report lines for numeric features whose statistics reach ±inf (inference does not reject them)."""
     lines = []
-    for name, stats in stats_util.features_by_name(dataset).items():
+    for name, stats in statistics.features_by_name(dataset).items():
         if stats.HasField("num_stats") and _has_values(stats.num_stats) and \
                 (math.isinf(stats.num_stats.min) or math.isinf(stats.num_stats.max)):
             lines.append(f"* `{name}` has infinite values (min {report.fmt(stats.num_stats.min)}, max "

@@ -21,14 +21,13 @@ import os
 import shutil
 
 from kubetfx.components.common import examples, fileio, layout, module_loader, provenance, tfmd
-from kubetfx.components.common.errors import ConfigError, InputDataError, KubetfxError
+from kubetfx.components.common.errors import ConfigError, KubetfxError
 from kubetfx.components.trainer import hyperparameters as hp_lib, keras_mode
 from kubetfx.components.trainer.fn_args import FnArgs, make_data_accessor
+from kubetfx.components.transform_output import reader as transform_output
 
 ARTIFACT_TYPE = "Model"
 MODEL_RUN_TYPE = "ModelRun"
-SERVING_DIR = "Format-Serving"
-MODEL_INFO_FILE = "kubetfx_model.json"
 TRAIN_SPLIT, EVAL_SPLIT = "train", "eval"
 # kubetfx_model.json's training_input: what the model was trained from.
 TRANSFORMED_INPUT = "transformed examples"
@@ -84,9 +83,7 @@ def _split_pattern(examples_dir: str, split: str) -> str:
 
 def _training_examples(examples_dir: str, raw_examples_dir: str, summary: dict) -> tuple[str, bool]:
     """(the Examples directory to train from, whether its examples are transformed)."""
-    from kubetfx.components.transform.executor import read_not_materialized_marker
-
-    marker = read_not_materialized_marker(examples_dir) if os.path.isdir(examples_dir) else None
+    marker = transform_output.read_not_materialized_marker(examples_dir) if os.path.isdir(examples_dir) else None
     if marker is None:
         # Transformed examples, or (TFX's wiring) ExampleGen's: after materialize=False, or the very
         # examples the graph was analyzed on.
@@ -104,11 +101,8 @@ def _training_examples(examples_dir: str, raw_examples_dir: str, summary: dict) 
 
 
 def _transform_summary(transform_graph_dir: str) -> dict:
-    from kubetfx.components.transform.executor import read_summary
-
-    if not os.path.isdir(os.path.join(transform_graph_dir, "transform_fn")):
-        raise InputDataError(f"{transform_graph_dir} is not a transform graph (no transform_fn/ directory)")
-    return read_summary(transform_graph_dir)
+    transform_output.check_transform_graph(transform_graph_dir)
+    return transform_output.read_summary(transform_graph_dir)
 
 
 # --------------------------------------------------------------------------- user module
@@ -134,7 +128,7 @@ def _run_user_module(fn_args: FnArgs, module_file: str, run_fn: str, raw_example
         hint = _RAW_EXAMPLES_HINT if raw_examples and isinstance(err, (tf.errors.OpError, KeyError)) else ""
         raise ConfigError(f"run_fn '{run_fn}' of module '{module_file}' failed at {location}: "
                           f"{module_loader.last_line(err)}{hint}") from err
-    if not os.path.isfile(os.path.join(fn_args.serving_model_dir, "saved_model.pb")):
+    if not os.path.isfile(os.path.join(fn_args.serving_model_dir, layout.SAVED_MODEL_FILE)):
         raise ConfigError(f"run_fn '{run_fn}' of module '{module_file}' returned without writing a SavedModel to "
                           f"fn_args.serving_model_dir ({fn_args.serving_model_dir})")
     metrics = {}
@@ -162,7 +156,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
     """Train and export; returns the Model artifact metadata (with ``metrics`` and ``model_run``).
 
     ``raw_examples_dir``: ExampleGen's examples, used when ``examples_dir`` is the marker of a
-    Transform run with materialize=False."""
+    Transform run with materialize=False. ``_isolated``: see :func:`run_isolated`."""
     call = {k: v for k, v in locals().items() if k != "_isolated"}
     schema = tfmd.read_schema(schema_path)
     schema_file = tfmd.schema_path(schema_path) if os.path.isdir(schema_path) else schema_path
@@ -210,7 +204,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
             train_steps=train_steps or None, eval_steps=eval_steps or None, schema_path=schema_file,
             schema_file=schema_file, transform_graph_path=transform_graph_dir, transform_output=transform_graph_dir,
             data_accessor=make_data_accessor(None if transformed else transform_graph_dir),
-            serving_model_dir=os.path.join(model_tmp, SERVING_DIR),
+            serving_model_dir=os.path.join(model_tmp, layout.SERVING_MODEL_DIR),
             model_run_dir=run_tmp, hyperparameters=hp, custom_config=config, label_column=label or None, seed=seed)
         if module_file:
             info = _run_user_module(fn_args, module_file, run_fn, raw_examples=not transformed)
@@ -227,11 +221,11 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
             module_file=module_file, run_fn=run_fn if module_file else "builtin",
             hyperparameters=hp, seed=seed, train_steps=train_steps, eval_steps=eval_steps,
             keras="tf_keras" if module_file and keras_mode.effective_legacy() else "keras3",
-            serving_model_dir=SERVING_DIR,
+            serving_model_dir=layout.SERVING_MODEL_DIR,
             training_input=TRANSFORMED_INPUT if transformed else RAW_INPUT,
             signatures=export.describe_signatures(fn_args.serving_model_dir),
             package_versions=provenance.package_versions(VERSION_PACKAGES))
-        fileio.atomic_write(os.path.join(model_tmp, MODEL_INFO_FILE), json.dumps(info, indent=2, sort_keys=True))
+        fileio.atomic_write(os.path.join(model_tmp, layout.MODEL_INFO_FILE), json.dumps(info, indent=2, sort_keys=True))
         # The training schema travels with the model: the predictor validates requests against it.
         shutil.copyfile(schema_file, os.path.join(model_tmp, layout.SCHEMA_FILE))
 
@@ -246,3 +240,9 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
     metadata["model_run"] = {layout.TFX_TYPE: MODEL_RUN_TYPE, "tensorboard_log_dir": ".",
                              "epochs_run": info.get("epochs_run")}
     return metadata
+
+
+def run_isolated(**kwargs) -> dict:
+    """:func:`run` in the fresh process ``keras_mode.run_in_subprocess`` started for the wanted Keras
+    (``fresh_process.py``): it trains here or fails, never starting another process."""
+    return run(**kwargs, _isolated=True)

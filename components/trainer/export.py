@@ -21,6 +21,7 @@ import os
 
 import tensorflow as tf
 
+from kubetfx.components.common import layout
 from kubetfx.components.common.feature_names import safe_name
 from kubetfx.components.trainer.problem import CLASSIFICATION, Problem
 
@@ -125,7 +126,7 @@ def describe_signatures(saved_model_dir: str) -> dict:
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved = saved_model_pb2.SavedModel()
-    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as handle:
+    with open(os.path.join(saved_model_dir, layout.SAVED_MODEL_FILE), "rb") as handle:
         saved.ParseFromString(handle.read())
 
     def tensors(mapping) -> dict:

@@ -8,8 +8,8 @@ tensorflow_transform sets the variable to ``1`` when it is unset and resolves
 set before that. A KFP task is a fresh process: the executor sets the variable
 before TensorFlow is imported. When TensorFlow is already imported with the
 other Keras (a notebook, a test process), the trainer runs in a child process
-instead: ``python -m kubetfx.components.trainer.keras_mode``. The built-in trainer
-imports ``keras`` (Keras 3) directly and runs in either.
+instead: :func:`run_in_subprocess` starts ``fresh_process.py`` and reads its answer. The
+built-in trainer imports ``keras`` (Keras 3) directly and runs in either.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from kubetfx.components.common.errors import ConfigError
 
 ENV_VAR = "TF_USE_LEGACY_KERAS"
 MODES = ("auto", "legacy", "keras3")
+# The child process's module: ``python -m CHILD_MODULE REQUEST`` runs the trainer and writes the answer.
+CHILD_MODULE = "kubetfx.components.trainer.fresh_process"
 
 
 def wanted_legacy(keras: str, module_file: str) -> bool | None:
@@ -83,14 +85,24 @@ def prepare(legacy: bool | None) -> bool:
     return current == legacy
 
 
+def answer_for(call) -> dict:
+    """The child's answer to the parent: ``{"result": call()}``, or the error :func:`run_in_subprocess` re-raises."""
+    try:
+        return {"result": call()}
+    except errors.KubetfxError as err:
+        return {"error": {"type": type(err).__name__, "message": str(err)}}
+    except BaseException as err:  # noqa: BLE001 - reported to the parent process
+        return {"error": {"type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc()}}
+
+
 def run_in_subprocess(kwargs: dict, legacy: bool) -> dict:
-    """Run ``executor.run(**kwargs)`` in a fresh Python with the wanted Keras; re-raise its error."""
+    """Run the trainer (``executor.run(**kwargs)``) in a fresh Python with the wanted Keras; re-raise its error."""
     env = dict(os.environ, **{ENV_VAR: "1" if legacy else "0"})
     with tempfile.TemporaryDirectory(prefix="kubetfx-trainer-") as temp:
         request, response = os.path.join(temp, "request.json"), os.path.join(temp, "response.json")
         with open(request, "w", encoding="utf-8") as handle:
             json.dump({"kwargs": kwargs, "response": response}, handle)
-        completed = subprocess.run([sys.executable, "-m", __name__, request], env=env, check=False)
+        completed = subprocess.run([sys.executable, "-m", CHILD_MODULE, request], env=env, check=False)
         if not os.path.isfile(response):
             raise RuntimeError(f"the trainer subprocess exited with code {completed.returncode} without a result")
         with open(response, encoding="utf-8") as handle:
@@ -102,23 +114,3 @@ def run_in_subprocess(kwargs: dict, legacy: bool) -> dict:
     if isinstance(error_class, type) and issubclass(error_class, errors.KubetfxError):
         raise error_class(error["message"])
     raise RuntimeError(f"the trainer subprocess failed:\n{error['traceback']}")
-
-
-def _main(request_path: str) -> int:
-    with open(request_path, encoding="utf-8") as handle:
-        request = json.load(handle)
-    try:
-        from kubetfx.components.trainer import executor
-
-        answer = {"result": executor.run(**request["kwargs"], _isolated=True)}
-    except errors.KubetfxError as err:
-        answer = {"error": {"type": type(err).__name__, "message": str(err)}}
-    except BaseException as err:  # noqa: BLE001 - reported to the parent process
-        answer = {"error": {"type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc()}}
-    with open(request["response"], "w", encoding="utf-8") as handle:
-        json.dump(answer, handle)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1]))

@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from kubetfx.components.common import layout
+
 
 def _call_node(nodes, function_prefix: str = "") -> object | None:
     for node in nodes:
@@ -39,7 +41,7 @@ def read(transform_fn_dir: str) -> dict[str, np.ndarray]:
 
     try:
         saved = saved_model_pb2.SavedModel()
-        with open(os.path.join(transform_fn_dir, "saved_model.pb"), "rb") as handle:
+        with open(os.path.join(transform_fn_dir, layout.SAVED_MODEL_FILE), "rb") as handle:
             saved.ParseFromString(handle.read())
         graph = saved.meta_graphs[0]
         signature = graph.signature_def["serving_default"]

@@ -9,7 +9,7 @@ artifact and writes:
   ``kubetfx_transform.json`` (label, feature mapping, vocabularies, row counts);
 * ``transformed_examples_dir``: with ``materialize=True`` (TFX's default) every split
   transformed, ``Split-<name>/data_tfrecord-*.gz`` tf.Examples; with ``materialize=False``
-  only ``NOT_MATERIALIZED_FILE``, a marker naming the raw examples: the Trainer then
+  only ``kubetfx_not_materialized.json``, a marker naming the raw examples: the Trainer then
   parses the raw examples and applies the transform graph in its tf.data input
   pipeline (the same graph the exported model serves with), and the Beam pipeline
   skips the transform pass and the writing.
@@ -40,13 +40,10 @@ from kubetfx.components.common.errors import ConfigError, InputDataError, Kubetf
 from kubetfx.components.transform import default_preprocessing
 
 ARTIFACT_TYPE = "TransformGraph"
-SUMMARY_FILE = "kubetfx_transform.json"
 RAW_METADATA_DIR = "metadata"
 VERSION_PACKAGES = ("kubetfx", "tensorflow", "tensorflow-transform", "apache-beam", "tfx-bsl",
                     "tensorflow-metadata")
 _TEMP_DIR = ".tft-temp"
-# In a transformed-examples artifact of a run with materialize=False (TFX then has no such output).
-NOT_MATERIALIZED_FILE = "kubetfx_not_materialized.json"
 
 
 def _split_patterns(examples_dir: str) -> dict[str, str]:
@@ -173,7 +170,7 @@ def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transform
 
     ``numeric_imputation`` ("mean" or "median"): what the built-in preprocessing_fn fills in
     for a missing number (unused with a module_file). ``materialize=False``: analyze only;
-    ``transformed_examples_dir`` (optional then) gets the NOT_MATERIALIZED_FILE marker. The
+    ``transformed_examples_dir`` (optional then) gets the not-materialized marker. The
     returned dict also holds ``transformed_examples``: that artifact's metadata.
     """
     if not isinstance(materialize, bool):
@@ -236,7 +233,7 @@ def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transform
                   for s, n in counts.items()}
         transformed = summary.transformed_features(graph_tmp)
         vocabs = summary.vocabularies(graph_tmp)
-        constants = analyzer_constants.read(os.path.join(graph_tmp, "transform_fn"))
+        constants = analyzer_constants.read(os.path.join(graph_tmp, layout.TRANSFORM_FN_DIR))
         imputation = summary.imputations(graph_tmp, plan, constants)
         _check_imputation(imputation, examples_dir, analyze)
         metadata = {
@@ -260,11 +257,12 @@ def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transform
             "materialized": materialize,
             "package_versions": provenance.package_versions(VERSION_PACKAGES),
         }
-        fileio.atomic_write(os.path.join(graph_tmp, SUMMARY_FILE), json.dumps(metadata, indent=2, sort_keys=True))
+        fileio.atomic_write(os.path.join(graph_tmp, layout.TRANSFORM_SUMMARY_FILE),
+                            json.dumps(metadata, indent=2, sort_keys=True))
         examples_metadata = _transformed_examples_metadata(materialize, os.path.abspath(examples_dir),
                                                            list(patterns), counts, sorted(transformed))
         if examples_tmp and not materialize:
-            fileio.atomic_write(os.path.join(examples_tmp, NOT_MATERIALIZED_FILE),
+            fileio.atomic_write(os.path.join(examples_tmp, layout.NOT_MATERIALIZED_FILE),
                                 json.dumps(examples_metadata, indent=2, sort_keys=True))
     if report_path:
         fileio.atomic_write(report_path, summary.render(metadata, vocabs))
@@ -294,16 +292,6 @@ def _transformed_examples_metadata(materialized: bool, raw_examples_dir: str, sp
             "transformed_columns": columns}
 
 
-def read_not_materialized_marker(examples_dir: str) -> dict | None:
-    """The marker's content when ``examples_dir`` is a transformed-examples artifact of a run with
-    materialize=False; None when it holds examples."""
-    path = os.path.join(examples_dir, NOT_MATERIALIZED_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
 def _check_imputation(imputation: dict[str, dict], examples_dir: str, analyzed: list[str]) -> None:
     """A feature with no value in the analyzed splits has no mean/median to fill in (TFT's analyzers then
     give 0). Only a 0 is checked against the data, so complete data cost nothing."""
@@ -318,12 +306,3 @@ def _check_imputation(imputation: dict[str, dict], examples_dir: str, analyzed: 
                              "analyzed, so the built-in preprocessing_fn has no mean/median to fill in for a "
                              "missing value. Drop the column (or give it values) before ExampleGen, or give a "
                              "module_file.")
-
-
-def read_summary(transform_graph_dir: str) -> dict:
-    """The ``kubetfx_transform.json`` of a transform graph ({} for graphs other tools wrote)."""
-    path = os.path.join(transform_graph_dir, SUMMARY_FILE)
-    if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)

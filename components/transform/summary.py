@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 
-from kubetfx.components.common import report
+from kubetfx.components.common import layout, report
 from kubetfx.components.transform import analyzer_constants, default_preprocessing
 
 FIRST_ENTRIES = 10
@@ -51,7 +51,7 @@ def vocabularies(transform_graph_dir: str) -> dict[str, dict]:
 
 
 def _assets_dir(transform_graph_dir: str) -> str:
-    return os.path.join(transform_graph_dir, "transform_fn", "assets")
+    return os.path.join(transform_graph_dir, layout.TRANSFORM_FN_DIR, "assets")
 
 
 def _vocabulary_contains(path: str, token: str) -> bool:
