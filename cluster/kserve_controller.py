@@ -148,9 +148,8 @@ def start(processes: Processes, bins: dict, pki: Pki, state: str, log=print) -> 
     import node_runtime
 
     admin = os.path.join(state, "admin.kubeconfig")
-    if not node_runtime.image_present(bins["node"], state, agent_image()):
-        node_runtime.import_archive(bins["node"], state, node_runtime.binary_image_archive(
-            os.path.join(bins["kserve"], "kserve-agent"), agent_image(), user="1000:1000"))
+    node_runtime.import_archive(bins["node"], state, node_runtime.binary_image_archive(  # always: a rebuild
+        os.path.join(bins["kserve"], "kserve-agent"), agent_image(), user="1000:1000"))  # keeps its tag
     install_crds(admin)
     _apply(admin, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}])
     _apply(admin, _rbac() + [_config_map()])

@@ -203,8 +203,7 @@ def start(processes: Processes, bins: dict, pki: Pki, state: str, log=print) -> 
                     env=env)
     processes.wait("serving", lambda: os.path.exists(paths["socket"]) and
                    ctr(bin_dir, state, "version").returncode == 0, "containerd", timeout_s=60)
-    if not image_present(bin_dir, state, PAUSE_IMAGE):
-        import_archive(bin_dir, state, binary_image_archive(os.path.join(bin_dir, "pause"), PAUSE_IMAGE))
+    import_archive(bin_dir, state, binary_image_archive(os.path.join(bin_dir, "pause"), PAUSE_IMAGE))
 
     pki.issue("kubelet-client", f"system:node:{NODE_NAME}", "system:nodes", usages=(_client_usage(),))
     serving = pki.issue("kubelet-serving", NODE_NAME, usages=(_server_usage(),), dns=(NODE_NAME,),

@@ -9,7 +9,6 @@ import ast
 import os
 import tomllib
 
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENTS = "kubetfx.components"
@@ -20,13 +19,6 @@ LONG_MARKER = "Over 500 lines:"
 # The TFX Model artifact's subdirectory: spelled out in common/layout.py only.
 SERVING_DIR_LITERAL = "Format-Serving"
 LAYOUT_MODULE = f"{COMPONENTS}.common.layout"
-# Known exceptions, each to be removed by the work named beside it (the test fails once one is stale).
-KNOWN_LONG = {
-    f"{COMPONENTS}.pusher.kserve_deploy",  # split by the pusher work
-}
-KNOWN_SERVING_DIR_LITERAL = {
-    f"{COMPONENTS}.pusher.executor",  # switched to common/layout.py by the pusher work
-}
 
 
 def _package_dirs() -> dict[str, str]:
@@ -216,7 +208,7 @@ def test_components_do_not_import_the_pipelines_layer():
 def test_serving_dir_name_is_defined_in_one_place():
     offending = []
     for name, module in sorted(MODULES.items()):
-        if name == LAYOUT_MODULE or name in KNOWN_SERVING_DIR_LITERAL:
+        if name == LAYOUT_MODULE:
             continue
         docstrings = _docstring_nodes(module.tree)
         for node in ast.walk(module.tree):
@@ -239,24 +231,10 @@ def _line_count(module: Module) -> int:
 
 def test_no_source_file_over_500_lines_without_a_reason():
     offending = [f"{m.relpath}: {_line_count(m)} lines" for name, m in sorted(MODULES.items())
-                 if _line_count(m) > MAX_LINES and name not in KNOWN_LONG
+                 if _line_count(m) > MAX_LINES
                  and not any(line.startswith(LONG_MARKER) for line in _first_paragraph(m).splitlines())]
     assert not offending, (f"split these along their seams, or say why not in the docstring's first paragraph "
                            f"(a line starting '{LONG_MARKER}'):\n" + "\n".join(offending))
-
-
-@pytest.mark.parametrize("name", sorted(KNOWN_LONG))
-def test_known_long_modules_are_still_long(name):
-    module = MODULES.get(name)
-    assert module is not None and _line_count(module) > MAX_LINES, f"{name} is no longer over {MAX_LINES} lines: " \
-                                                                   f"remove it from KNOWN_LONG"
-
-
-@pytest.mark.parametrize("name", sorted(KNOWN_SERVING_DIR_LITERAL))
-def test_known_serving_dir_literals_are_still_there(name):
-    module = MODULES.get(name)
-    assert module is not None and f'"{SERVING_DIR_LITERAL}"' in module.source, \
-        f"{name} no longer spells out {SERVING_DIR_LITERAL}: remove it from KNOWN_SERVING_DIR_LITERAL"
 
 
 def test_no_test_module_imports_another():

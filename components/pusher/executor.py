@@ -16,7 +16,6 @@ from kubetfx.components.common import blessing, fileio, layout, model_repository
 from kubetfx.components.common.errors import ConfigError, KubetfxError
 from kubetfx.components.pusher import deploy_settings
 
-SERVING_DIR = "Format-Serving"  # TFX's layout of a Model artifact
 PUSHED = "PUSHED"
 NOT_PUSHED = "NOT_PUSHED"
 PUSH_FILE = "push.json"
@@ -36,7 +35,7 @@ def _blessing_lines(verdict) -> list[str]:
 def run(model_dir: str, model_blessing_dir: str, infra_blessing_dir: str | None, push_destination: str,
         model_name: str, pushed_model_dir: str, report_path: str | None = None, deploy: dict | None = None,
         *, statistics_dir: str = "", kube_api=None) -> dict:
-    """Push ``<model_dir>/Format-Serving`` to ``<push_destination>/<model_name>/<version>`` if blessed.
+    """Push the Model artifact's SavedModel (``layout.SERVING_MODEL_DIR``) to ``<push_destination>/<model_name>/<version>`` if blessed.
 
     ``deploy``: optional InferenceService settings (see ``deploy_settings.parse_settings``).
     ``statistics_dir``: StatisticsGen's artifact; its train split is pushed with the model (for the monitor).
@@ -79,7 +78,7 @@ def run(model_dir: str, model_blessing_dir: str, infra_blessing_dir: str | None,
             fileio.atomic_write(report_path, _report(metadata, model_verdict, infra_verdict))
         return metadata
 
-    serving_dir = os.path.join(model_dir, SERVING_DIR)
+    serving_dir = os.path.join(model_dir, layout.SERVING_MODEL_DIR)
     if not os.path.isfile(os.path.join(serving_dir, model_repository.SAVED_MODEL_FILE)):
         raise ConfigError(f"model artifact {model_dir} has no SavedModel: {serving_dir}/"
                           f"{model_repository.SAVED_MODEL_FILE} not found (expected the Trainer's output)")
