@@ -9,7 +9,7 @@
 Both on one machine: neither is a cluster. Both must give the same analyzer outputs (vocabulary
 files, means/variances: the same transformed values) and the same transformed examples (as a
 multiset per split: a distributed runner may write them in another order). Beam's DaskRunner is
-refused with the reason (README, Beyond one machine).
+refused with the reason (docs/components.md, Beyond one machine).
 """
 
 import collections

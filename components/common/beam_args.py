@@ -45,7 +45,7 @@ def runner_name(args: list[str]) -> str:
 
 
 def _check_runner(args: list[str]) -> None:
-    """Refuse Beam's DaskRunner up front: it fails or loses output on these pipelines (README, Beyond one machine)."""
+    """Refuse Beam's DaskRunner up front: it fails or loses output on these pipelines (docs/components.md, Beyond one machine)."""
     if runner_name(args).rsplit(".", 1)[-1] == "DaskRunner":
         raise ConfigError(
             "beam_pipeline_args: Beam's DaskRunner cannot run the Transform or TFMA pipelines (checked with "
@@ -53,4 +53,4 @@ def _check_runner(args: list[str]) -> None:
             "(transform graph, transformed splits; TFMA's metrics, plots, validation) all but one are silently "
             "not written, and it sends every tagged output of a multi-output ParDo to every consumer (tf.Transform's "
             "combiners then fail with 'too many values to unpack'). Use FlinkRunner, SparkRunner, DataflowRunner or "
-            "a PortableRunner job server (README, Beyond one machine).")
+            "a PortableRunner job server (docs/components.md, Beyond one machine).")

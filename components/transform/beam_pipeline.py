@@ -4,7 +4,7 @@ Input is read file by file: each TFRecord file becomes Arrow RecordBatches of up
 ``rows_per_batch`` rows, read by tf.data and decoded by tfx-bsl in C++. TFXIO's
 ``BeamSource`` instead makes every record a Beam element and batches them again (at most
 1,000 rows per batch). Transformed examples are written as one framed chunk per batch,
-not one Beam element per record. (Measurements: README, Benchmarks.) A distributed
+not one Beam element per record. (Measurements: docs/benchmarks.md.) A distributed
 runner parallelizes over files (ExampleGen writes several per split), not within one.
 
 Imports TensorFlow, TFT and Beam (~6 s): only the executor's ``run`` imports this

@@ -219,8 +219,8 @@ def _add_environment(command, compiles: bool = True):
         command.add_argument("--cpu-only", action="store_true", help="compile the Trainer without GPU requests")
 
 
-def main(argv=None) -> int:
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `kubetfx params | head` ends quietly
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and flag of ``kubetfx`` (tests/test_docs.py parses the docs' command lines with it)."""
     parser = argparse.ArgumentParser(prog="kubetfx", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -288,7 +288,12 @@ def main(argv=None) -> int:
     manifests.add_argument("--env", default=None, help="one environment (default: all)")
     manifests.add_argument("--output-dir", default=os.path.join("build", "manifests"))
     manifests.set_defaults(handler=_cmd_manifests)
+    return parser
 
+
+def main(argv=None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `kubetfx params | head` ends quietly
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.handler(args, parser)

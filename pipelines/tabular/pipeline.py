@@ -23,7 +23,7 @@ from kubetfx.pipelines.cluster import kubernetes_settings
 from kubetfx.pipelines.config import PipelineConfig
 
 
-# What each pipeline parameter means (`kubetfx params`, README): one line each.
+# What each pipeline parameter means (`kubetfx params`, docs/pipelines.md): one line each.
 PARAMETER_HELP = {
     "input_uri": "CSV/Parquet/TFRecord file, directory, glob or {SPAN} pattern (local path, gs://, s3://)",
     "push_destination": "model repository base the Pusher pushes <model_name>/<version>/ under "

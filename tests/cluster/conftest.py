@@ -106,7 +106,8 @@ def cluster() -> Cluster:
 
 @pytest.fixture(scope="session")
 def kserve_crds(cluster, tmp_path_factory) -> list[str]:
-    """KServe's CRDs (the vendored copies), applied server-side and Established."""
+    """KServe's CRDs, Established: the vendored copies applied server-side, or, when the cluster's KServe layer
+    is up, the ones it installed from KServe's module (the same InferenceService schema)."""
     import gzip
 
     folder = tmp_path_factory.mktemp("crds")
@@ -117,7 +118,8 @@ def kserve_crds(cluster, tmp_path_factory) -> list[str]:
                 text = handle.read()
             (folder / file_name[:-3]).write_text(text)
             names += [doc["metadata"]["name"] for doc in yaml.safe_load_all(text) if doc]
-    cluster.kubectl("apply", "--server-side", "--field-manager=kubetfx-tests", "-f", str(folder))
+    if "kserve" not in local_cluster.layers():
+        cluster.kubectl("apply", "--server-side", "--field-manager=kubetfx-tests", "-f", str(folder))
     deadline = time.monotonic() + 60
     for name in names:  # right after creation .status.conditions may not exist yet: retry
         while cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=10s",
@@ -149,3 +151,4 @@ def runner_api(cluster):
         return client.CustomObjectsApi(cluster.api_client(kubeconfig))
 
     return _api
+

@@ -16,33 +16,10 @@ from kubetfx.components.pusher import inference_service, kube_api
 from kubetfx.pipelines import config as pipeline_config
 from kubetfx.pipelines.cluster import kustomize
 
+from helpers.managed_fields import entry, managers, owners, spec_writers
 from helpers.model_files import make_saved_model
 
 ENVIRONMENTS = {"dev": "kubetfx-dev", "prod": "kubetfx"}
-
-
-def _managers(obj: dict) -> dict:
-    """{manager: operation} of an object's managedFields."""
-    return {entry["manager"]: entry["operation"] for entry in obj["metadata"].get("managedFields") or []}
-
-
-def _entry(obj: dict, manager: str) -> dict:
-    """One field manager's managedFields entry (its fields and the time it last changed them)."""
-    return next(e for e in obj["metadata"]["managedFields"] if e["manager"] == manager)
-
-
-def _owners(obj: dict, *path: str) -> list[str]:
-    """The managers that own a field (``spec``, ``predictor``, ``model``, ``storageUri``)."""
-    owners = []
-    for entry in obj["metadata"].get("managedFields") or []:
-        node = entry.get("fieldsV1") or {}
-        for key in path:
-            node = node.get(f"f:{key}")
-            if node is None:
-                break
-        else:
-            owners.append(entry["manager"])
-    return owners
 
 
 @pytest.mark.parametrize("env", sorted(ENVIRONMENTS))
@@ -71,16 +48,16 @@ def test_deploy_applies_every_object_server_side_and_again_without_change(cluste
             group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else ""
             resource = f"{kind}.{group}" if group and group not in ("apps", "v1") else kind
             live = cluster.get(resource, name, *(["-n", namespace] if kind != "namespace" else []))
-            assert _managers(live).get(kustomize.FIELD_MANAGER) == "Apply", (kind, name, _managers(live))
-            versions[(kind, name)] = _entry(live, kustomize.FIELD_MANAGER)
+            assert managers(live).get(kustomize.FIELD_MANAGER) == "Apply", (kind, name, managers(live))
+            versions[(kind, name)] = entry(live, kustomize.FIELD_MANAGER)
         assert not any(o["kind"] == inference_service.KIND for o in objects)  # the Pusher's, not the overlay's
         again = cluster.kubetfx("deploy", "--env", env)
         assert again.returncode == 0, again.stderr
         dry = cluster.kubetfx("deploy", "--env", env, "--dry-run")  # the namespace exists now: all server-side
         assert dry.returncode == 0 and "does not exist yet" not in dry.stdout, dry.stdout + dry.stderr
-        for (kind, name), entry in versions.items():  # an unchanged apply is a no-op: same fields, same time
+        for (kind, name), before in versions.items():  # an unchanged apply is a no-op: same fields, same time
             live = cluster.get(kind, name, *(["-n", namespace] if kind != "namespace" else []))
-            assert _entry(live, kustomize.FIELD_MANAGER) == entry, f"{kind}/{name} changed on a second apply"
+            assert entry(live, kustomize.FIELD_MANAGER) == before, f"{kind}/{name} changed on a second apply"
     finally:
         cluster.delete_namespace(namespace)
 
@@ -127,8 +104,8 @@ def test_deploy_after_the_pusher_pushed_v2_neither_conflicts_nor_rolls_back(clus
         live = cluster.get("inferenceservice", "penguin", "-n", "kubetfx-dev")
         assert live["spec"]["predictor"]["model"]["storageUri"] == uri  # not rolled back
         assert live["metadata"]["annotations"][inference_service.MODEL_VERSION] == "2"
-        assert _owners(live, "spec", "predictor", "model", "storageUri") == [kube_api.FIELD_MANAGER]
-        assert set(_managers(live)) == {kube_api.FIELD_MANAGER}
+        assert owners(live, "spec", "predictor", "model", "storageUri") == [kube_api.FIELD_MANAGER]
+        assert spec_writers(live) == {kube_api.FIELD_MANAGER}
     finally:
         cluster.delete_namespace("kubetfx-dev")
 

@@ -10,6 +10,8 @@ import pytest
 
 from kubetfx.components.pusher import deploy_settings, inference_service, kube_api, rollout
 
+from helpers.managed_fields import spec_writers
+
 NAMESPACE = "kubetfx-dev"
 BASE = "pvc://kubetfx-model-repository"
 
@@ -29,10 +31,6 @@ def _live(cluster, name: str) -> dict:
 
 def _annotations(obj: dict) -> dict:
     return {k: v for k, v in obj["metadata"]["annotations"].items() if k.startswith(inference_service.PREFIX)}
-
-
-def _writers(obj: dict) -> set:
-    return {entry["manager"] for entry in obj["metadata"].get("managedFields") or []}
 
 
 def test_create_patch_canary_rollback_promote_as_the_runner(cluster, deployed, runner_api, tmp_path):
@@ -81,7 +79,7 @@ def test_create_patch_canary_rollback_promote_as_the_runner(cluster, deployed, r
     assert live["spec"]["predictor"]["model"]["storageUri"] == f"{BASE}/penguin/3"
     assert _annotations(live)[inference_service.ROLLOUT] == "promoted"
     assert inference_service.ROLLOUT_REASON not in _annotations(live)
-    assert _writers(live) == {kube_api.FIELD_MANAGER}
+    assert spec_writers(live) == {kube_api.FIELD_MANAGER}
 
 
 def test_a_rollback_then_promote_leaves_no_stale_reason(cluster, deployed, runner_api, tmp_path):
