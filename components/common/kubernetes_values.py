@@ -65,8 +65,8 @@ def qualified_name_problem(key) -> str | None:
     """Why the API server would refuse ``key`` as a label or annotation key (``[prefix/]name``)."""
     if not isinstance(key, str) or not key:
         return "a key is a non-empty string"
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > SUBDOMAIN_MAX or not DNS1123_SUBDOMAIN.match(prefix)):
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > SUBDOMAIN_MAX or not DNS1123_SUBDOMAIN.match(prefix)):
         return f"the prefix '{prefix}' must be a DNS-1123 subdomain (lower-case, at most {SUBDOMAIN_MAX} characters)"
     if len(name) > LABEL_MAX or not _QUALIFIED_NAME.match(name):
         return (f"the name part '{name}' must be at most {LABEL_MAX} characters of letters, digits, '-', '_' "
@@ -74,33 +74,33 @@ def qualified_name_problem(key) -> str | None:
     return None
 
 
+def _annotation_value_problem(value) -> str | None:
+    return None if isinstance(value, str) else f"annotation values are strings, got {value!r}"
+
+
+def _map_problems(mapping, where: str, kind: str, value_problem) -> list[str]:
+    """One line per key or value of a labels/annotations map the API server would refuse."""
+    if mapping is None:
+        return []
+    if not isinstance(mapping, dict):
+        return [f"{where}: {kind}s must be a mapping of string to string"]
+    problems = []
+    for key, value in mapping.items():
+        for problem, what in ((qualified_name_problem(key), f"{kind} key '{key}'"),
+                              (value_problem(value), f"{kind} {key}={value!r}")):
+            if problem:
+                problems.append(f"{where}: {what}: {problem}")
+    return problems
+
+
 def labels_problems(labels, where: str) -> list[str]:
     """One line per label the API server would refuse (key or value)."""
-    if labels is None:
-        return []
-    if not isinstance(labels, dict):
-        return [f"{where}: labels must be a mapping of string to string"]
-    problems = []
-    for key, value in labels.items():
-        problem = qualified_name_problem(key)
-        if problem:
-            problems.append(f"{where}: label key '{key}': {problem}")
-        problem = label_value_problem(value)
-        if problem:
-            problems.append(f"{where}: label {key}={value!r}: {problem}")
-    return problems
+    return _map_problems(labels, where, "label", label_value_problem)
 
 
 def annotations_problems(annotations, where: str) -> list[str]:
-    if annotations is None:
-        return []
-    if not isinstance(annotations, dict):
-        return [f"{where}: annotations must be a mapping of string to string"]
-    problems = [f"{where}: annotation key '{key}': {problem}" for key in annotations
-                if (problem := qualified_name_problem(key))]
-    problems += [f"{where}: annotation {key} must be a string, got {value!r}" for key, value in annotations.items()
-                 if not isinstance(value, str)]
-    return problems
+    """One line per annotation the API server would refuse (key, or a value that is not a string)."""
+    return _map_problems(annotations, where, "annotation", _annotation_value_problem)
 
 
 def walk(node, path=()):
