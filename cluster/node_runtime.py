@@ -158,11 +158,21 @@ def import_archive(bin_dir: str, state: str, archive: bytes | str) -> None:
 
 
 def load_podman_image(bin_dir: str, state: str, image: str, log=print) -> bool:
-    """Copy ``image`` from podman's store into the node's containerd (once); False if podman does not have it."""
-    if image_present(bin_dir, state, image):
-        return True
-    if subprocess.run(["podman", "image", "exists", image], capture_output=True).returncode != 0:
+    """Copy ``image`` from podman's store into the node's containerd when podman's build of it is not the one
+    imported last (a rebuild keeps its tag); False if podman does not have it."""
+    inspected = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", image], capture_output=True,
+                               text=True)
+    if inspected.returncode != 0:
         return False
+    record = os.path.join(_paths(state)["base"], "imported-images.json")
+    try:
+        with open(record, encoding="utf-8") as handle:
+            imported = json.load(handle)
+    except (OSError, ValueError):
+        imported = {}
+    image_id = inspected.stdout.strip()
+    if imported.get(image) == image_id and image_present(bin_dir, state, image):
+        return True
     archive = os.path.join(_paths(state)["base"], "import.tar")
     started = time.monotonic()
     saved = subprocess.run(["podman", "save", "--format", "docker-archive", "-o", archive, image],
@@ -173,7 +183,10 @@ def load_podman_image(bin_dir: str, state: str, image: str, log=print) -> bool:
         import_archive(bin_dir, state, archive)
     finally:
         os.remove(archive)
-    log(f"cluster: imported {image} into the node's containerd in {time.monotonic() - started:.0f} s")
+    imported[image] = image_id
+    with open(record, "w", encoding="utf-8") as handle:
+        json.dump(imported, handle)
+    log(f"cluster: imported {image} ({image_id[:12]}) into the node's containerd in {time.monotonic() - started:.0f} s")
     return True
 
 

@@ -158,8 +158,10 @@ def test_the_pushers_inference_service_is_served_by_a_pod_that_answers(cluster, 
     with open(os.path.join(model, "kubetfx_model.json"), encoding="utf-8") as handle:
         features = [f for f in json.load(handle)["raw_features"] if f["name"] in INSTANCES[0]]
 
+    timings, started = {}, time.monotonic()
     assert _push(tmp_path, model, repository, api, deploy, 1)["version"] == 1
     pod = _wait_serving(cluster, 1)
+    timings["push_to_serving_v1_s"] = round(time.monotonic() - started, 1)
     with PortForward(cluster, pod) as forward:
         v1 = forward.post("/v1/models/penguin:predict", {"instances": INSTANCES})
         v2 = forward.post("/v2/models/penguin/infer", _v2(features))
@@ -172,14 +174,22 @@ def test_the_pushers_inference_service_is_served_by_a_pod_that_answers(cluster, 
     volumes = cluster.get("pod", pod, "-n", NAMESPACE)["spec"]
     assert not volumes.get("initContainers"), "a storage initializer ran: the model should come from the volume"
 
+    started = time.monotonic()
     assert _push(tmp_path, model, repository, api, deploy, 2)["version"] == 2  # a second push rolls out v2
-    with PortForward(cluster, _wait_serving(cluster, 2)) as forward:
+    second = _wait_serving(cluster, 2)
+    timings["push_to_serving_v2_s"] = round(time.monotonic() - started, 1)
+    with PortForward(cluster, second) as forward:
         assert forward.post("/v1/models/penguin:predict", {"instances": INSTANCES})["model_version"] == "2"
 
     base = config.model_repository.storage_uri_base()
     decision = rollout.RolloutDecision("rollback", "version 2 failed its check",
                                        rollout.rollback_patch(f"{base}/penguin/1", "1", "version 2 failed its check"))
     settings = pusher.deploy_settings.parse_settings(deploy, "penguin")
+    started = time.monotonic()
     assert rollout.apply_rollout_decision(decision, settings, api=api)
-    with PortForward(cluster, _wait_serving(cluster, 1)) as forward:
+    back = _wait_serving(cluster, 1)
+    timings["rollback_to_serving_v1_s"] = round(time.monotonic() - started, 1)
+    with PortForward(cluster, back) as forward:
         assert forward.post("/v1/models/penguin:predict", {"instances": INSTANCES})["model_version"] == "1"
+    with open(os.path.join(local_cluster.state_dir(), "serving-timings.json"), "w", encoding="utf-8") as handle:
+        json.dump(timings, handle)  # for the record (docs/cluster.md): how long KServe took to serve each version
