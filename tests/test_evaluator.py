@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import yaml
 
+from helpers.evaluation_outputs import MODEL_NAME, output_paths, push_to_repository
 from kubetfx.components.common import blessing, examples, model_repository
 from kubetfx.components.common.errors import ConfigError, InputDataError
 from kubetfx.components.evaluator import eval_config as config_lib
 from kubetfx.components.evaluator import executor
 from kubetfx.components.evaluator.models import ModelRef
 
-MODEL_NAME = "penguin"
 
 BAD_MODEL_CONFIG = """
 # TFX's penguin example config: thresholds in MetricConfig.threshold apply to every slice
@@ -36,22 +36,10 @@ metrics_specs {
 """
 
 
-def output_paths(root) -> dict:
-    root = str(root)
-    return {"evaluation_dir": os.path.join(root, "evaluation"), "blessing_dir": os.path.join(root, "blessing"),
-            "report_path": os.path.join(root, "report.md"), "metrics_path": os.path.join(root, "metrics.json"),
-            "classification_metrics_path": os.path.join(root, "classification_metrics.json")}
-
-
 def _evaluate(root, examples_dir: str, model_dir: str, **kwargs) -> dict:
     paths = output_paths(root)
     result = executor.run(examples_dir, model_dir, **paths, **kwargs)
     return {"result": result, **paths}
-
-
-def push_to_repository(model_dir: str, base: str) -> tuple[int, str]:
-    return model_repository.push(os.path.join(model_dir, "Format-Serving"), base, MODEL_NAME,
-                                 extra_files={"kubetfx_model.json": os.path.join(model_dir, "kubetfx_model.json")})
 
 
 def _assert_nothing_written(paths: dict) -> None:

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 
+from helpers.transform_outputs import transform_eval_split as _transform_eval_split
 from kubetfx.components.common import examples, layout, tfrecord
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.transform import beam_pipeline, executor, summary
@@ -38,16 +39,6 @@ def penguins(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def analyzed(tmp_path_factory) -> dict:
     return analyzed_penguin_pipeline(tmp_path_factory)
-
-
-def _transform_eval_split(graph: str, raw_examples: str) -> dict:
-    import tensorflow as tf
-    import tensorflow_transform as tft
-
-    output = tft.TFTransformOutput(graph)
-    records = tf.constant(examples.read_split_records(raw_examples, "eval"))
-    transformed = output.transform_raw_features(tf.io.parse_example(records, output.raw_feature_spec()))
-    return {name: value.numpy() for name, value in transformed.items()}
 
 
 def test_analyze_only_writes_the_same_graph_and_a_marker(penguins, analyzed):
