@@ -8,6 +8,8 @@
 #   engines/engines.sh status                     the engines' processes and their memory
 #   engines/engines.sh args flink|spark           the beam_pipeline_args that run on an engine (one per line)
 #   engines/engines.sh exec -- CMD...             run CMD where the engines are reachable
+#   engines/engines.sh crds                       re-vendor the operators' CRDs into tests/schemas/ (gzipped)
+#   engines/engines.sh boot DIR                   build Beam's Python SDK boot binary into DIR (Go module proxy)
 #
 # Everything runs in a network namespace of its own ($KUBETFX_ENGINES_NETNS) that has only the loopback
 # interface: Beam's Java gRPC servers (job, artifact and the TaskManagers'/executors' Fn API servers) bind
@@ -40,7 +42,7 @@ JAVA_OPENS="--add-exports=java.base/sun.net.util=ALL-UNNAMED --add-exports=java.
 
 say() { echo "engines: $*"; }
 die() { echo "engines: $*" >&2; exit 1; }
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # --------------------------------------------------------------------------- downloads
 
@@ -93,6 +95,41 @@ spark_home() {
 fetch() {
   for profile in flink-cluster flink-job-server spark-cluster spark-job-server; do resolve "$profile"; done
   spark_home >/dev/null; job_server_classpath flink-job-server >/dev/null; job_server_classpath spark-job-server >/dev/null
+}
+
+# --------------------------------------------------------------------------- CRDs and the boot binary
+
+go_env() { env GOPATH="$CACHE/go" GOMODCACHE="$CACHE/go/mod" GOFLAGS=-mod=mod "$@"; }
+
+vendor_crd() {  # vendor_crd <source file> <tests/schemas/dir>: gzipped, reproducibly (gzip -n)
+  mkdir -p "$ROOT/$2"
+  gzip -9 -n -c "$1" >"$ROOT/$2/$(basename "$1").gz"
+  say "vendored $(basename "$1") into $2 (sha256 of the original: $(sha256sum <"$1" | cut -c1-64))"
+}
+
+crds() {
+  command -v go >/dev/null || die "go not found: the TFJob CRD comes from a Go module"
+  local tmp jar dir
+  tmp=$(mktemp -d)
+  mvn -B -q dependency:copy -Dmaven.repo.local="$CACHE/m2" -DoutputDirectory="$tmp" \
+    -Dartifact="org.apache.flink:flink-kubernetes-operator-api:$FLINK_OPERATOR_VERSION" >/dev/null
+  jar=$(ls "$tmp"/flink-kubernetes-operator-api-*.jar)
+  (cd "$tmp" && unzip -q -o "$jar" 'META-INF/fabric8/flinkdeployments.flink.apache.org-v1.yml')
+  vendor_crd "$tmp/META-INF/fabric8/flinkdeployments.flink.apache.org-v1.yml" tests/schemas/flink-operator
+  dir=$(cd "$tmp" && go_env go mod download -json "github.com/kubeflow/training-operator@$TRAINING_OPERATOR_VERSION" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$dir" ] || die "the Go module proxy did not serve github.com/kubeflow/training-operator@$TRAINING_OPERATOR_VERSION"
+  vendor_crd "$dir/manifests/base/crds/kubeflow.org_tfjobs.yaml" tests/schemas/training-operator
+  rm -rf "$tmp"
+}
+
+boot() {  # boot <dir>: Beam's Python SDK boot binary (static, linux) as <dir>/boot
+  command -v go >/dev/null || die "go not found: Beam's boot binary is built from its Go module"
+  mkdir -p "$1"
+  go_env GOBIN="$CACHE/bin/$BEAM_BOOT_VERSION" CGO_ENABLED=0 \
+    go install "github.com/apache/beam/sdks/v2/python/container@$BEAM_BOOT_VERSION"
+  cp "$CACHE/bin/$BEAM_BOOT_VERSION/container" "$1/boot"
+  say "built Beam's Python SDK boot $BEAM_BOOT_VERSION: $1/boot"
 }
 
 # --------------------------------------------------------------------------- processes
@@ -217,7 +254,7 @@ spark_up() {
   local workers=$1 home cp i
   home=$(spark_home)
   cp="$home/conf:$home/jars/*"
-  mkdir -p "$STATE/spark/work" "$STATE/spark/tmp"
+  mkdir -p "$STATE/spark/work" "$STATE/spark/tmp" "$STATE/spark/events"
   local env=(env SPARK_HOME="$home" SPARK_SCALA_VERSION="$SCALA_BINARY_VERSION" SPARK_LOCAL_IP=127.0.0.1
              SPARK_LOCAL_DIRS="$STATE/spark/tmp" SPARK_LOG_DIR="$STATE/spark/logs")
   # shellcheck disable=SC2086
@@ -237,6 +274,7 @@ spark_up() {
   start spark job-server "$STATE/spark/logs/job-server.log" "${env[@]}" java -Xmx1536m $JAVA_OPENS \
     -Dspark.driver.host=127.0.0.1 -Dspark.driver.bindAddress=127.0.0.1 -Dspark.ui.enabled=false \
     -Dspark.executor.memory=1536m -Dspark.executor.cores=1 -Dspark.local.dir="$STATE/spark/tmp" \
+    -Dspark.eventLog.enabled=true -Dspark.eventLog.dir="file://$STATE/spark/events" \
     -cp "$(job_server_classpath spark-job-server)" org.apache.beam.runners.spark.SparkJobServerDriver \
     --spark-master-url="spark://127.0.0.1:$SPARK_MASTER" --job-host=127.0.0.1 --job-port="$SPARK_JOB" \
     --artifact-port="$SPARK_ARTIFACT" --expansion-port="$SPARK_EXPANSION" --artifacts-dir="$STATE/spark/artifacts" \
@@ -319,6 +357,8 @@ case "$command" in
     for engine in $(engines_of "$target"); do up "$engine" "$workers"; done ;;
   down) for engine in $(engines_of "${1:-all}"); do down "$engine"; done ;;
   status) status ;;
+  crds) crds ;;
+  boot) [ $# -eq 1 ] || usage; boot "$1" ;;
   args)
     case "${1:-}" in flink|spark) ;; *) usage ;; esac
     running "$1" || die "$1 is not up: engines/engines.sh up $1"

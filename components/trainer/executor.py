@@ -262,6 +262,11 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         from kubetfx.components.trainer import report as trainer_report
 
         fileio.atomic_write(report_path, trainer_report.render(info))
+    return model_metadata(info)
+
+
+def model_metadata(info: dict) -> dict:
+    """The Model artifact's metadata (with ``model_run``) from what kubetfx_model.json records."""
     metadata = {layout.TFX_TYPE: ARTIFACT_TYPE, **{k: v for k, v in info.items() if k != "history"}}
     metadata["model_run"] = {layout.TFX_TYPE: MODEL_RUN_TYPE, "tensorboard_log_dir": ".",
                              "epochs_run": info.get("epochs_run")}
