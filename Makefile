@@ -57,8 +57,9 @@ bench-e2e: install ## the penguin pipeline, then on BENCH_ROWS synthetic rows, p
 
 # --- containers and clusters ---
 
-image: ## build the component image (images/images.env) with docker or podman/buildah (base built locally if no registry)
+image: ## build the component image (images/images.env) with docker or podman/buildah (base built locally if no registry), then Beam's SDK worker image on it
 	IMAGE=$(IMAGE) images/build.sh cpu
+	IMAGE=$(IMAGE) images/build.sh worker
 
 image-gpu: ## build the GPU image variant (TensorFlow with CUDA; the Trainer on a GPU pool)
 	GPU_IMAGE=$(KUBETFX_GPU_IMAGE) images/build.sh gpu

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 _HARNESS = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="
             "'%(asctime)s worker {id} %(levelname)s %(name)s: %(message)s'); "
@@ -38,7 +39,8 @@ def _servicer(workers: list[subprocess.Popen], lock: threading.Lock):
         def StartWorker(self, request, context):  # noqa: N802 - the gRPC method's name
             code = _HARNESS.format(control=request.control_endpoint.url, id=request.worker_id,
                                    cache=STATE_CACHE_BYTES)
-            print(f"worker_pool: starting worker {request.worker_id} for {request.control_endpoint.url}", flush=True)
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')},{int(time.time() * 1000) % 1000:03d} worker_pool: starting "
+                  f"worker {request.worker_id} for {request.control_endpoint.url}", flush=True)
             try:
                 process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
             except OSError as err:
