@@ -85,9 +85,10 @@ def main(argv=None) -> int:
         running = [w for w in workers if w.poll() is None]
     for worker in running:
         worker.terminate()
+    deadline = time.monotonic() + 10  # for all of them together
     for worker in running:
         try:
-            worker.wait(timeout=10)
+            worker.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             worker.kill()
     return 0

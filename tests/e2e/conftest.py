@@ -12,16 +12,13 @@ import time
 
 import pytest
 
+from helpers.opt_in import skip_unless
+
 E2E_ENV = "KUBETFX_E2E"
 
 
 def pytest_collection_modifyitems(config, items):
-    if os.environ.get(E2E_ENV) == "1":
-        return
-    skip = pytest.mark.skip(reason="containerised end-to-end check: run `make e2e` (sets KUBETFX_E2E=1)")
-    for item in items:
-        if os.sep + "e2e" + os.sep in str(item.fspath):
-            item.add_marker(skip)
+    skip_unless(items, E2E_ENV, "e2e", "containerised end-to-end check: run `make e2e` (sets KUBETFX_E2E=1)")
 
 
 def _docker_api_answers() -> bool:

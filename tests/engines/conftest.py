@@ -10,6 +10,8 @@ import socket
 
 import pytest
 
+from helpers.opt_in import skip_unless
+
 ENGINES_ENV = "KUBETFX_ENGINES"
 STATE = os.environ.get("KUBETFX_ENGINES_STATE") or os.path.join(os.path.dirname(__file__), "..", "..", "build",
                                                                  "engines")
@@ -17,12 +19,8 @@ ENGINES = ("flink", "spark")
 
 
 def pytest_collection_modifyitems(config, items):
-    if os.environ.get(ENGINES_ENV) == "1":
-        return
-    skip = pytest.mark.skip(reason="needs the Flink and Spark clusters: run `make test-engines` (sets KUBETFX_ENGINES=1)")
-    for item in items:
-        if os.sep + "engines" + os.sep in str(item.fspath):
-            item.add_marker(skip)
+    skip_unless(items, ENGINES_ENV, "engines",
+                "needs the Flink and Spark clusters: run `make test-engines` (sets KUBETFX_ENGINES=1)")
 
 
 def engine_args(engine: str) -> list[str]:

@@ -8,20 +8,9 @@ validation result, blessing and reasons.
 
 import pytest
 
-from helpers.evaluation_outputs import MODEL_NAME, assert_same_evaluation, evaluate, push_to_repository
+from helpers.evaluation_outputs import (MODEL_NAME, TFX_PENGUIN_CONFIG, assert_same_evaluation, evaluate,
+                                        push_to_repository)
 
-CONFIG = """
-model_specs { label_key: "species" prediction_key: "probabilities"
-              preprocessing_function_names: "transform_features" }
-slicing_specs {}
-slicing_specs { feature_keys: "island" }
-metrics_specs {
-  metrics { class_name: "ExampleCount" }
-  metrics { class_name: "SparseCategoricalAccuracy"
-    threshold { value_threshold { lower_bound { value: 0.6 } }
-                change_threshold { direction: HIGHER_IS_BETTER absolute { value: -1e-10 } } } }
-}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +19,7 @@ def setup(tmp_path_factory, raw_examples, good_model, untrained_model) -> dict:
     repository = str(root / "repository")
     assert push_to_repository(untrained_model, repository)[0] == 1
     config = root / "eval_config.pbtxt"
-    config.write_text(CONFIG)
+    config.write_text(TFX_PENGUIN_CONFIG)
     arguments = {"examples_dir": raw_examples, "model_dir": good_model, "eval_config": str(config),
                  "baseline_repository": repository, "model_name": MODEL_NAME, "engine": "tfma"}
     return {"arguments": arguments, "local": evaluate(root / "local", **arguments)}

@@ -17,6 +17,19 @@ from kubetfx.components.common import blessing, model_repository
 from kubetfx.components.evaluator import executor, results, tfma_protos
 
 MODEL_NAME = "penguin"
+TFX_PENGUIN_CONFIG = """
+# TFX's penguin example config: thresholds in MetricConfig.threshold apply to every slice
+model_specs { label_key: "species" prediction_key: "probabilities"
+              preprocessing_function_names: "transform_features" }
+slicing_specs {}
+slicing_specs { feature_keys: "island" }
+metrics_specs {
+  metrics { class_name: "ExampleCount" }
+  metrics { class_name: "SparseCategoricalAccuracy"
+    threshold { value_threshold { lower_bound { value: 0.6 } }
+                change_threshold { direction: HIGHER_IS_BETTER absolute { value: -1e-10 } } } }
+}
+"""
 REL, ABS = 1e-5, 1e-7  # ABS: diffs of two nearly equal float32-accumulated values
 
 
