@@ -43,18 +43,26 @@ def _stamp(text: str) -> float:
     return datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def worker_startups(engine: str, since: float) -> list[float]:
-    """Seconds from each worker request to that worker's control channel, for requests after ``since``."""
-    pending, startups = {}, []
+def worker_startups(engine: str, since: float) -> tuple[list[float], list[float]]:
+    """For the worker requests after ``since``: seconds from each request to that worker's control channel
+    (process start, Beam imported), and to its first data channel (its first bundle: the pipeline's DoFns
+    unpickled, TensorFlow & co. imported)."""
+    pending, ready, first_data = {}, [], []
+    waiting_data: dict[str, list[float]] = {}
     with open(os.path.join(STATE, engine, "logs", "worker-pool.log"), errors="replace") as handle:
         for line in handle:
             started = re.match(_STAMP + r" worker_pool: starting worker (\S+)", line)
             if started and _stamp(started.group(1)) >= since:
                 pending.setdefault(started.group(2), []).append(_stamp(started.group(1)))
-            ready = re.match(_STAMP + r" worker (\S+) INFO .*Control channel established", line)
-            if ready and pending.get(ready.group(2)):
-                startups.append(_stamp(ready.group(1)) - pending[ready.group(2)].pop(0))
-    return startups
+            control = re.match(_STAMP + r" worker (\S+) INFO .*Control channel established", line)
+            if control and pending.get(control.group(2)):
+                requested = pending[control.group(2)].pop(0)
+                ready.append(_stamp(control.group(1)) - requested)
+                waiting_data.setdefault(control.group(2), []).append(requested)
+            data = re.match(_STAMP + r" worker (\S+) INFO .*Data channel established", line)
+            if data and waiting_data.get(data.group(2)):
+                first_data.append(_stamp(data.group(1)) - waiting_data[data.group(2)].pop(0))
+    return ready, first_data
 
 
 def flink_job(since: float) -> dict:
@@ -110,9 +118,10 @@ def run(config: str, engine: str, beam_args: list[str], paths: dict, out: str) -
         if engine:
             row.update(flink_job(started) if engine == "flink" else spark_job(started))
             row["outside_job_s"] = row["wall_s"] - row["job_seconds"]
-            startups = worker_startups(engine, started)
+            startups, first_bundles = worker_startups(engine, started)
             row["sdk_workers"] = len(startups)
             row["sdk_startup_s"] = statistics.median(startups) if startups else None
+            row["sdk_first_bundle_s"] = statistics.median(first_bundles) if first_bundles else None
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
