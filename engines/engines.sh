@@ -42,6 +42,7 @@ JAVA_OPENS="--add-exports=java.base/sun.net.util=ALL-UNNAMED --add-exports=java.
 
 say() { echo "engines: $*"; }
 die() { echo "engines: $*" >&2; exit 1; }
+bad() { echo "engines: $*" >&2; exit 2; }  # a bad argument: one line, exit 2
 usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # --------------------------------------------------------------------------- downloads
@@ -337,7 +338,9 @@ status() {
   done
 }
 
-engines_of() { case "${1:-all}" in flink|spark) echo "$1" ;; all) echo "flink spark" ;; *) usage ;; esac; }
+engines_of() {  # engines_of <command> [flink|spark|all]
+  case "${2:-all}" in flink|spark) echo "$2" ;; all) echo "flink spark" ;; *) bad "$1: expected flink, spark or all, got '$2'" ;; esac
+}
 
 command=${1:-}; [ $# -gt 0 ] && shift
 case "$command" in
@@ -347,26 +350,28 @@ case "$command" in
     while [ $# -gt 0 ]; do
       case "$1" in
         flink|spark|all) target=$1 ;;
-        --workers) [ $# -ge 2 ] || usage; workers=$2; shift ;;
+        --workers) [ $# -ge 2 ] || bad "up: --workers needs a number"; workers=$2; shift ;;
         --workers=*) workers=${1#--workers=} ;;
-        *) usage ;;
+        *) bad "up: unknown argument '$1' (flink, spark, all, --workers N)" ;;
       esac
       shift
     done
-    [[ "$workers" =~ ^[1-9][0-9]*$ ]] || die "--workers: expected a whole number >= 1, got '$workers'"
-    for engine in $(engines_of "$target"); do up "$engine" "$workers"; done ;;
-  down) for engine in $(engines_of "${1:-all}"); do down "$engine"; done ;;
+    [[ "$workers" =~ ^[1-9][0-9]*$ ]] || bad "up: --workers: expected a whole number >= 1, got '$workers'"
+    selected=$(engines_of up "$target") || exit 2
+    for engine in $selected; do up "$engine" "$workers"; done ;;
+  down) selected=$(engines_of down "${1:-all}") || exit 2; for engine in $selected; do down "$engine"; done ;;
   status) status ;;
   crds) crds ;;
-  boot) [ $# -eq 1 ] || usage; boot "$1" ;;
+  boot) [ $# -eq 1 ] || bad "boot: expected one directory to build into"; boot "$1" ;;
   args)
-    case "${1:-}" in flink|spark) ;; *) usage ;; esac
+    case "${1:-}" in flink|spark) ;; *) bad "args: expected flink or spark, got '${1:-}'" ;; esac
     running "$1" || die "$1 is not up: engines/engines.sh up $1"
     cat "$STATE/$1/beam_args" ;;
   exec)
     [ "${1:-}" = "--" ] && shift
-    [ $# -gt 0 ] || usage
+    [ $# -gt 0 ] || bad "exec: expected a command after --"
     ip netns list | grep -qw "$NETNS" || die "no engine is up (engines/engines.sh up)"
     exec ip netns exec "$NETNS" "$@" ;;
-  *) usage ;;
+  "") usage ;;
+  *) bad "unknown command '$command' (fetch, up, down, status, args, exec, crds, boot: see engines/engines.sh)" ;;
 esac
