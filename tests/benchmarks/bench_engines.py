@@ -8,7 +8,7 @@ outside it (imports, pipeline construction, submission, writing results), the SD
 (from the worker pool's request to the worker's control channel, median) and the shuffle (bytes
 between tasks; Spark also the executors' shuffle write and fetch-wait time). One run per cell: only
 ratios within one run of this script are meaningful.
-Usage: python tests/benchmarks/bench_engines.py --rows 1000000 [--engines flink,spark] [--workers 1,2]
+Usage: python tests/benchmarks/bench_engines.py --rows 1000000 [--engines flink,spark] [--workers 2,1]
 """
 
 import argparse
@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--workdir", default="bench-results")
     parser.add_argument("--engines", default="flink,spark")
-    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--workers", default="2,1")
     args = parser.parse_args()
 
     from kubetfx.pipelines.synthetic import penguins
@@ -151,8 +151,9 @@ def main() -> None:
     out = os.path.join(root, "runs")
     subprocess.run(["rm", "-rf", out], check=True)
     rows = run("local default (FnApiRunner, 1 process)", "", [], paths, out)
-    for engine in [e for e in args.engines.split(",") if e]:
-        for workers in [int(w) for w in args.workers.split(",") if w]:
+    results = os.path.join(args.workdir, "bench_engines.json")
+    for workers in [int(w) for w in args.workers.split(",") if w]:  # in the order given, each engine in turn
+        for engine in [e for e in args.engines.split(",") if e]:
             engines("down", engine)
             started = time.time()
             engines("up", engine, "--workers", str(workers))
@@ -164,8 +165,8 @@ def main() -> None:
                 rows.append({**row, "engine_up_s": up_seconds})
             print(f"{config}: after the runs:{memory(engine)}", flush=True)
             engines("down", engine)
-    with open(os.path.join(args.workdir, "bench_engines.json"), "w") as handle:
-        json.dump(rows, handle, indent=2)
+            with open(results, "w") as handle:  # after every configuration: a partial run keeps what it measured
+                json.dump(rows, handle, indent=2)
 
 
 if __name__ == "__main__":
