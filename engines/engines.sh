@@ -188,7 +188,10 @@ taskmanager.host: 127.0.0.1
 taskmanager.numberOfTaskSlots: 1
 parallelism.default: 1
 jobmanager.memory.process.size: 1024m
-taskmanager.memory.process.size: 2048m
+taskmanager.memory.process.size: 2304m
+# Beam's Fn API data plane (gRPC) buffers in direct memory: with 1 TaskManager, Transform on 1M rows failed
+# with "OutOfMemoryError: Direct buffer memory" (task off-heap is 0 by default).
+taskmanager.memory.task.off-heap.size: 256m
 # A Beam batch job runs all its operators in one slot at once, each result partition taking
 # sort-shuffle.min-buffers network buffers (default 512 = 16 MB): Transform needed more than 5079 buffers.
 taskmanager.memory.network.min: 384m
@@ -331,6 +334,11 @@ status() {
       pid=$(cat "$pidfile")
       if kill -0 "$pid" 2>/dev/null; then
         printf '  %-14s pid %-7s RSS %6d MB\n' "$(basename "$pidfile")" "$pid" "$(( $(awk '/VmRSS/{print $2}' "/proc/$pid/status") / 1024 ))"
+        # the SDK workers (Python processes the pool started) and Spark's executors (the workers' children)
+        { ps -o pid=,rss= --ppid "$pid" 2>/dev/null || true; } | while read -r child rss; do
+          printf '    %-12s pid %-7s RSS %6d MB\n' "$(tr '\0' ' ' <"/proc/$child/cmdline" 2>/dev/null |
+            grep -q CoarseGrainedExecutorBackend && echo executor || echo sdk-worker)" "$child" "$((rss / 1024))"
+        done
       else
         printf '  %-14s pid %-7s EXITED\n' "$(basename "$pidfile")" "$pid"
       fi

@@ -104,9 +104,11 @@ def steps(paths: dict) -> dict:
     }
 
 
-def run(config: str, engine: str, beam_args: list[str], paths: dict, out: str) -> list[dict]:
+def run(config: str, engine: str, beam_args: list[str], paths: dict, out: str, only: list[str]) -> list[dict]:
     rows = []
     for name, (module, kwargs, outputs) in steps(paths).items():
+        if only and not any(part in name for part in only):
+            continue
         target = os.path.join(out, config, module + ("-analyze" if kwargs.get("materialize") is False else ""))
         kwargs = {**kwargs, **{key: os.path.join(target, key) for key in outputs}, "beam_pipeline_args": beam_args}
         started = time.time()
@@ -137,6 +139,8 @@ def main() -> None:
     parser.add_argument("--workdir", default="bench-results")
     parser.add_argument("--engines", default="flink,spark")
     parser.add_argument("--workers", default="2,1")
+    parser.add_argument("--steps", default="", help="only the steps whose name contains one of these (comma list)")
+    parser.add_argument("--no-local", action="store_true", help="skip the local default runs")
     args = parser.parse_args()
 
     from kubetfx.pipelines.synthetic import penguins
@@ -150,8 +154,10 @@ def main() -> None:
     paths["schema"] = os.path.join(root, f"synthetic-{args.rows}", "schema")
     out = os.path.join(root, "runs")
     subprocess.run(["rm", "-rf", out], check=True)
-    rows = run("local default (FnApiRunner, 1 process)", "", [], paths, out)
-    results = os.path.join(args.workdir, "bench_engines.json")
+    only = [part for part in args.steps.split(",") if part]
+    rows = [] if args.no_local else run("local default (FnApiRunner, 1 process)", "", [], paths, out, only)
+    results = os.path.join(args.workdir, "bench_engines.json" if not only and not args.no_local
+                           else f"bench_engines-{'-'.join(only) or 'all'}.json")
     for workers in [int(w) for w in args.workers.split(",") if w]:  # in the order given, each engine in turn
         for engine in [e for e in args.engines.split(",") if e]:
             engines("down", engine)
@@ -161,7 +167,7 @@ def main() -> None:
             beam_args = engines("args", engine).split()
             config = f"{engine}, {workers} worker{'s' if workers > 1 else ''}"
             print(f"{config}: up in {up_seconds:.1f} s; processes:{memory(engine)}", flush=True)
-            for row in run(config, engine, beam_args, paths, out):
+            for row in run(config, engine, beam_args, paths, out, only):
                 rows.append({**row, "engine_up_s": up_seconds})
             print(f"{config}: after the runs:{memory(engine)}", flush=True)
             engines("down", engine)
