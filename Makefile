@@ -58,8 +58,9 @@ bench-e2e: install ## the penguin pipeline, then on BENCH_ROWS synthetic rows, p
 
 # --- containers and clusters ---
 
-image: ## build the component image (images/images.env) with docker or podman/buildah (base built locally if no registry)
+image: ## build the component image (images/images.env) with docker or podman/buildah (base built locally if no registry), then Beam's SDK worker image on it
 	IMAGE=$(IMAGE) images/build.sh cpu
+	IMAGE=$(IMAGE) images/build.sh worker
 
 image-gpu: ## build the GPU image variant (TensorFlow with CUDA; the Trainer on a GPU pool)
 	GPU_IMAGE=$(KUBETFX_GPU_IMAGE) images/build.sh gpu
@@ -128,3 +129,21 @@ bench-serve: install ## benchmark the predictor vs a naive kserve.Model (3 round
 bench-abuse: install ## 30 s of good + hostile traffic at the predictor: fails on a 5xx, a reset or a log over 1 MB
 	command -v hey >/dev/null || (apt-get update && apt-get install -y hey)
 	$(PY) tests/benchmarks/bench_abuse.py
+
+# --- Beam engines: Flink and Spark clusters on this machine (engines/; every version in engines/versions.env) ---
+ENGINE_WORKERS ?= 2
+ENGINES_RUN = KUBETFX_ENGINES=1 engines/engines.sh exec --
+.PHONY: cluster-engines-up cluster-engines-down test-engines bench-engines
+
+cluster-engines-up: install ## start Flink (JobManager + ENGINE_WORKERS TaskManagers) and Spark (master + workers), Beam job servers, on 127.0.0.1
+	engines/engines.sh up all --workers $(ENGINE_WORKERS)
+
+cluster-engines-down: ## stop what make cluster-engines-up started
+	engines/engines.sh down all
+
+test-engines: install ## engines up; Transform and the Evaluator (TFMA) on Flink and Spark vs the local run (tests/engines); engines down
+	engines/engines.sh up all --workers $(ENGINE_WORKERS) || { engines/engines.sh down all; exit 1; }
+	$(ENGINES_RUN) $(PY) -m pytest -q -p no:cacheprovider tests/engines; rc=$$?; engines/engines.sh down all; exit $$rc
+
+bench-engines: install ## Transform and the Evaluator on BENCH_ROWS rows: local default vs Flink and Spark with 1 and 2 workers
+	$(PY) tests/benchmarks/bench_engines.py --rows $(BENCH_ROWS)

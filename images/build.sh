@@ -2,7 +2,7 @@
 # Build the kubetfx component image with whatever works here: a Docker engine, else podman
 # (or buildah). Names and tags come from images/images.env.
 #
-#   images/build.sh [cpu|gpu]        (make image / make image-gpu)
+#   images/build.sh [cpu|gpu|worker]   (make image builds cpu, then worker: Beam's SDK worker; make image-gpu)
 #
 # Base image: BASE if set; else KUBETFX_BASE_IMAGE (python:3.11-slim) when it is present or can
 # be pulled; else, with podman and root, images/base/build-base.sh builds a registry-free base
@@ -16,7 +16,8 @@ variant=${1:-cpu}
 case "$variant" in
   cpu) image=${IMAGE:-$KUBETFX_IMAGE}; extra="" ;;
   gpu) image=${GPU_IMAGE:-$KUBETFX_GPU_IMAGE}; extra="and-cuda" ;;
-  *) echo "images/build.sh: unknown variant '$variant' (cpu or gpu)" >&2; exit 2 ;;
+  worker) image=${WORKER_IMAGE:-$KUBETFX_WORKER_IMAGE}; extra="" ;;
+  *) echo "images/build.sh: unknown variant '$variant' (cpu, gpu or worker)" >&2; exit 2 ;;
 esac
 say() { echo "make image: $*"; }
 die() { echo "make image: $*" >&2; exit 1; }
@@ -56,6 +57,21 @@ pull() {
     *) timeout 120 "$engine" pull -q "$1" >/dev/null 2>&1 ;;
   esac
 }
+
+if [ "$variant" = worker ]; then  # the component image + Beam's boot binary (images/worker/Dockerfile)
+  component=${IMAGE:-$KUBETFX_IMAGE}
+  exists "$component" || die "the worker image builds on the component image $component: build it first (make image)"
+  engines/engines.sh boot build/beam-boot
+  say "building $image from $component with $engine"
+  args=(-f images/worker/Dockerfile -t "$image" --build-arg "BASE=$component" build/beam-boot)
+  case "$engine" in
+    docker) docker build "${args[@]}" ;;
+    podman) podman build "${args[@]}" ;;
+    buildah) buildah bud "${args[@]}" ;;
+  esac
+  say "built $image"
+  exit 0
+fi
 
 base=${BASE:-}
 if [ -z "$base" ]; then

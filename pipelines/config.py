@@ -49,6 +49,25 @@ class GpuPool:
 
 
 @dataclasses.dataclass
+class TrainerTFJob:
+    """``workers`` >= 2: the Trainer step runs as a Kubeflow Training Operator TFJob of that many workers
+    (MultiWorkerMirroredStrategy; components/trainer/tfjob.py) with trainer_gpu's pool settings; 0: in the task."""
+
+    workers: int = 0
+    namespace: str = ""  # default: kfp.namespace
+    service_account: str = ""  # needs create/get/delete on tfjobs and get on pods/log
+    timeout_seconds: int = 86400
+
+    def for_component(self, namespace: str, gpu: "GpuPool") -> dict:
+        """What the Trainer component's ``tfjob`` parameter gets ({}: train in the task)."""
+        if self.workers < 2:
+            return {}
+        return {"workers": self.workers, "namespace": self.namespace or namespace,
+                "service_account": self.service_account, "timeout_seconds": self.timeout_seconds,
+                "gpu": dataclasses.asdict(gpu) if gpu.count else {}}
+
+
+@dataclasses.dataclass
 class Schedule:
     """The recurring run ``kubetfx schedule`` creates (KFP cron: six fields, seconds first)."""
 
@@ -118,6 +137,7 @@ class PipelineConfig:
     model_repository: ModelRepository = dataclasses.field(default_factory=ModelRepository)
     prediction_log: PredictionLog = dataclasses.field(default_factory=PredictionLog)
     trainer_gpu: GpuPool = dataclasses.field(default_factory=GpuPool)
+    trainer_tfjob: TrainerTFJob = dataclasses.field(default_factory=TrainerTFJob)
     resources: dict = dataclasses.field(default_factory=dict)  # task name ("trainer", ...) -> Resources
 
     def cpu_only(self) -> "PipelineConfig":
@@ -175,6 +195,21 @@ def _gpu_pool(data, where: str) -> GpuPool:
         if toleration.effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute", ""):
             raise ConfigError(f"{where}.tolerations[{i}].effect must be NoSchedule, PreferNoSchedule or NoExecute")
     return gpu
+
+
+def _trainer_tfjob(data, where: str) -> TrainerTFJob:
+    tfjob = _build(TrainerTFJob, data, where)
+    for name in ("workers", "timeout_seconds"):
+        value = getattr(tfjob, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{where}.{name} must be an integer >= 0, got {value!r}")
+    if tfjob.workers == 1:
+        raise ConfigError(f"{where}.workers: 1 would be a TFJob of one worker; use 0 (train in the task) or >= 2")
+    for name in ("namespace", "service_account"):
+        value = getattr(tfjob, name)
+        if value and not _DNS1123.match(value):
+            raise ConfigError(f"{where}.{name} '{value}' is not a valid Kubernetes name")
+    return tfjob
 
 
 def _resources(data: dict, where: str) -> dict:
@@ -235,6 +270,7 @@ def from_dict(data: dict, source: str = "config", name: str = "default") -> Pipe
         raise ConfigError(f"{source}: prediction_log.path must be the absolute path where the PVC "
                           f"'{config.prediction_log.pvc}' is mounted, got '{config.prediction_log.path}'")
     config.trainer_gpu = _gpu_pool(data.get("trainer_gpu"), f"{source}: trainer_gpu")
+    config.trainer_tfjob = _trainer_tfjob(data.get("trainer_tfjob"), f"{source}: trainer_tfjob")
     config.resources = _resources(config.resources or {}, f"{source}: resources")
     config.parameters = dict(config.parameters or {})
     if config.manifests and not os.path.isfile(os.path.join(config.manifests_path(), "kustomization.yaml")):

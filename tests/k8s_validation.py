@@ -256,6 +256,8 @@ class CrdValidator:
         if key not in self._validators:
             schema = translate_schema(self._schemas[key])
             schema["properties"]["metadata"] = {"type": "object"}  # name_problems, object_meta_problems
+            for field in ("apiVersion", "kind"):  # every object has them; some CRDs (fabric8's) leave them out
+                schema["properties"].setdefault(field, {"type": "string"})
             schema.setdefault("required", [])
             schema["required"] = sorted(set(schema["required"]) | {"apiVersion", "kind", "metadata"})
             self._validators[key] = jsonschema.Draft7Validator(schema)  # no format checker: formats annotate

@@ -12,22 +12,21 @@ multiset per split: a distributed runner may write them in another order). Beam'
 refused with the reason (docs/components.md, Beyond one machine).
 """
 
-import collections
-import glob
 import os
 import socket
 import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
-from kubetfx.components.common import layout, tfrecord
+from kubetfx.components.common import layout
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.transform import executor
 
-from helpers.pipeline_cache import penguin_pipeline, transform_eval_split
+from helpers.pipeline_cache import penguin_pipeline
+from helpers.transform_outputs import assert_same_graph as _assert_same_graph
+from helpers.transform_outputs import example_multisets as _example_multisets
 
 
 @pytest.fixture(scope="module")
@@ -81,37 +80,6 @@ def portable_services(tmp_path_factory):
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
-
-
-def _vocabulary_files(graph: str) -> dict[str, bytes]:
-    paths = glob.glob(os.path.join(graph, "transform_fn", "assets", "*"))
-    assert paths, graph
-    return {os.path.basename(path): open(path, "rb").read() for path in paths}
-
-
-def _example_multisets(examples_dir: str) -> dict[str, collections.Counter]:
-    """Split -> multiset of its tf.Examples, serialized deterministically (a proto map's wire order is not)."""
-    import tensorflow as tf
-
-    result = {}
-    for split_dir in sorted(glob.glob(os.path.join(examples_dir, "Split-*"))):
-        records = [record for path in sorted(glob.glob(os.path.join(split_dir, "*")))
-                   for record in tfrecord.read_file(path)]
-        result[os.path.basename(split_dir)] = collections.Counter(
-            tf.train.Example.FromString(record).SerializeToString(deterministic=True) for record in records)
-    return result
-
-
-def _assert_same_graph(graph: str, metadata: dict, reference: dict) -> None:
-    expected = reference["metadata"]
-    for key in ("vocabularies", "z_scores", "imputation", "transformed_features", "row_counts", "label_vocabulary"):
-        assert metadata[key] == expected[key], key
-    assert _vocabulary_files(graph) == _vocabulary_files(reference["transform_graph"])
-    ours = transform_eval_split(graph, reference["examples"])
-    theirs = transform_eval_split(reference["transform_graph"], reference["examples"])
-    assert sorted(ours) == sorted(theirs)
-    for name in ours:
-        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
 
 
 def _run(reference: dict, root, beam_args: list[str], materialize: bool) -> dict:

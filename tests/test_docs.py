@@ -4,7 +4,8 @@ Each command line of a ```bash block is checked by what it is: a `make` target m
 dry-run (`make -n`); a `kubetfx` command line must parse with the CLI's own parser (the docs'
 `[optional]` parts with and without), and the cheap ones run for real (`params`, `compile`,
 `manifests`); `python -m MODULE` must name an importable module whose `--help` lists every flag
-used; a `curl` to the predictor is sent for real to a predictor serving a trained penguin model.
+used; a `curl` to the predictor is sent for real to a predictor serving a trained penguin model;
+an `engines/engines.sh` subcommand must be one the script's usage documents.
 A command no checker knows fails the test: add a checker with the command.
 """
 
@@ -107,6 +108,14 @@ def _check_python_module(words: list[str]) -> None:
         assert not missing, f"python -m {module} has no {', '.join(missing)}"
 
 
+def _check_engines_script(words: list[str]) -> None:
+    script = os.path.join(ROOT, words[0])
+    assert os.access(script, os.X_OK), f"{words[0]} is not an executable script"
+    with open(script, encoding="utf-8") as handle:
+        usage = handle.read().split("\nset ", 1)[0]
+    assert f"engines/engines.sh {words[1]}" in usage, f"{words[0]} does not document `{words[1]}`"
+
+
 ROUTES = re.compile(r"^/(v1/models/[\w-]+:predict|v2/models/[\w-]+/infer|v2/models/[\w-]+(/ready)?|v2/health/"
                     r"(live|ready)|metrics)$")
 
@@ -152,5 +161,7 @@ def test_every_documented_command_still_works(path, command, tmp_path, request):
         _check_python_module(words)
     elif program == "curl":
         _check_curl(words, request.getfixturevalue("served"))
+    elif program == "engines.sh":
+        _check_engines_script(words)
     else:
         raise AssertionError(f"{path}: no check knows `{program}` ({command[:80]}): add one to tests/test_docs.py")

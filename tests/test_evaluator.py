@@ -13,28 +13,16 @@ import numpy as np
 import pytest
 import yaml
 
+from helpers.evaluation_outputs import MODEL_NAME, TFX_PENGUIN_CONFIG, output_paths
+from helpers.predictor import push_model
 from kubetfx.components.common import blessing, examples, model_repository
 from kubetfx.components.common.errors import ConfigError, InputDataError
 from kubetfx.components.evaluator import eval_config as config_lib
 from kubetfx.components.evaluator import executor
 from kubetfx.components.evaluator.models import ModelRef
 
-from helpers.evaluator import MODEL_NAME, output_paths
-from helpers.predictor import push_model
 
-BAD_MODEL_CONFIG = """
-# TFX's penguin example config: thresholds in MetricConfig.threshold apply to every slice
-model_specs { label_key: "species" prediction_key: "probabilities"
-              preprocessing_function_names: "transform_features" }
-slicing_specs {}
-slicing_specs { feature_keys: "island" }
-metrics_specs {
-  metrics { class_name: "ExampleCount" }
-  metrics { class_name: "SparseCategoricalAccuracy"
-    threshold { value_threshold { lower_bound { value: 0.6 } }
-                change_threshold { direction: HIGHER_IS_BETTER absolute { value: -1e-10 } } } }
-}
-"""
+BAD_MODEL_CONFIG = TFX_PENGUIN_CONFIG  # an untrained model fails its thresholds
 
 
 def _evaluate(root, examples_dir: str, model_dir: str, **kwargs) -> dict:

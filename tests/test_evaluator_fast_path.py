@@ -13,19 +13,15 @@ import subprocess
 import sys
 
 import pytest
-from google.protobuf import text_format
 
-from kubetfx.components.common import blessing
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.evaluator import eval_config as config_lib
-from kubetfx.components.evaluator import executor, fast_path, results, tfma_protos
+from kubetfx.components.evaluator import executor, fast_path, results
 from kubetfx.components.evaluator.models import ModelRef
 
-from helpers.evaluator import MODEL_NAME, output_paths
+from helpers.evaluation_outputs import MODEL_NAME, assert_same_evaluation, output_paths
 from helpers.pipeline_cache import TFX_MODULE, penguin_pipeline, tfx_penguin_pipeline, train
 from helpers.predictor import push_model
-
-REL, ABS = 1e-5, 1e-7  # ABS: diffs of two nearly equal float32-accumulated values
 
 TFX_STYLE_CONFIG = """
 model_specs { label_key: "species" prediction_key: "probabilities"
@@ -153,68 +149,9 @@ def _run(root, examples_dir: str, model_dir: str, engine: str, repository: str, 
     return {"result": result, **paths}
 
 
-def _config(run: dict):
-    config = tfma_protos.config_pb2().EvalConfig()
-    text_format.Parse(run["result"]["eval_config"], config)
-    return config
-
-
-def _loaded(run: dict) -> dict:
-    """What TFMA's readers load from an evaluation directory."""
-    import tensorflow_model_analysis as tfma
-
-    directory = run["evaluation_dir"]
-    plots = {}
-    for record in tfma.load_plots(directory):
-        name = results.slice_name(results.slice_key_values(record.slice_key))
-        plots[name] = sorted(text_format.MessageToString(item, as_one_line=True)
-                             for item in record.plot_keys_and_values)
-    return {"slices": {s.name: s.metrics for s in results.load_metrics(directory, _config(run))},
-            "validation": tfma.load_validation_result(directory), "plots": plots,
-            "eval_run": json.load(open(os.path.join(directory, "eval_config.json")))}
-
-
-def _failures(validation) -> dict:
-    """(slice, metric key, threshold) -> failed value (None: "Metric not found.")."""
-    found = {}
-    for per_slice in validation.metric_validations_per_slice:
-        name = results.slice_name(results.slice_key_values(per_slice.slice_key))
-        for failure in per_slice.failures:
-            key = (name, text_format.MessageToString(failure.metric_key, as_one_line=True),
-                   text_format.MessageToString(failure.metric_threshold, as_one_line=True), failure.message)
-            found[key] = failure.metric_value.double_value.value if failure.HasField("metric_value") else None
-    return found
-
-
-def _approx(value):
-    return pytest.approx(value, rel=REL, abs=ABS, nan_ok=True)
-
-
 def _assert_same_evaluation(fast: dict, tfma: dict) -> None:
     assert (fast["result"]["engine"], tfma["result"]["engine"]) == ("fast", "tfma")
-    mine, theirs = _loaded(fast), _loaded(tfma)
-    assert mine["slices"].keys() == theirs["slices"].keys()
-    for name, metrics in theirs["slices"].items():
-        assert mine["slices"][name].keys() == metrics.keys(), name
-        for metric, values in metrics.items():
-            assert mine["slices"][name][metric] == {role: _approx(v) for role, v in values.items()}, (name, metric)
-    assert mine["plots"] == theirs["plots"]
-    a, b = mine["validation"], theirs["validation"]
-    assert (a.validation_ok, a.rubber_stamp, a.missing_thresholds) == \
-        (b.validation_ok, b.rubber_stamp, b.missing_thresholds)
-    assert sorted(map(str, a.missing_slices)) == sorted(map(str, b.missing_slices))
-    assert sorted(map(str, a.validation_details.slicing_details)) == \
-        sorted(map(str, b.validation_details.slicing_details))
-    failures = _failures(b)
-    assert _failures(a) == {key: None if value is None else _approx(value) for key, value in failures.items()}
-    assert mine["eval_run"] == theirs["eval_run"]
-    for field in ("blessed", "rubber_stamp", "baseline_version", "slices", "eval_config", "confusion_matrix"):
-        assert fast["result"][field] == tfma["result"][field], field
-    assert fast["result"]["reasons"] == tfma["result"]["reasons"]  # same verdict, same words
-    checks = [(c["slice"], c["metric"], c["kind"], c["rule"], c["passed"])
-              for c in blessing.read_blessing(fast["blessing_dir"]).details["checks"]]
-    assert checks == [(c["slice"], c["metric"], c["kind"], c["rule"], c["passed"])
-                      for c in blessing.read_blessing(tfma["blessing_dir"]).details["checks"]]
+    assert_same_evaluation(fast, tfma)
 
 
 def _run_in_fresh_process(root, examples_dir: str, model_dir: str, engine: str) -> dict:

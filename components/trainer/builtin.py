@@ -1,8 +1,9 @@
 """The built-in trainer (no module file): the same FnArgs a user ``run_fn`` gets, Keras 3 inside.
 
 Reads the transformed examples, decides classification/regression, trains the
-default DNN under a distribution strategy (MirroredStrategy with more than one
-GPU), evaluates it and exports the SavedModel. Returns what kubetfx_model.json records.
+default DNN under a distribution strategy (MultiWorkerMirroredStrategy when TF_CONFIG
+names several workers, MirroredStrategy with more than one GPU), evaluates it and
+exports the SavedModel. Returns what kubetfx_model.json records.
 """
 
 from __future__ import annotations
@@ -14,20 +15,25 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from kubetfx.components.common.errors import InputDataError
-from kubetfx.components.trainer import data, default_model, export, problem as problem_lib
+from kubetfx.components.trainer import data, default_model, distributed, export, problem as problem_lib
 
 EVALUATE_BATCH = 1024  # final metrics: large batches, the model is called eagerly per batch
 
 
-def strategy_and_devices():
-    """MirroredStrategy over all GPUs when there are several, else the default strategy."""
+def strategy_and_devices(cluster: distributed.Cluster | None = None):
+    """MultiWorkerMirroredStrategy for a multi-worker ``cluster`` (created first: TensorFlow allows it only
+    before its first op), else MirroredStrategy over all GPUs when there are several, else the default."""
+    strategy = distributed.strategy(cluster) if cluster is not None else None
     gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
+    if strategy is not None:
+        name = "MultiWorkerMirroredStrategy"
+    elif len(gpus) > 1:
         strategy, name = tf.distribute.MirroredStrategy(), "MirroredStrategy"
     else:
         strategy, name = tf.distribute.get_strategy(), "default"
     devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-    print(f"Trainer: training on {', '.join(devices)} ({name} strategy)", flush=True)
+    where = f", worker {cluster.task_index} of {cluster.workers}" if cluster is not None else ""
+    print(f"Trainer: training on {', '.join(devices)} ({name} strategy{where})", flush=True)
     return strategy, name, devices
 
 
@@ -36,7 +42,9 @@ def set_seeds(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None, problem_type: str = "auto") -> dict:
+def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None, problem_type: str = "auto",
+        cluster: distributed.Cluster | None = None) -> dict:
+    strategy, strategy_name, devices = strategy_and_devices(cluster)
     seed = fn_args.seed
     set_seeds(seed)
     tfo = tft.TFTransformOutput(fn_args.transform_graph_path)
@@ -52,14 +60,21 @@ def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None, prob
     batch = hp["batch_size"]
     train_ds = data.training_dataset(fn_args, fn_args.train_files, schema, problem, names, batch, True, seed)
     eval_ds = data.training_dataset(fn_args, fn_args.eval_files, schema, problem, names, batch, False, seed)
+    if cluster is not None:
+        train_ds, eval_ds = distributed.shard_by_data(train_ds), distributed.shard_by_data(eval_ds)
     epochs, steps_per_epoch = default_model.schedule(hp, int(train_labels.size), fn_args.train_steps or 0)
 
-    strategy, strategy_name, devices = strategy_and_devices()
     with strategy.scope():
         model = default_model.build(inputs, problem, hp, seed)
     eval_steps = fn_args.eval_steps or math.ceil(eval_labels.size / batch)
-    fitted = default_model.fit(model, train_ds, eval_ds, hp, epochs, steps_per_epoch, eval_steps,
-                               fn_args.model_run_dir)
+    if cluster is None:
+        fitted = default_model.fit(model, train_ds, eval_ds, hp, epochs, steps_per_epoch, eval_steps,
+                                   fn_args.model_run_dir)
+    else:
+        from kubetfx.components.trainer import multi_worker_fit
+
+        fitted = multi_worker_fit.fit(model, strategy, train_ds, eval_ds, problem, hp, epochs, steps_per_epoch,
+                                      eval_steps)
     metrics = {}
     for split, files in (("train", fn_args.train_files), ("eval", fn_args.eval_files)):
         dataset = data.training_dataset(fn_args, files, schema, problem, names, max(batch, EVALUATE_BATCH), False,

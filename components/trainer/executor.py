@@ -15,14 +15,16 @@ Nothing heavy is imported before the parameters are validated.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import shutil
+import tempfile
 
 from kubetfx.components.common import examples, fileio, layout, module_loader, provenance, tfmd
 from kubetfx.components.common.errors import ConfigError, KubetfxError
-from kubetfx.components.trainer import hyperparameters as hp_lib, keras_mode
+from kubetfx.components.trainer import distributed, hyperparameters as hp_lib, keras_mode
 from kubetfx.components.trainer.fn_args import FnArgs, make_data_accessor
 from kubetfx.components.transform_output import reader as transform_output
 
@@ -145,6 +147,18 @@ def _raw_features(transform_graph_dir: str, label: str) -> list[dict]:
     return export.raw_feature_entries(tft.TFTransformOutput(transform_graph_dir).raw_feature_spec(), label)
 
 
+@contextlib.contextmanager
+def _output_dirs(model_dir: str, model_run_dir: str, cluster: distributed.Cluster | None):
+    """(model dir, model run dir) to write into: the artifacts, atomically; for a worker that is not the
+    chief of a multi-worker run, scratch directories that are removed afterwards."""
+    if cluster is not None and not cluster.is_chief:
+        with tempfile.TemporaryDirectory(prefix=f"kubetfx-trainer-{cluster.task_type}-{cluster.task_index}-") as tmp:
+            yield os.path.join(tmp, "model"), os.path.join(tmp, "model_run")
+        return
+    with fileio.atomic_directory(model_dir) as model_tmp, fileio.atomic_directory(model_run_dir) as run_tmp:
+        yield model_tmp, run_tmp
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -156,8 +170,11 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
     """Train and export; returns the Model artifact metadata (with ``metrics`` and ``model_run``).
 
     ``raw_examples_dir``: ExampleGen's examples, used when ``examples_dir`` is the marker of a
-    Transform run with materialize=False. ``_isolated``: see :func:`run_isolated`."""
+    Transform run with materialize=False. ``_isolated``: see :func:`run_isolated`. With ``TF_CONFIG``
+    naming several workers (distributed.py) every worker trains under MultiWorkerMirroredStrategy and only
+    the chief writes the outputs."""
     call = {k: v for k, v in locals().items() if k != "_isolated"}
+    cluster = distributed.cluster()  # a bad TF_CONFIG fails here, before anything heavy
     schema = tfmd.read_schema(schema_path)
     schema_file = tfmd.schema_path(schema_path) if os.path.isdir(schema_path) else schema_path
     summary = _transform_summary(transform_graph_dir)
@@ -198,7 +215,8 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         print("Trainer: TensorFlow in this process uses the other Keras; training in a subprocess", flush=True)
         return keras_mode.run_in_subprocess(call, legacy)
 
-    with fileio.atomic_directory(model_dir) as model_tmp, fileio.atomic_directory(model_run_dir) as run_tmp:
+    with _output_dirs(model_dir, model_run_dir, cluster) as (model_tmp, run_tmp):
+        os.makedirs(run_tmp, exist_ok=True)
         fn_args = FnArgs(
             working_dir=run_tmp, train_files=[patterns[TRAIN_SPLIT]], eval_files=[patterns[EVAL_SPLIT]],
             train_steps=train_steps or None, eval_steps=eval_steps or None, schema_path=schema_file,
@@ -214,7 +232,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         else:
             from kubetfx.components.trainer import builtin
 
-            info = builtin.run(fn_args, label, hp, summary.get("label_vocabulary"), problem_type)
+            info = builtin.run(fn_args, label, hp, summary.get("label_vocabulary"), problem_type, cluster)
         from kubetfx.components.trainer import export
 
         info.update(
@@ -224,18 +242,26 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
             serving_model_dir=layout.SERVING_MODEL_DIR,
             training_input=TRANSFORMED_INPUT if transformed else RAW_INPUT,
             signatures=export.describe_signatures(fn_args.serving_model_dir),
+            cluster=cluster.describe() if cluster else None,
             package_versions=provenance.package_versions(VERSION_PACKAGES))
         fileio.atomic_write(os.path.join(model_tmp, layout.MODEL_INFO_FILE), json.dumps(info, indent=2, sort_keys=True))
         # The training schema travels with the model: the predictor validates requests against it.
         shutil.copyfile(schema_file, os.path.join(model_tmp, layout.SCHEMA_FILE))
 
     metrics = info.get("metrics") or {}
+    if cluster is not None and not cluster.is_chief:
+        report_path = metrics_path = None  # the chief writes them
     if metrics_path:
         fileio.atomic_write(metrics_path, json.dumps(metrics, indent=2, sort_keys=True))
     if report_path:
         from kubetfx.components.trainer import report as trainer_report
 
         fileio.atomic_write(report_path, trainer_report.render(info))
+    return model_metadata(info)
+
+
+def model_metadata(info: dict) -> dict:
+    """The Model artifact's metadata (with ``model_run``) from what kubetfx_model.json records."""
     metadata = {layout.TFX_TYPE: ARTIFACT_TYPE, **{k: v for k, v in info.items() if k != "history"}}
     metadata["model_run"] = {layout.TFX_TYPE: MODEL_RUN_TYPE, "tensorboard_log_dir": ".",
                              "epochs_run": info.get("epochs_run")}

@@ -110,14 +110,18 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
                                           numeric_imputation=numeric_imputation, materialize=materialize),
                                 "Transform")
         transformed.after(validation)  # anomalies stop the pipeline before any training
+        tfjob = config.trainer_tfjob.for_component(config.kfp.resolved_namespace(), config.trainer_gpu)
+        if tfjob:
+            tfjob["image"] = component_image(gpu=config.trainer_gpu.count > 0)
         trained = configure(trainer(examples=transformed.outputs["transformed_examples"],
                                     raw_examples=examples.outputs["examples"],  # read when not materialized
                                     transform_graph=transformed.outputs["transform_graph"],
                                     schema=schema.outputs["schema"], module_file=module_file,
                                     label_column=label_column, hyperparameters=hyperparameters,
                                     train_steps=train_steps, eval_steps=eval_steps, seed=seed,
-                                    problem_type=problem_type), "Trainer")
-        kubernetes_settings.apply_gpu_pool(trained, config.trainer_gpu, component_image(gpu=True))
+                                    problem_type=problem_type, tfjob=tfjob), "Trainer")
+        if not tfjob:  # a TFJob's workers get the GPUs, not the task that launches them
+            kubernetes_settings.apply_gpu_pool(trained, config.trainer_gpu, component_image(gpu=True))
         evaluation = configure(evaluator(examples=examples.outputs["examples"], model=trained.outputs["model"],
                                          eval_config=eval_config, baseline_repository=push_destination,
                                          model_name=model_name), "Evaluator",

@@ -17,9 +17,10 @@ print(json.dumps({{"seconds_in_process": time.time() - started,
 """
 
 
-def run_step(module: str, kwargs: dict) -> dict:
+def run_step(module: str, kwargs: dict, prefix: tuple = ()) -> dict:
+    """``prefix``: a command that runs the step (e.g. in the Beam engines' network namespace)."""
     started = time.time()
-    result = subprocess.run([sys.executable, "-c", _STEP.format(module=module), json.dumps(kwargs)],
+    result = subprocess.run([*prefix, sys.executable, "-c", _STEP.format(module=module), json.dumps(kwargs)],
                             capture_output=True, text=True)
     if result.returncode != 0:
         sys.exit(f"{module} failed:\n{result.stderr[-3000:]}")
