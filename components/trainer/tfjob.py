@@ -15,6 +15,7 @@ import json
 import sys
 import time
 
+from kubetfx.components.common import layout
 from kubetfx.components.common.errors import ConfigError, KubetfxError
 
 GROUP, VERSION, PLURAL, KIND = "kubeflow.org", "v1", "tfjobs", "TFJob"
@@ -117,7 +118,7 @@ def run_in_cluster(settings: dict, executor_kwargs: dict) -> dict:
     job = build(f"kubetfx-trainer-{uuid.uuid4().hex[:10]}", namespace, settings["image"], executor_kwargs,
                 settings["workers"], settings.get("gpu"), service_account=settings.get("service_account", ""))
     launch(client.CustomObjectsApi(), client.CoreV1Api(), job, timeout_seconds=settings.get("timeout_seconds", 86400))
-    info_path = os.path.join(executor_kwargs["model_dir"], executor.MODEL_INFO_FILE)
+    info_path = os.path.join(executor_kwargs["model_dir"], layout.MODEL_INFO_FILE)
     if not os.path.isfile(info_path):
         raise KubetfxError(f"the TFJob {namespace}/{job['metadata']['name']} succeeded but wrote no {info_path}: "
                            "its workers must see the task's artifact paths (the pipeline root on shared storage)")
