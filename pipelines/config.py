@@ -207,7 +207,7 @@ def _trainer_tfjob(data, where: str) -> TrainerTFJob:
         raise ConfigError(f"{where}.workers: 1 would be a TFJob of one worker; use 0 (train in the task) or >= 2")
     for name in ("namespace", "service_account"):
         value = getattr(tfjob, name)
-        if value and not _DNS1123.match(value):
+        if value and not kubernetes_values.DNS1123_LABEL.match(value):
             raise ConfigError(f"{where}.{name} '{value}' is not a valid Kubernetes name")
     return tfjob
 
