@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args, _unknown = build_parser().parse_known_args(argv)  # kserve's own flags may ride along
-    from kubetfx.components.common.errors import KubetfxError
+    from kubetfx.components.common.errors import KubetfxError, user_message
     from kubetfx.components.predictor.model import ServingOptions
     from kubetfx.components.predictor.repository_watch import ModelSource
 
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         server.serve(source, options, http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
                      enable_grpc=args.enable_grpc, grace_period_s=args.grace_period_s)
     except KubetfxError as err:
-        print(f"kubetfx predictor: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        print(user_message(err, "kubetfx predictor: "), file=sys.stderr, flush=True)
         return 1
     return 0
 

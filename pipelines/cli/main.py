@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-from kubetfx.components.common.errors import KubetfxError
+from kubetfx.components.common.errors import KubetfxError, user_message
 from kubetfx.pipelines import registry
 from kubetfx.pipelines.registry import PIPELINES
 
@@ -293,7 +293,7 @@ def main(argv=None) -> int:
     try:
         return args.handler(args, parser)
     except KubetfxError as err:
-        print(f"kubetfx: {err}", file=sys.stderr)
+        print(user_message(err), file=sys.stderr)
         return EXIT_USAGE
 
 

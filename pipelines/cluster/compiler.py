@@ -1,6 +1,7 @@
 """Compile a pipeline for an environment: its Kubernetes settings, and its values as parameter defaults.
 
-What an environment config says ends up in the KFP IR YAML, so the same file can be
+What an environment config says ends up in the KFP IR YAML (the command line's ``--data`` over its
+``input_uri``), so the same file can be
 uploaded in the KFP UI or submitted by ``kubetfx submit`` and run with no further input:
 parameter defaults (``parameters``, ``push_destination`` from the model repository, the
 Pusher's ``deploy`` settings read from the environment's manifests), images, the
@@ -21,7 +22,7 @@ def environment_defaults(entry: PipelineEntry, config: pipeline_config.PipelineC
     from kubetfx.pipelines.cluster import serving_template
     from kubetfx.pipelines.registry import MONITOR
 
-    defaults = dict(config.parameters) if entry.kind != MONITOR else {}
+    defaults = {**config.parameters, **entry.parameters} if entry.kind != MONITOR else {}
     unknown = sorted(set(defaults) - set(inputs))
     if unknown:
         raise ConfigError(f"{config.source or config.name}: parameters: unknown pipeline parameter(s) "
