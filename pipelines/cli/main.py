@@ -149,6 +149,21 @@ def _cmd_run(args, parser) -> int:
                             containers=args.containers, config=config, parallelism=args.parallelism)
 
 
+def _monitor_target(args) -> tuple[str, "registry.PipelineEntry | None"]:
+    """(the model to monitor, the pipeline that retrains it -- None when kubetfx does not know it)."""
+    if args.model:
+        if args.pipeline or args.data or args.label:
+            raise KubetfxError("give --model NAME, or the pipeline that trains it (penguin, churn, --data/--label), "
+                               "not both")
+        known = PIPELINES.get(args.model)
+        return args.model, known if known is not None and known.kind == registry.TRAINING else None
+    entry = _entry(args)
+    if entry.kind != registry.TRAINING:
+        raise KubetfxError("kubetfx monitor watches a training pipeline's model (penguin, churn, --data/--label "
+                           "or --model NAME)")
+    return entry.make().component_spec.inputs["model_name"].default, entry
+
+
 def _cmd_monitor(args, parser) -> int:
     """The local continuous-training loop: monitor the prediction log; retrain when it says so."""
     import time
@@ -156,29 +171,45 @@ def _cmd_monitor(args, parser) -> int:
     from kubetfx.components.model_monitor import executor as monitor
     from kubetfx.pipelines.local import runner as local_runner
 
-    entry = _entry(args)
-    if entry.kind != registry.TRAINING:
-        raise KubetfxError("kubetfx monitor watches a training pipeline's model (penguin, churn or --data/--label)")
+    model_name, entry = _monitor_target(args)
     root = os.path.abspath(args.root)
-    output_dir = os.path.join(root, "monitor", time.strftime("%Y%m%d-%H%M%S"))
-    model_name = entry.make().component_spec.inputs["model_name"].default
+    log_dir = registry.prediction_log_dir(root)
+    if not os.path.isdir(os.path.join(log_dir, model_name)):
+        raise KubetfxError(f"no prediction log of '{model_name}' in {log_dir}: nothing is being logged, so nothing "
+                           f"can be monitored; serve it with `make serve MODEL={model_name}` (it passes the "
+                           f"predictor --prediction_log_dir {log_dir})")
+    if args.retrain and entry is None:
+        raise KubetfxError(f"--retrain: no known pipeline trains '{model_name}'; give the one that does "
+                           f"(--data FILE --label COLUMN --name {model_name}, or `make monitor MODEL={model_name} "
+                           "DATA=... LABEL=...`)")
+    output_dir = os.path.join(root, "monitor", model_name, time.strftime("%Y%m%d-%H%M%S"))
     result = monitor.run_for_model(
-        registry.prediction_log_dir(root), registry.model_repository_dir(root), model_name, output_dir,
+        log_dir, registry.model_repository_dir(root), model_name, output_dir,
         last_n=args.last_n, start=args.start, end=args.end, labels=args.labels, min_records=args.min_records,
         report_path=os.path.join(output_dir, "report.html"), metrics_path=os.path.join(output_dir, "metrics.json"))
     decision, window = result["decision"], result["window"]
+    since = f" (records since {window['since']['reason']}, {window['since']['time']})" if window.get("since") else ""
     print(f"Monitored {window['records']} logged predictions of {model_name} (versions "
-          f"{', '.join(window['versions']) or '-'}) against version {result['compared_with_version']}'s training data")
+          f"{', '.join(window['versions']) or '-'}) against version {result['compared_with_version']}'s training "
+          f"data{since}")
     print(f"  report: {os.path.join(output_dir, 'report.html')}")
     if decision.get("note"):
-        print(f"  {decision['note']}")
+        print(f"Nothing decided: {decision['note']}.")
+        return 0
+    if decision.get("alerts"):
+        print("Alerts (retraining cannot fix these: fix the clients or the schema):")
+        for alert in decision["alerts"]:
+            print(f"  - {alert}")
     if not decision["retrain"]:
-        print("No retraining needed.")
+        print("No retraining needed." + (" (See the alerts above.)" if decision.get("alerts") else ""))
         return 0
     print("Retrain:")
     for reason in decision["reasons"]:
         print(f"  - {reason}")
     if not args.retrain:
+        return 0
+    if entry is None:
+        print(f"  (to retrain, give the pipeline that trains '{model_name}': --data FILE --label COLUMN)")
         return 0
     print(f"\nRetraining: the {entry.name} pipeline on the newest data span")
     return local_runner.run(entry, root=root)
@@ -269,6 +300,8 @@ def main(argv=None) -> int:
     watch = commands.add_parser("monitor", help="compare the local prediction log with the served version's "
                                                 "training data; retrain when it has drifted (--retrain)")
     _add_pipeline(watch)
+    watch.add_argument("--model", default=None, metavar="NAME",
+                       help="any pushed model (instead of a pipeline); --retrain then needs its --data/--label")
     watch.add_argument("--root", default="kubetfx-local", help="local directory (prediction-log/, model-repository/)")
     watch.add_argument("--last-n", type=int, default=0, help="the newest N logged predictions (default: all)")
     watch.add_argument("--start", default="", help="window start (ISO-8601)")
