@@ -190,6 +190,10 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
               "records": len(records), "unreadable_lines": skipped,
               "versions": sorted({str(r.get("model_version")) for r in records}),
               "since": {"time": prediction_log.utc_time(since), "reason": since_reason} if clipped else None}
+    deleted = prediction_log.retention(prediction_log_dir, model_name)
+    if deleted and deleted.get("deleted_through") and (not low or prediction_log.parse_time(low, "start") <=
+                                                       prediction_log.parse_time(deleted["deleted_through"], "log")):
+        window["retention"] = deleted  # the window reaches back past what the log kept
     metadata = {"tfx_type": "ModelMonitoring", "model_name": model_name, "window": window,
                 "package_versions": provenance.package_versions()}
     if len(records) < min_records:

@@ -133,6 +133,10 @@ def render_html(metadata: dict, decision: dict, result, data: PlotData | None, o
              + (f"; {window['unreadable_lines']} unreadable log lines skipped" if window["unreadable_lines"] else "")
              + (f"; records since {html.escape(window['since']['reason'])} ({html.escape(window['since']['time'])})"
                 if window.get("since") else "") + "</p>"]
+    if window.get("retention"):
+        parts.append(f"<p>Records up to {html.escape(window['retention']['deleted_through'])} were deleted by the "
+                     f"log's retention ({window['retention']['deleted_files']} files): the window starts later "
+                     "than asked.</p>")
     if decision.get("note"):
         parts.append(f"<p>{html.escape(decision['note'])}</p>")
     if decision["reasons"]:

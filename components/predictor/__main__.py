@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from kubetfx.components.common import layout
+from kubetfx.components.common import layout, prediction_log
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
                               "monitor (off the request path; empty: off)")
     serving.add_argument("--prediction_log_sample_rate", type=float, default=1.0,
                          help="share of requests logged (0..1)")
+    serving.add_argument("--prediction_log_max_total_bytes", type=int, default=prediction_log.DEFAULT_MAX_TOTAL_BYTES,
+                         help="the log's directory never holds more: the oldest files are deleted first (0: no limit)")
+    serving.add_argument("--prediction_log_max_file_bytes", type=int, default=prediction_log.DEFAULT_MAX_BYTES,
+                         help="a new log file after this many bytes (at most a quarter of the total)")
+    serving.add_argument("--prediction_log_max_age_s", type=float, default=prediction_log.DEFAULT_MAX_AGE_S,
+                         help="log files older than this are deleted (0: no limit)")
     serving.add_argument("--allow_nan", action="store_true",
                          help="accept NaN/Inf (JSON null) in float features unless the schema disallows them")
     serving.add_argument("--tf_intra_op_threads", type=int, default=0, help="TF intra-op threads (0: TF default)")
@@ -73,7 +79,10 @@ def main(argv=None) -> int:
                                  max_batch_wait_us=args.max_batch_wait_us, poll_interval_s=args.poll_interval_s,
                                  intra_op_threads=args.tf_intra_op_threads, inter_op_threads=args.tf_inter_op_threads,
                                  prediction_log_dir=args.prediction_log_dir,
-                                 prediction_log_sample_rate=args.prediction_log_sample_rate)
+                                 prediction_log_sample_rate=args.prediction_log_sample_rate,
+                                 prediction_log_max_total_bytes=args.prediction_log_max_total_bytes,
+                                 prediction_log_max_file_bytes=args.prediction_log_max_file_bytes,
+                                 prediction_log_max_age_s=args.prediction_log_max_age_s)
         from kubetfx.components.predictor import server
 
         server.serve(source, options, http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,

@@ -38,6 +38,7 @@ from kserve.errors import ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Counter, Gauge
 
+from kubetfx.components.common import prediction_log
 from kubetfx.components.predictor import kserve_changes, repository_watch, servable as servable_lib
 from kubetfx.components.predictor.schema_check import RequestError, V2JsonRequest, json_kind
 
@@ -47,6 +48,10 @@ MODEL_VERSION = Gauge("kubetfx_predictor_model_version", "The model version bein
 LOGGED_RECORDS = Gauge("kubetfx_predictor_prediction_log_records", "Prediction log records of this process, "
                        "by outcome: written to the log, or dropped (queue full or the sink failed)",
                        ["model", "outcome"])
+LOG_DELETED_FILES = Gauge("kubetfx_predictor_prediction_log_deleted_files", "Prediction log files this process "
+                          "deleted to keep the log within its size and age limits", ["model"])
+LOG_DELETED_BYTES = Gauge("kubetfx_predictor_prediction_log_deleted_bytes", "Bytes of prediction log this process "
+                          "deleted to keep the log within its size and age limits", ["model"])
 INVALID_REQUESTS = Counter("kubetfx_predictor_invalid_requests", "Requests rejected by schema validation",
                            ["model"])
 
@@ -63,6 +68,9 @@ class ServingOptions:
     max_request_bytes: int = 8 * 1024 * 1024  # REST bodies and gRPC messages; larger ones get 413 / RESOURCE_EXHAUSTED
     prediction_log_dir: str = ""  # where to log requests and predictions for the model monitor (empty: off)
     prediction_log_sample_rate: float = 1.0
+    prediction_log_max_total_bytes: int = prediction_log.DEFAULT_MAX_TOTAL_BYTES  # 0: no limit
+    prediction_log_max_file_bytes: int = prediction_log.DEFAULT_MAX_BYTES
+    prediction_log_max_age_s: float = prediction_log.DEFAULT_MAX_AGE_S  # 0: no limit
 
 
 class _Work:
@@ -170,12 +178,15 @@ class KubetfxPredictor(Model):
         """The prediction log of this process: off the request path (queue + writer thread), counted in /metrics."""
         if not self.options.prediction_log_dir or self._prediction_log is not None:
             return
-        from kubetfx.components.common.prediction_log import PredictionLogger
-
-        log = PredictionLogger(self.options.prediction_log_dir, self.name,
-                               sample_rate=self.options.prediction_log_sample_rate)
+        o = self.options
+        log = prediction_log.PredictionLogger(o.prediction_log_dir, self.name, sample_rate=o.prediction_log_sample_rate,
+                                              max_bytes=o.prediction_log_max_file_bytes,
+                                              max_total_bytes=o.prediction_log_max_total_bytes,
+                                              max_age_s=o.prediction_log_max_age_s)
         LOGGED_RECORDS.labels(self.name, "written").set_function(lambda: log.written)
         LOGGED_RECORDS.labels(self.name, "dropped").set_function(lambda: log.dropped)
+        LOG_DELETED_FILES.labels(self.name).set_function(lambda: log.writer.deleted_files)
+        LOG_DELETED_BYTES.labels(self.name).set_function(lambda: log.writer.deleted_bytes)
         self._prediction_log = log
 
     def _log_prediction(self, work: _Work, predictions) -> None:
@@ -193,14 +204,12 @@ class KubetfxPredictor(Model):
         with the reason as its prediction, so the monitor sees what the schema check turned away."""
         if self._prediction_log is None or self._servable is None:
             return
-        from kubetfx.components.common.prediction_log import instances_of
-
         body = payload.body if isinstance(payload, V2JsonRequest) else payload
         if not isinstance(body, dict):
             return  # not JSON instances (binary tensors, garbage): nothing a monitor could compare
 
         def instances():
-            rows = instances_of(body)
+            rows = prediction_log.instances_of(body)
             return rows if isinstance(rows, list) and all(isinstance(r, dict) for r in rows) else []
 
         self._prediction_log.log(_request_id(headers) or _new_response_id(), self._servable.version, instances,

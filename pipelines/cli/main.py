@@ -193,6 +193,9 @@ def _cmd_monitor(args, parser) -> int:
           f"{', '.join(window['versions']) or '-'}) against version {result['compared_with_version']}'s training "
           f"data{since}")
     print(f"  report: {os.path.join(output_dir, 'report.html')}")
+    if window.get("retention"):
+        print(f"  records up to {window['retention']['deleted_through']} were deleted by the log's retention: the "
+              "window starts later than asked")
     if decision.get("note"):
         print(f"Nothing decided: {decision['note']}.")
         return 0
