@@ -119,12 +119,14 @@ clean-models: ## delete the local model repository (every pushed model version i
 
 # --- serving (the KServe predictor) ---
 HTTP_PORT   ?= 8080
+CANARY      ?= 0
 GRPC_PORT   ?= 8081
 .PHONY: serve bench-serve bench-abuse
 
-serve: install ## serve the latest pushed MODEL (default penguin; KServe V1/V2 REST :8080, gRPC :8081), logging predictions for make monitor
+serve: install ## serve the latest pushed MODEL (default penguin; REST :8080, gRPC :8081), logging for make monitor; CANARY=P: new versions get P% first
 	$(PY) -m kubetfx.components.predictor --model_repository $(ROOT)/model-repository --model_name $(MODEL) \
-		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT) --prediction_log_dir $(ROOT)/prediction-log
+		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT) --prediction_log_dir $(ROOT)/prediction-log \
+		--canary_percent $(CANARY)
 
 bench-serve: install ## benchmark the predictor vs a naive kserve.Model (3 rounds, medians, the speed targets; installs hey)
 	command -v hey >/dev/null || (apt-get update && apt-get install -y hey)

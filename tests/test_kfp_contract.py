@@ -246,6 +246,6 @@ def test_the_monitor_pipeline_compiles_for_an_environment(tmp_path, capsys):
     assert parameters["model_repository"]["defaultValue"] == "/mnt/model-repository"
     mounts = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-model-monitor"]["pvcMount"]
     assert {m["mountPath"] for m in mounts} == {"/mnt/model-repository", "/mnt/prediction-log"}
-    tasks = documents[0]["components"]["comp-condition-1"]["dag"]["tasks"]
+    tasks = documents[0]["components"]["comp-condition-2"]["dag"]["tasks"]  # inside "no canary waiting"
     assert tasks["retrain-trigger"]["inputs"]["parameters"]["pipeline_name"]["componentInputParameter"] == \
         "pipelinechannel--training_pipeline"

@@ -4,7 +4,10 @@ A line is one request (what was written is one JSON object per request, which ke
 cheap when requests carry many instances)::
 
     {"request_id": "…", "time": "2026-11-30T12:00:00.123456Z", "model_name": "penguin",
-     "model_version": "3", "instances": [{"island": "Biscoe", …}, …], "predictions": [{"class": "Adelie", …}, …]}
+     "model_version": "3", "latency_ms": 1.2, "instances": [{"island": "Biscoe", …}, …],
+     "predictions": [{"class": "Adelie", …}, …]}
+
+(``latency_ms``: the predictor's time to answer; the cluster sink cannot know it and leaves it out.)
 
 and :func:`read_records` gives one record per instance::
 
@@ -83,7 +86,7 @@ def parse_time(value: str, what: str) -> dt.datetime:
 
 
 def records_for(request_id: str, model_name: str, model_version: str, instances, predictions,
-                when: str | None = None) -> list[dict]:
+                when: str | None = None, latency_ms: float | None = None) -> list[dict]:
     """The line of one request (the shared shape of both writers), in a list: what writers write.
 
     ``instances``/``predictions``: one dict per instance, or columns (a dict of equally long
@@ -92,6 +95,8 @@ def records_for(request_id: str, model_name: str, model_version: str, instances,
     """
     line = {"request_id": request_id, "time": when or utc_now(), "model_name": model_name,
             "model_version": str(model_version)}
+    if latency_ms is not None:
+        line["latency_ms"] = latency_ms
     line["columns" if isinstance(instances, dict) else "instances"] = instances
     line["prediction_columns" if isinstance(predictions, dict) else "predictions"] = predictions
     return [line]
@@ -115,6 +120,8 @@ def _per_instance(line: dict) -> list[dict]:
         return [line]  # already one instance
     common = {"request_id": line["request_id"], "time": line["time"], "model_name": line.get("model_name"),
               "model_version": line.get("model_version")}
+    if "latency_ms" in line:
+        common["latency_ms"] = line["latency_ms"]
     instances = _rows(line["columns"]) if "columns" in line else (line["instances"] or [])
     predictions = (_rows(line["prediction_columns"]) if "prediction_columns" in line
                    else line.get("predictions") or [])
@@ -323,9 +330,11 @@ class PredictionLogger:
         self._thread = threading.Thread(target=self._drain, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def log(self, request_id: str, model_version: str, instances, predictions, count: int | None = None) -> None:
+    def log(self, request_id: str, model_version: str, instances, predictions, count: int | None = None,
+            latency_ms: float | None = None) -> None:
         """Log one request. ``instances``/``predictions``: lists of dicts or columns, or zero-argument
-        callables that make them (not called for a request the sample leaves out)."""
+        callables that make them (not called for a request the sample leaves out); ``latency_ms``: how long
+        the server took to answer it (the canary comparison reads it)."""
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
         if len(self._pending) >= self._queue_size:
@@ -335,7 +344,7 @@ class PredictionLogger:
             rows = instances() if callable(instances) else instances
             line = _dump_line(records_for(request_id, self.model_name, model_version, rows,
                                           predictions() if callable(predictions) else predictions,
-                                          utc_time(time.time()))[0])
+                                          utc_time(time.time()), latency_ms)[0])
         except Exception:  # noqa: BLE001 - a record that cannot be rendered is counted, never fatal
             self.dropped += count if count is not None else 1
             return

@@ -38,7 +38,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 from kubetfx.components.common import feature_values, fileio, prediction_log, provenance, tfmd
 from kubetfx.components.common.errors import ConfigError, InputDataError
 from kubetfx.components.data_validation import comparison, statistics, validation
-from kubetfx.components.model_monitor import plots
+from kubetfx.components.model_monitor import canary as canary_lib, plots
 
 SERVING_SPLIT = validation.SKEW_SERVING_SPLIT  # the split name validated in the SERVING environment
 DEFAULT_LINF = 0.2
@@ -163,7 +163,7 @@ def _time_slices(total: int, count: int) -> list[tuple[int, int]]:
 
 def run(prediction_log_dir: str, model_name: str, training_statistics: str, schema_path: str, output_dir: str, *,
         start: str = "", end: str = "", last_n: int = 0, labels: str = "", model_info: dict | None = None,
-        since: float | None = None, since_reason: str = "",
+        since: float | None = None, since_reason: str = "", canary: dict | None = None,
         linf_threshold: float = DEFAULT_LINF, jsd_threshold: float = DEFAULT_JSD,
         quality_tolerance: float = DEFAULT_QUALITY_DROP, min_records: int = DEFAULT_MIN_RECORDS,
         report_path: str | None = None, metrics_path: str | None = None) -> dict:
@@ -173,6 +173,8 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
     ``model_info``: the serving version's kubetfx_model.json (problem type, evaluation metrics).
     ``since``: no record before this time (seconds since the epoch) counts, whatever ``start`` says -- the push of
     the version compared against (``since_reason`` says so in the outputs).
+    ``canary``: a rollout in progress -- {"stable", "canary" (versions), "settings" (CanarySettings), "training"
+    ({version: training statistics})}: the two versions are compared (``canary.py``), and a retrain waits.
     """
     if last_n and (start or end):
         raise ConfigError("give a time window (start/end) or last_n, not both")
@@ -196,6 +198,16 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
         window["retention"] = deleted  # the window reaches back past what the log kept
     metadata = {"tfx_type": "ModelMonitoring", "model_name": model_name, "window": window,
                 "package_versions": provenance.package_versions()}
+    info = model_info or {}
+    label_map = read_labels(labels) if labels else None
+    index = validation.SchemaIndex(schema, schema_path)
+    if canary:
+        metadata["canary"] = canary_lib.evaluate(
+            records, str(canary["stable"]), str(canary["canary"]), label_map, info.get("problem_type", ""),
+            canary["settings"], {version: _largest_skew(index, schema, _read_training_statistics(path),
+                                                        [r for r in records if str(r.get("model_version")) == version],
+                                                        linf_threshold, jsd_threshold)
+                                 for version, path in (canary.get("training") or {}).items()})
     if len(records) < min_records:
         where = f"since {since_reason} ({window['since']['time']})" if clipped and since_reason else "in the window"
         decision = {"retrain": False, "reasons": [], "alerts": [],
@@ -203,7 +215,6 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
                             "nothing decided"}
         return _finish(output_dir, metadata, decision, None, None, {}, [], report_path, metrics_path)
 
-    index = validation.SchemaIndex(schema, schema_path)
     table = features_table(records, schema)
     serving = serving_statistics(table)
     result = validation.validate_split(index, SERVING_SPLIT, serving)
@@ -220,13 +231,15 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
                                             linf_threshold, jsd_threshold, (training_env, serving_env))
         over_time.append({"start": records[lo]["time"], "end": records[hi - 1]["time"],
                           "distances": {m.feature: m.value for m in measured}})
-    info = model_info or {}
-    live = live_quality(records, read_labels(labels), info.get("problem_type", "")) if labels else None
+    live = live_quality(records, label_map, info.get("problem_type", "")) if labels else None
     said = {True: [], False: []}  # retrainable -> reasons
     for finding in result.findings:
         said[finding.type in RETRAINABLE].append(f"{finding.feature}: {finding.type_name}: {finding.description}")
     reasons = said[True] + quality_findings(live, info.get("metrics") or {}, quality_tolerance)
     decision = {"retrain": bool(reasons), "reasons": reasons, "alerts": said[False]}
+    if canary and reasons:  # the next version would start a second rollout before this one is decided
+        decision.update(retrain=False, deferred=f"a canary rollout of version {canary['canary']} is in progress: "
+                                                "retraining waits for its promotion or rollback")
     anomalies = validation.build_anomalies(schema, result)
     tfmd.write_anomalies(output_dir, SERVING_SPLIT, anomalies)
     stats_list = statistics_pb2.DatasetFeatureStatisticsList()
@@ -236,6 +249,18 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
     plot_data = plots.PlotData(training, serving, result.measurements, over_time)
     return _finish(output_dir, metadata, decision, result, plot_data, live or {}, over_time, report_path,
                    metrics_path)
+
+
+def _largest_skew(index, schema, training, records: list[dict], linf: float, jsd: float) -> str:
+    """One version's traffic against its own training data: the feature furthest from it, for the canary report."""
+    if not records:
+        return "no records"
+    serving_env = validation.SERVING if index.uses_environments else None
+    training_env = validation.TRAINING if index.uses_environments else None
+    measured = comparison.compare_split(index, training, serving_statistics(features_table(records, schema)), "skew",
+                                        linf, jsd, (training_env, serving_env))
+    worst = max(measured, key=lambda m: m.value, default=None)
+    return f"{worst.feature} {worst.value:.4g}" if worst else "none measured"
 
 
 def _read_training_statistics(path: str) -> statistics_pb2.DatasetFeatureStatistics:
@@ -273,6 +298,8 @@ def prometheus_text(model_name: str, measurements: list, decision: dict, records
 
 def _finish(output_dir, metadata, decision, result, plot_data, live, over_time, report_path, metrics_path) -> dict:
     measurements = result.measurements if result else []
+    if metadata.get("canary"):
+        decision["canary"] = {key: metadata["canary"][key] for key in ("action", "reason", "stable", "canary")}
     metadata.update(decision=decision, retrain=int(decision["retrain"]),
                     skew={m.feature: round(m.value, 6) for m in measurements},
                     anomalies=sorted({f.feature for f in result.findings}) if result else [])

@@ -13,6 +13,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
 from kubetfx.components.common import tfmd
 from kubetfx.components.data_validation.validation import string_value_counts
+from kubetfx.components.model_monitor import canary
 
 WIDTH, HEIGHT, PAD = 420, 160, 28
 TRAINING_COLOR, SERVING_COLOR = "#4c72b0", "#dd8452"
@@ -139,6 +140,10 @@ def render_html(metadata: dict, decision: dict, result, data: PlotData | None, o
                      "than asked.</p>")
     if decision.get("note"):
         parts.append(f"<p>{html.escape(decision['note'])}</p>")
+    if decision.get("deferred"):
+        parts.append(f"<p>Retraining deferred: {html.escape(decision['deferred'])}.</p>")
+    if metadata.get("canary"):
+        parts.append(canary.html_section(metadata["canary"]))
     if decision["reasons"]:
         parts.append("<h2>Why</h2><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in decision["reasons"])
                      + "</ul>")

@@ -58,7 +58,10 @@ class PairingSink:
                 return
         request, response = (body, other[2]) if event_type == REQUEST_TYPE else (other[2], body)
         version = str(response.get("model_version") or "")
-        self._logger_for(model_name).log(event_id, version, instances_of(request), predictions_of(response))
+        instances = instances_of(request)
+        predictions = ([{"error": str(response["error"])[:300]}] * len(instances) if "error" in response
+                       else predictions_of(response))  # a failed request counts in the canary's error rate
+        self._logger_for(model_name).log(event_id, version, instances, predictions)
 
 
 def make_server(log_dir: str, port: int, host: str = "0.0.0.0", sample_rate: float = 1.0,

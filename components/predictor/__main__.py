@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a new log file after this many bytes (at most a quarter of the total)")
     serving.add_argument("--prediction_log_max_age_s", type=float, default=prediction_log.DEFAULT_MAX_AGE_S,
                          help="log files older than this are deleted (0: no limit)")
+    serving.add_argument("--canary_percent", type=int, default=0,
+                         help="a newly pushed version gets this share of requests beside the served one until a rollout "
+                              "decision (kubetfx monitor) promotes or rolls it back (0: serve it at once)")
     serving.add_argument("--allow_nan", action="store_true",
                          help="accept NaN/Inf (JSON null) in float features unless the schema disallows them")
     serving.add_argument("--tf_intra_op_threads", type=int, default=0, help="TF intra-op threads (0: TF default)")
@@ -72,6 +75,8 @@ def main(argv=None) -> int:
             if not args.model_repository or not args.model_name:
                 raise KubetfxError("give --model_repository DIR and --model_name NAME (or --model_dir DIR)")
             source = ModelSource(model_name=args.model_name, repository=args.model_repository, version=args.version)
+        if not 0 <= args.canary_percent < 100:
+            raise KubetfxError(f"--canary_percent must be between 0 (no canary) and 99, got {args.canary_percent}")
         if args.max_request_bytes < 1024:
             raise KubetfxError(f"--max_request_bytes must be at least 1024, got {args.max_request_bytes}")
         options = ServingOptions(allow_nan=args.allow_nan, max_batch_size=args.max_batch_size,
@@ -82,7 +87,8 @@ def main(argv=None) -> int:
                                  prediction_log_sample_rate=args.prediction_log_sample_rate,
                                  prediction_log_max_total_bytes=args.prediction_log_max_total_bytes,
                                  prediction_log_max_file_bytes=args.prediction_log_max_file_bytes,
-                                 prediction_log_max_age_s=args.prediction_log_max_age_s)
+                                 prediction_log_max_age_s=args.prediction_log_max_age_s,
+                                 canary_percent=args.canary_percent)
         from kubetfx.components.predictor import server
 
         server.serve(source, options, http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,

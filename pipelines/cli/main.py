@@ -164,11 +164,25 @@ def _monitor_target(args) -> tuple[str, "registry.PipelineEntry | None"]:
     return entry.make().component_spec.inputs["model_name"].default, entry
 
 
+def _print_canary(verdict: dict, applied: dict) -> None:
+    samples = verdict["samples"]
+    print(f"Canary: version {verdict['canary']} vs version {verdict['stable']}: {verdict['action'].upper()} -- "
+          f"{verdict['reason']}")
+    print(f"  samples: stable {samples['stable']}, canary {samples['canary']}"
+          f"{' (labelled answers compared)' if verdict['labelled'] else ' (no labels: behaviour compared)'}; "
+          f"the test's planned length {verdict['planned_samples']} per version; alpha {verdict['alpha']:g}")
+    if applied["applied"]:
+        kept = verdict["canary"] if verdict["action"] == "promote" else verdict["stable"]
+        print(f"  applied: version {kept} serves every request from the predictor's next poll")
+    elif verdict["action"] == "wait":
+        print("  waiting: run the monitor again when more traffic (and labels) came in")
+
+
 def _cmd_monitor(args, parser) -> int:
     """The local continuous-training loop: monitor the prediction log; retrain when it says so."""
     import time
 
-    from kubetfx.components.model_monitor import executor as monitor
+    from kubetfx.components.model_monitor import executor as monitor, rollout_step
     from kubetfx.pipelines.local import runner as local_runner
 
     model_name, entry = _monitor_target(args)
@@ -183,10 +197,13 @@ def _cmd_monitor(args, parser) -> int:
                            f"(--data FILE --label COLUMN --name {model_name}, or `make monitor MODEL={model_name} "
                            "DATA=... LABEL=...`)")
     output_dir = os.path.join(root, "monitor", model_name, time.strftime("%Y%m%d-%H%M%S"))
-    result = monitor.run_for_model(
-        log_dir, registry.model_repository_dir(root), model_name, output_dir,
-        last_n=args.last_n, start=args.start, end=args.end, labels=args.labels, min_records=args.min_records,
-        report_path=os.path.join(output_dir, "report.html"), metrics_path=os.path.join(output_dir, "metrics.json"))
+    repository = registry.model_repository_dir(root)
+    options = dict(last_n=args.last_n, start=args.start, end=args.end, labels=args.labels, min_records=args.min_records,
+                   report_path=os.path.join(output_dir, "report.html"),
+                   metrics_path=os.path.join(output_dir, "metrics.json"))
+    result = rollout_step.run_local(log_dir, repository, model_name, output_dir, _config(args).canary_settings(),
+                                    **options) or monitor.run_for_model(log_dir, repository, model_name, output_dir,
+                                                                        **options)
     decision, window = result["decision"], result["window"]
     since = f" (records since {window['since']['reason']}, {window['since']['time']})" if window.get("since") else ""
     print(f"Monitored {window['records']} logged predictions of {model_name} (versions "
@@ -196,9 +213,13 @@ def _cmd_monitor(args, parser) -> int:
     if window.get("retention"):
         print(f"  records up to {window['retention']['deleted_through']} were deleted by the log's retention: the "
               "window starts later than asked")
+    if result.get("canary"):
+        _print_canary(result["canary"], result["rollout"])
     if decision.get("note"):
         print(f"Nothing decided: {decision['note']}.")
         return 0
+    if decision.get("deferred"):
+        print(f"Retraining deferred: {decision['deferred']}.")
     if decision.get("alerts"):
         print("Alerts (retraining cannot fix these: fix the clients or the schema):")
         for alert in decision["alerts"]:
@@ -312,6 +333,7 @@ def main(argv=None) -> int:
     watch.add_argument("--labels", default="", help="ground truth: CSV/JSONL of request_id[,instance],label")
     watch.add_argument("--min-records", type=int, default=100, help="decide nothing below this many predictions")
     watch.add_argument("--retrain", action="store_true", help="run the pipeline when the monitor says retrain")
+    _add_environment(watch, compiles=False)  # its canary: settings (alpha, margins) decide a local canary
     watch.set_defaults(handler=_cmd_monitor)
 
     params = commands.add_parser("params", help="list a pipeline's parameters, their defaults and meaning")

@@ -8,6 +8,7 @@ Pusher's ``deploy`` settings read from the environment's manifests), images, the
 Trainer's GPU pool, the model repository's volume or credentials.
 """
 
+import dataclasses
 import os
 
 from kubetfx.components.common.errors import ConfigError
@@ -33,8 +34,8 @@ def environment_defaults(entry: PipelineEntry, config: pipeline_config.PipelineC
                             ("experiment", config.kfp.experiment)):
             if value:
                 defaults[name] = value
-        return defaults
-    if repository.uri:
+        defaults["canary"] = dataclasses.asdict(config.canary_settings())
+    elif repository.uri:
         defaults.setdefault("push_destination", repository.uri)
     template = config.serving_template_path()
     if template and os.path.isfile(os.path.join(template, "kustomization.yaml")):
