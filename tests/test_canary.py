@@ -156,27 +156,23 @@ def experiment(tmp_path, stable_model: str, canary_model: str, artifacts, table,
             "document": local_rollout.read(repository, MODEL)}
 
 
-def test_a_worse_canary_is_rolled_back(tmp_path, capsys, good_model, untrained_model, penguin_pipeline_artifacts,
-                                       penguins_table):
-    run = experiment(tmp_path, good_model, untrained_model, penguin_pipeline_artifacts, penguins_table, seed=1)
+@pytest.mark.parametrize("stable, candidate, action, said, kept, rollout", [
+    ("good_model", "untrained_model", canary.ROLLBACK, "the canary is worse", "1", "rolled-back"),
+    ("untrained_model", "good_model", canary.PROMOTE, "the canary is better", "2", "promoted")])
+def test_a_worse_canary_is_rolled_back_and_a_better_one_promoted(request, tmp_path, capsys, penguin_pipeline_artifacts,
+                                                                 penguins_table, stable, candidate, action, said,
+                                                                 kept, rollout):
+    run = experiment(tmp_path, request.getfixturevalue(stable), request.getfixturevalue(candidate),
+                     penguin_pipeline_artifacts, penguins_table, seed=1 if action == canary.ROLLBACK else 2)
     last = run["rounds"][-1]
-    print("\nworse canary:", len(run["rounds"]), "round(s) of 100 labelled instances:", last["reason"])
-    assert last["action"] == canary.ROLLBACK and "the canary is worse" in last["reason"], run["rounds"]
-    assert run["answered_during"] == {"1", "2"} and run["after"] == {"1"}
-    assert run["document"]["spec"]["predictor"]["canaryTrafficPercent"] == 0  # the Pusher's rollback patch
-    assert run["document"]["metadata"]["annotations"]["kubetfx.io/rollout"] == "rolled-back"
-    assert "Canary: version 2 vs 1 — ROLLBACK" in last["report"] and "<svg" in last["report"].split("Canary:")[1]
-
-
-def test_a_better_canary_is_promoted(tmp_path, capsys, good_model, untrained_model, penguin_pipeline_artifacts,
-                                     penguins_table):
-    run = experiment(tmp_path, untrained_model, good_model, penguin_pipeline_artifacts, penguins_table, seed=2)
-    last = run["rounds"][-1]
-    print("\nbetter canary:", len(run["rounds"]), "round(s) of 100 labelled instances:", last["reason"])
-    assert last["action"] == canary.PROMOTE and "the canary is better" in last["reason"], run["rounds"]
-    assert run["after"] == {"2"}
-    assert "canaryTrafficPercent" not in run["document"]["spec"]["predictor"]  # the Pusher's promote patch
-    assert run["document"]["metadata"]["annotations"]["kubetfx.io/rollout"] == "promoted"
+    print(f"\n{action}:", len(run["rounds"]), "round(s) of 100 labelled instances:", last["reason"])
+    assert last["action"] == action and said in last["reason"], run["rounds"]
+    assert run["answered_during"] == {"1", "2"} and run["after"] == {kept}
+    predictor = run["document"]["spec"]["predictor"]
+    assert predictor.get("canaryTrafficPercent") == (0 if action == canary.ROLLBACK else None)  # the Pusher's patch
+    assert run["document"]["metadata"]["annotations"]["kubetfx.io/rollout"] == rollout
+    assert f"Canary: version 2 vs 1 — {action.upper()}" in last["report"]
+    assert "<svg" in last["report"].split("Canary:")[1]
 
 
 def test_an_equal_canary_waits_until_the_tests_length_then_is_promoted(tmp_path, capsys, good_model,
