@@ -101,8 +101,14 @@ cluster-status: install ## the local cluster's processes, their memory, and the 
 test-cluster: cluster-up ## the cluster tests (deploy, RBAC, the Pusher as its ServiceAccount) against the local cluster
 	KUBECONFIG=$$($(CLUSTER) kubeconfig) KUBETFX_CLUSTER=1 $(PY) -m pytest -q -p no:cacheprovider tests/cluster
 
-monitor: install ## monitor `make serve`'s prediction log vs the served model's training data; retrain + push when drifted
-	$(PY) -m kubetfx.pipelines monitor penguin --root $(ROOT) --retrain
+# make serve/monitor MODEL=<any pushed model> (default penguin; SERVE_MODEL is the old name). `make monitor`
+# retrains penguin and churn itself; another model retrains when given its data: DATA=... LABEL=...
+MODEL ?= $(or $(SERVE_MODEL),penguin)
+DATA  ?=
+LABEL ?=
+monitor: install ## monitor `make serve`'s prediction log of MODEL vs its training data; retrain + push when drifted
+	$(PY) -m kubetfx.pipelines monitor --root $(ROOT) $(if $(DATA),--data '$(DATA)' --label '$(LABEL)' --name $(MODEL) \
+		--retrain,--model $(MODEL) $(if $(filter penguin churn,$(MODEL)),--retrain))
 
 clean: ## remove local runs, compiled pipelines and caches (keeps pushed models, .venv and built images)
 	rm -rf build bench-results .pytest_cache $(ROOT)/pipeline-root $(ROOT)/logs $(ROOT)/data
@@ -113,14 +119,15 @@ clean-models: ## delete the local model repository (every pushed model version i
 	rm -rf $(ROOT)/model-repository
 
 # --- serving (the KServe predictor) ---
-SERVE_MODEL ?= penguin
 HTTP_PORT   ?= 8080
+CANARY      ?= 0
 GRPC_PORT   ?= 8081
 .PHONY: serve bench-serve bench-abuse
 
-serve: install ## serve the latest pushed model (KServe V1/V2 REST :8080, gRPC :8081); log predictions for make monitor
-	$(PY) -m kubetfx.components.predictor --model_repository $(ROOT)/model-repository --model_name $(SERVE_MODEL) \
-		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT) --prediction_log_dir $(ROOT)/prediction-log
+serve: install ## serve the latest pushed MODEL (default penguin; REST :8080, gRPC :8081), logging for make monitor; CANARY=P: new versions get P% first
+	$(PY) -m kubetfx.components.predictor --model_repository $(ROOT)/model-repository --model_name $(MODEL) \
+		--http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT) --prediction_log_dir $(ROOT)/prediction-log \
+		--canary_percent $(CANARY)
 
 bench-serve: install ## benchmark the predictor vs a naive kserve.Model (3 rounds, medians, the speed targets; installs hey)
 	command -v hey >/dev/null || (apt-get update && apt-get install -y hey)

@@ -139,6 +139,14 @@ class PipelineConfig:
     trainer_gpu: GpuPool = dataclasses.field(default_factory=GpuPool)
     trainer_tfjob: TrainerTFJob = dataclasses.field(default_factory=TrainerTFJob)
     resources: dict = dataclasses.field(default_factory=dict)  # task name ("trainer", ...) -> Resources
+    # The canary decision's sequential test (components/model_monitor/canary.py CanarySettings: alpha, margins).
+    canary: dict = dataclasses.field(default_factory=dict)
+
+    def canary_settings(self):
+        """The canary test's settings (validated when the config is loaded)."""
+        from kubetfx.components.model_monitor.canary import CanarySettings
+
+        return CanarySettings(**self.canary)
 
     def cpu_only(self) -> "PipelineConfig":
         return dataclasses.replace(self, trainer_gpu=dataclasses.replace(self.trainer_gpu, count=0))
@@ -258,6 +266,26 @@ def _model_repository(data, where: str) -> ModelRepository:
     return repository
 
 
+def _canary(config: PipelineConfig, where: str) -> None:
+    import dataclasses as dc
+
+    from kubetfx.components.model_monitor.canary import CanarySettings
+
+    known = {f.name: f for f in dc.fields(CanarySettings)}
+    unknown = sorted(set(config.canary) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    for name, value in config.canary.items():
+        expected = type(known[name].default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (expected is int and
+                                                                               not isinstance(value, int)):
+            raise ConfigError(f"{where}.{name}: expected {expected.__name__}, got {value!r}")
+    try:
+        config.canary_settings()
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
 def from_dict(data: dict, source: str = "config", name: str = "default") -> PipelineConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
@@ -273,6 +301,8 @@ def from_dict(data: dict, source: str = "config", name: str = "default") -> Pipe
     config.trainer_tfjob = _trainer_tfjob(data.get("trainer_tfjob"), f"{source}: trainer_tfjob")
     config.resources = _resources(config.resources or {}, f"{source}: resources")
     config.parameters = dict(config.parameters or {})
+    config.canary = dict(config.canary or {})
+    _canary(config, f"{source}: canary")
     if config.manifests and not os.path.isfile(os.path.join(config.manifests_path(), "kustomization.yaml")):
         raise ConfigError(f"{source}: manifests '{config.manifests}' is not a kustomize directory "
                           "(no kustomization.yaml there)")

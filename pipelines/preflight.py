@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import itertools
 import json
 import os
 
@@ -132,11 +133,23 @@ def check_module_file(module_file: str, eval_steps: int, train_steps: int) -> No
 # ----------------------------------------------------------------------------- the label vs the data
 
 
-def check_label_in_local_input(input_uri: str, label: str) -> None:
-    """For a local CSV/Parquet input, read only its header: the label must be one of its columns."""
-    from kubetfx.components.common import storage
+def _csv_head(path: str) -> tuple[list[str], bool]:
+    """(the header's columns, whether a data row follows) of a local CSV/TSV file, reading two records."""
+    import csv
 
-    if not input_uri or "://" in input_uri or not label:
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle, delimiter="\t" if path.lower().endswith(".tsv") else ",")
+        columns = next(reader, [])
+        return columns, any(any(field.strip() for field in row) for row in itertools.islice(reader, 100))
+
+
+def check_label_in_local_input(input_uri: str, label: str) -> None:
+    """For a local CSV/Parquet input, read only its header: the label must be one of its columns, and a CSV
+    input must hold a data row (a header-only file is a data error before anything runs)."""
+    from kubetfx.components.common import storage
+    from kubetfx.components.common.errors import InputDataError
+
+    if not input_uri or "://" in input_uri:
         return
     try:
         files, _ = storage.resolve_input(input_uri)
@@ -146,17 +159,18 @@ def check_label_in_local_input(input_uri: str, label: str) -> None:
         return
     first = files[0]
     if first.lower().endswith((".csv", ".tsv")):
-        import csv
-
-        with open(first, newline="", encoding="utf-8", errors="replace") as handle:
-            columns = next(csv.reader(handle, delimiter="\t" if first.lower().endswith(".tsv") else ","), [])
+        columns, has_rows = _csv_head(first)
+        csv_files = [f for f in files[:100] if f.lower().endswith((".csv", ".tsv"))]
+        if not has_rows and len(csv_files) == len(files) and not any(_csv_head(f)[1] for f in csv_files[1:]):
+            where = first if len(files) == 1 else f"{len(files)} files under {input_uri}"
+            raise InputDataError(f"{where}: no data rows (only a header): nothing to train on")
     elif first.lower().endswith((".parquet", ".pq")):
         import pyarrow.parquet as pq
 
         columns = pq.read_schema(first).names
     else:
         return
-    if label not in columns:
+    if label and label not in columns:
         close = difflib.get_close_matches(label, columns, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise ConfigError(f"label_column '{label}' is not a column of {first}{hint} (columns: {', '.join(columns)})")

@@ -21,6 +21,8 @@ class PipelineEntry:
     make: Callable  # PipelineConfig | None -> @dsl.pipeline function
     local_arguments: Callable[[str], dict]  # local root (data/, model-repository/ inside) -> pipeline arguments
     kind: str = TRAINING  # which environment values its compile bakes in (compiler.environment_defaults)
+    # Parameters the command line fixed (``--data``: input_uri): they win over an environment's defaults.
+    parameters: dict = dataclasses.field(default_factory=dict)
 
     def parameter_help(self) -> dict:
         if self.kind == MONITOR:
@@ -106,7 +108,7 @@ def for_data(data: str, label: str, name: str | None = None, problem_type: str =
     def local_arguments(local_root: str) -> dict:
         return {"input_uri": data_uri, "push_destination": model_repository_dir(local_root)}
 
-    return PipelineEntry(model_name, make, local_arguments)
+    return PipelineEntry(model_name, make, local_arguments, parameters={"input_uri": data_uri})
 
 
 def prediction_log_dir(local_root: str) -> str:

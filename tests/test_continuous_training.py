@@ -5,6 +5,7 @@ writing its prediction log, real HTTP requests, the monitor CLI, and the hot rel
 keeps sending requests, none of which may fail.
 """
 
+import itertools
 import os
 import random
 import threading
@@ -63,24 +64,27 @@ def test_serve_replay_monitor_retrain_and_reload_without_a_failed_request(tmp_pa
         span_2.mkdir(parents=True)
         pacsv.write_csv(shifted, str(span_2 / "penguins.csv"))  # the newest span the retraining will read
 
-        good = requests_from(table, 1, seed=2, shift=False)[0]
+        # The client's traffic from now on: the changed world (what version 2 will be trained on), no Atlantis.
+        current = [r for r in requests_from(table, 400, seed=2, shift=True) if r["island"] != "Atlantis"]
 
         def client():
-            while not stop.is_set():
-                status, body = server.predict([good])
+            for sent in itertools.count():
+                if stop.is_set():
+                    return
+                status, body = server.predict([current[sent % len(current)]])
                 if status != 200:
                     failures.append((status, body))
                 else:
                     answered_versions.append(body["model_version"])
-                time.sleep(0.02)
+                time.sleep(0.1)
 
         watcher = threading.Thread(target=client, daemon=True)
         watcher.start()
         code = cli.main(["monitor", MODEL, "--root", str(root), "--last-n", "600", "--retrain"])
         out = capsys.readouterr().out
         assert "Monitored 600 logged predictions" in out and "Retrain:" in out, out
-        assert "bill_length_mm: COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH" in out
-        assert "island: ENUM_TYPE_UNEXPECTED_STRING_VALUES" in out
+        assert "bill_length_mm: COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH" in out.split("Retrain:")[1]
+        assert "island: ENUM_TYPE_UNEXPECTED_STRING_VALUES" in out.split("Alerts")[1].split("Retrain:")[0]
         assert code == local_runner.EXIT_PUSHED, out
         assert "span" in open(os.path.join(root, "logs", sorted(os.listdir(root / "logs"))[-1])).read()
         deadline = time.monotonic() + 60
@@ -91,6 +95,14 @@ def test_serve_replay_monitor_retrain_and_reload_without_a_failed_request(tmp_pa
         assert answered_versions and answered_versions[-1] == "2", server.log()[-2000:]
         assert "1" in answered_versions  # the client was answered before and after the switch
         assert failures == []
+
+        # Monitoring again, with --retrain: the log the first retrain was decided on cannot ask for a second one.
+        runs = os.listdir(root / "logs")
+        code = cli.main(["monitor", MODEL, "--root", str(root), "--retrain"])
+        out = capsys.readouterr().out
+        assert code == 0 and "against version 2's training data" in out and "since version 2 was pushed" in out, out
+        assert "Retrain" not in out and os.listdir(root / "logs") == runs, out
+        assert sorted(os.listdir(root / "model-repository" / MODEL)) == ["1", "2"]
     finally:
         stop.set()
         server.stop()

@@ -172,11 +172,12 @@ def test_infinity_fails_validation_as_tfdv_does(tmp_path):
                      if f.path.step == ["ratio"])
         assert (stats.num_stats.min, stats.num_stats.max) == (float("-inf"), float("inf")), split
 
-    # The inferred schema (min 0): -inf is out of range; +inf is not rejected (no max, no disallow_inf).
+    # The inferred schema (min 0, disallow_inf unset): -inf is out of range, and infinite values are an anomaly
+    # (TFDV lets them through unless disallow_inf is true; the Trainer would then see NaN losses).
     with pytest.raises(AnomaliesFoundError, match="ratio: FLOAT_TYPE_SMALL_FLOAT"):
         example_validator.run(statistics, schema, str(tmp_path / "inferred-anomalies"))
     reasons = anomaly_reasons(str(tmp_path / "inferred-anomalies"), "train")
-    assert [kind for kind, _ in reasons["ratio"]] == ["FLOAT_TYPE_SMALL_FLOAT"]
+    assert [kind for kind, _ in reasons["ratio"]] == ["FLOAT_TYPE_SMALL_FLOAT", "FLOAT_TYPE_HAS_INF"]
 
     # A curated schema that rejects infinities and bounds the range: every TFDV anomaly type fires.
     ratio.float_domain.disallow_inf = True

@@ -16,8 +16,10 @@ import threading
 
 import kfp
 import pytest
+
 import yaml
 
+from helpers.messages import user_error
 from kfp_fake_api import FakeKfpApi
 from kubetfx.pipelines.cli import main as cli
 from kubetfx.pipelines.cluster import kustomize
@@ -142,18 +144,11 @@ def test_prod_sends_its_token_and_works_in_its_profile_namespace(capsys, tmp_pat
 # ----------------------------------------------------------------------------- failing fast, in one line
 
 
-def one_line_error(code: int, err: str) -> str:
-    assert code == 2 and "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("kubetfx: "), err
-    return lines[0]
-
-
 def test_no_endpoint_is_one_line(capsys, tmp_path, monkeypatch):
     config = tmp_path / "nohost.yaml"
     config.write_text("kfp: {experiment: x}\n")
     code, _, err = kubetfx(capsys, "submit", "penguin", "--config", str(config), "--output", str(tmp_path / "p.yaml"))
-    assert "no Kubeflow Pipelines endpoint" in one_line_error(code, err) and "KFP_HOST" in err
+    assert "no Kubeflow Pipelines endpoint" in user_error(code, err) and "KFP_HOST" in err
 
 
 def test_an_unreachable_cluster_is_one_line(capsys, tmp_path, monkeypatch):
@@ -162,7 +157,7 @@ def test_an_unreachable_cluster_is_one_line(capsys, tmp_path, monkeypatch):
         port = probe.getsockname()[1]
     monkeypatch.setenv("KFP_HOST", f"http://127.0.0.1:{port}")
     code, _, err = submit(capsys, tmp_path)
-    assert f"cannot reach Kubeflow Pipelines at http://127.0.0.1:{port}" in one_line_error(code, err)
+    assert f"cannot reach Kubeflow Pipelines at http://127.0.0.1:{port}" in user_error(code, err)
 
 
 def test_a_refused_token_is_one_line(capsys, tmp_path, monkeypatch):
@@ -182,16 +177,16 @@ def test_a_refused_token_is_one_line(capsys, tmp_path, monkeypatch):
         code, _, err = kubetfx(capsys, "submit", "penguin", "--env", "prod", "--output", str(tmp_path / "p.yaml"))
     finally:
         server.shutdown()
-    assert "answered HTTP 401" in one_line_error(code, err) and "kfp.token" in err
+    assert "answered HTTP 401" in user_error(code, err) and "kfp.token" in err
 
 
 def test_a_missing_parameter_or_token_fails_before_any_request(api, capsys, tmp_path, monkeypatch):
     code, _, err = kubetfx(capsys, "submit", "penguin", "--env", "dev", "--output", str(tmp_path / "p.yaml"))
-    assert "no value for input_uri" in one_line_error(code, err) and "pipelines/configs/dev.yaml" in err
+    assert "no value for input_uri" in user_error(code, err) and "pipelines/configs/dev.yaml" in err
     code, _, err = submit(capsys, tmp_path, "--param", "epochs=3")
-    assert "--param epochs: the pipeline has no parameter 'epochs'" in one_line_error(code, err)
+    assert "--param epochs: the pipeline has no parameter 'epochs'" in user_error(code, err)
     code, _, err = kubetfx(capsys, "submit", "penguin", "--env", "prod", "--output", str(tmp_path / "p.yaml"))
-    assert "$KFP_TOKEN is empty or unset" in one_line_error(code, err)
+    assert "$KFP_TOKEN is empty or unset" in user_error(code, err)
     assert api.requests == []
 
 
@@ -199,7 +194,7 @@ def test_a_missing_parameter_or_token_fails_before_any_request(api, capsys, tmp_
 def test_deploy_without_a_cluster_is_one_line(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     code, _, err = kubetfx(capsys, "deploy", "--env", "dev")
-    line = one_line_error(code, err)
+    line = user_error(code, err)
     assert line.startswith("kubetfx: applying manifests/overlays/dev failed: ") and "current context" in line
 
 
@@ -251,6 +246,6 @@ def test_the_monitor_pipeline_compiles_for_an_environment(tmp_path, capsys):
     assert parameters["model_repository"]["defaultValue"] == "/mnt/model-repository"
     mounts = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-model-monitor"]["pvcMount"]
     assert {m["mountPath"] for m in mounts} == {"/mnt/model-repository", "/mnt/prediction-log"}
-    tasks = documents[0]["components"]["comp-condition-1"]["dag"]["tasks"]
+    tasks = documents[0]["components"]["comp-condition-2"]["dag"]["tasks"]  # inside "no canary waiting"
     assert tasks["retrain-trigger"]["inputs"]["parameters"]["pipeline_name"]["componentInputParameter"] == \
         "pipelinechannel--training_pipeline"

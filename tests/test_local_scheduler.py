@@ -91,9 +91,10 @@ def test_parallelism_1_runs_one_task_at_a_time(tmp_path):
 
 def test_a_failing_task_fails_the_run_with_its_own_error_line(tmp_path, capsys):
     code = local_runner.run(_entry(fail=True), root=str(tmp_path), parallelism=2)
-    out = capsys.readouterr().out
+    err = capsys.readouterr().err
     assert code == local_runner.EXIT_FAILED
-    assert "infra-validator: kubetfx: infra_validator: the candidate did not answer (a planted failure)" in out
+    assert err.startswith("kubetfx: infra-validator failed: infra_validator: the candidate did not answer (a planted "
+                          "failure)"), err
     runs = sorted(os.listdir(tmp_path / "pipeline-root"))
     assert not (tmp_path / "pipeline-root" / runs[-1] / "pusher").exists()  # downstream of the failure: not run
     assert _records(tmp_path, "evaluator")["end"] > 0  # the task beside it finished

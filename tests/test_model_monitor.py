@@ -55,7 +55,7 @@ def run_monitor(tmp_path, training, **kwargs):
 def test_requests_like_the_training_data_raise_no_alarm(tmp_path, training, penguins_table, seed):
     write_log(str(tmp_path / "log"), penguin_requests(penguins_table, 1000, seed))
     result = run_monitor(tmp_path, training)
-    assert result["decision"] == {"retrain": False, "reasons": []}, result["decision"]
+    assert result["decision"] == {"retrain": False, "reasons": [], "alerts": []}, result["decision"]
     assert result["window"]["records"] == 1000 and result["anomalies"] == []
     assert set(result["skew"]) == {"island", "sex", "bill_length_mm", "bill_depth_mm", "flipper_length_mm",
                                    "body_mass_g", "year"}
@@ -68,6 +68,8 @@ def test_shifted_requests_flag_exactly_the_shifted_features_and_ask_for_retraini
     result = run_monitor(tmp_path, training)
     assert result["decision"]["retrain"] is True
     assert result["anomalies"] == ["body_mass_g", "island"]
+    assert [r.split(":")[0] for r in result["decision"]["reasons"]] == ["body_mass_g"]  # skew: a retrain can fix it
+    assert [a.split(":")[0] for a in result["decision"]["alerts"]] == ["island"]  # a new island: it cannot
     anomalies = tfmd.read_anomalies(str(tmp_path / "out"), monitor.SERVING_SPLIT)
     reasons = {name: [anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason]
                for name, info in anomalies.anomaly_info.items()}
@@ -85,7 +87,8 @@ def test_shifted_requests_flag_exactly_the_shifted_features_and_ask_for_retraini
     assert 'kubetfx_monitor_retrain{model="penguin"} 1' in prom
 
 
-def test_a_type_change_and_a_missing_feature_are_schema_anomalies(tmp_path, training, penguins_table):
+def test_a_type_change_and_a_missing_feature_are_alerts_not_a_retrain(tmp_path, training, penguins_table):
+    """Schema anomalies are the clients' (or the schema's) to fix: the next version would meet the same requests."""
     requests = penguin_requests(penguins_table, 300, 3)
     for row in requests:
         row["year"] = str(row["year"])  # a client sends years as strings
@@ -97,7 +100,9 @@ def test_a_type_change_and_a_missing_feature_are_schema_anomalies(tmp_path, trai
              for name, info in anomalies.anomaly_info.items()}
     assert "UNEXPECTED_DATA_TYPE" in types["year"]
     assert "SCHEMA_MISSING_COLUMN" in types["sex"]
-    assert result["decision"]["retrain"] is True
+    assert result["decision"]["retrain"] is False and result["decision"]["reasons"] == []
+    assert sorted(a.split(":")[0] for a in result["decision"]["alerts"]) == ["sex", "year"]
+    assert 'kubetfx_monitor_alerts{model="penguin"} 2' in (tmp_path / "out" / monitor.PROMETHEUS_FILE).read_text()
 
 
 def test_live_quality_from_late_labels(tmp_path, training, penguins_table):

@@ -29,7 +29,7 @@ def processed_penguins(tmp_path_factory) -> str:
 
 
 def test_a_failing_tasks_own_error_ends_the_console_output(capsys, tmp_path, processed_penguins):
-    """Not "see the messages above" with nothing above: the task and its one-line reason, last."""
+    """Not "see the messages above" with nothing above: the task and its reason on stderr, a short line first."""
     module = tmp_path / "broken_module.py"
     module.write_text(textwrap.dedent("""
         def preprocessing_fn(inputs):
@@ -38,14 +38,14 @@ def test_a_failing_tasks_own_error_ends_the_console_output(capsys, tmp_path, pro
         def run_fn(fn_args):
             raise ValueError("the learning rate schedule is empty")
     """))
-    code, out, _ = run_cli(capsys, "run", "--data", processed_penguins, "--label", "species", "--root",
-                           str(tmp_path / "root"), "--set", f"module_file={module}")
+    code, out, err = run_cli(capsys, "run", "--data", processed_penguins, "--label", "species", "--root",
+                             str(tmp_path / "root"), "--set", f"module_file={module}")
     assert code == local_runner.EXIT_FAILED, out
-    tail = out.strip().splitlines()[-3:]
-    assert tail[0].startswith("FAILED after") and "Inner task failed: 'trainer'" in tail[0]
-    assert tail[1].startswith("  trainer: kubetfx: ConfigError: run_fn 'run_fn' of module")
-    assert "ValueError: the learning rate schedule is empty" in tail[1]
-    assert tail[2].startswith("Full log: ")
+    assert out.strip().splitlines()[-1].startswith("FAILED after")
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("kubetfx: trainer failed: run_fn 'run_fn' of module"), err
+    assert "ValueError: the learning rate schedule is empty" in err and "ConfigError" not in err
+    assert lines[-1].startswith("  full log: ")
 
 
 def test_example_gen_records_tensorflow_names_and_refuses_colliding_columns(tmp_path):

@@ -225,8 +225,8 @@ def test_local_run_fails_clearly_on_anomalies(tmp_path, capsys):
                        'string_domain { name: "island" value: "Biscoe" value: "Dream" }\n')
     exit_code = cli.main(["run", "penguin", "--local", "--root", str(tmp_path / "local"),
                           "--set", f"schema_file={curated}"])
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert exit_code == 1
-    assert "FAILED" in out and "example-validator" in out
-    assert "island: ENUM_TYPE_UNEXPECTED_STRING_VALUES" in out  # our message, not a traceback
-    assert "SCHEMA_NEW_COLUMN" in out
+    assert "FAILED" in out and err.startswith("kubetfx: example-validator failed: ExampleValidator found ")
+    assert "island: ENUM_TYPE_UNEXPECTED_STRING_VALUES" in err  # our message, not a traceback
+    assert "SCHEMA_NEW_COLUMN" in err

@@ -10,6 +10,7 @@ from kubetfx.components.common.errors import ConfigError, InputDataError
 from kubetfx.pipelines import preflight, registry
 from kubetfx.pipelines.cli import main as cli
 
+from helpers.messages import user_error
 from helpers.pipeline_cache import TFX_MODULE
 
 
@@ -29,13 +30,6 @@ def run_cli(capsys, *args):
     code = cli.main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def one_line(code: int, err: str) -> str:
-    assert code == 2 and "Traceback" not in err, err
-    (line,) = err.strip().splitlines()
-    assert line.startswith("kubetfx: ")
-    return line
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -116,11 +110,11 @@ def test_tfxs_penguin_module_needs_train_and_eval_steps_as_in_tfx():
 def test_run_fails_before_any_task_and_says_why_in_one_line(capsys, tmp_path, csv_file):
     root = tmp_path / "root"
     code, _, err = run_cli(capsys, "run", "--data", csv_file, "--label", "species", "--root", str(root))
-    assert "label_column 'species' is not a column" in one_line(code, err)
+    assert "label_column 'species' is not a column" in user_error(code, err)
     code, _, err = run_cli(capsys, "run", "--root", str(root), "--set", "fail_on_anomalie=false")
-    assert "did you mean 'fail_on_anomalies'" in one_line(code, err)
+    assert "did you mean 'fail_on_anomalies'" in user_error(code, err)
     code, _, err = run_cli(capsys, "run", "--data", csv_file, "--root", str(root))
-    assert "--data and --label go together" in one_line(code, err)
+    assert "--data and --label go together" in user_error(code, err)
     assert not os.path.exists(root / "pipeline-root") or not os.listdir(root / "pipeline-root")  # nothing ran
 
 
@@ -128,7 +122,7 @@ def test_compile_checks_an_environments_values(capsys, tmp_path):
     config = tmp_path / "env.yaml"
     config.write_text("parameters: {splits: 'train:1,eval:zero'}\n")
     code, _, err = run_cli(capsys, "compile", "--config", str(config), "--output", str(tmp_path / "p.yaml"))
-    assert "weight of 'eval' must be a number" in one_line(code, err)
+    assert "weight of 'eval' must be a number" in user_error(code, err)
     assert not (tmp_path / "p.yaml").exists()
 
 

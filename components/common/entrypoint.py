@@ -6,12 +6,12 @@ task fails with exit code 1, instead of a traceback from deep inside a library.
 
 import sys
 
-from kubetfx.components.common.errors import KubetfxError
+from kubetfx.components.common.errors import KubetfxError, user_message
 
 
 def call(executor_fn, **kwargs) -> dict:
     try:
         return executor_fn(**kwargs)
     except KubetfxError as err:
-        print(f"kubetfx: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        print(user_message(err), file=sys.stderr, flush=True)
         raise SystemExit(1) from None

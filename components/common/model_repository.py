@@ -181,6 +181,19 @@ def is_loadable(path: str, *, filesystem=None) -> bool:
     return loc.is_file(loc.join(SAVED_MODEL_FILE))
 
 
+def pushed_at(base: str, model_name: str, version: int, *, filesystem=None) -> float | None:
+    """When ``version`` was pushed (seconds since the epoch: its ``saved_model.pb`` was written then), or None."""
+    loc = _Location(base, filesystem)
+    path = loc.join(check_model_name(model_name), int(version), SAVED_MODEL_FILE)
+    if not loc.remote:
+        try:
+            return os.stat(path).st_mtime
+        except OSError:
+            return None
+    info = loc.fs.get_file_info(path)
+    return info.mtime.timestamp() if info.mtime is not None else None
+
+
 def _scan(loc: _Location, model_name: str) -> dict[int, str]:
     """Every numeric version dir -> "complete" | "in_progress" | "corrupt"."""
     model_root = loc.join(model_name)

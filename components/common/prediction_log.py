@@ -4,7 +4,10 @@ A line is one request (what was written is one JSON object per request, which ke
 cheap when requests carry many instances)::
 
     {"request_id": "…", "time": "2026-11-30T12:00:00.123456Z", "model_name": "penguin",
-     "model_version": "3", "instances": [{"island": "Biscoe", …}, …], "predictions": [{"class": "Adelie", …}, …]}
+     "model_version": "3", "latency_ms": 1.2, "instances": [{"island": "Biscoe", …}, …],
+     "predictions": [{"class": "Adelie", …}, …]}
+
+(``latency_ms``: the predictor's time to answer; the cluster sink cannot know it and leaves it out.)
 
 and :func:`read_records` gives one record per instance::
 
@@ -14,6 +17,12 @@ and :func:`read_records` gives one record per instance::
 Files: ``<log_dir>/<model_name>/predictions-<UTC start>-<pid>-<seq>.jsonl``, a new file after
 ``max_bytes`` or ``max_seconds``; a file being written carries a ``.part`` suffix until it is
 closed, so a reader never sees half a line it would take for a record.
+
+Retention: with ``max_total_bytes`` the directory never holds more (the oldest closed files are
+deleted first, before a write that would pass the cap; a write that still cannot fit is dropped
+and counted), and with ``max_age_s`` closed files older than that are deleted. What was deleted is
+counted and recorded in ``retention.json`` beside the files (how many, and the time of the newest
+deleted record), so the monitor can say when its window reaches back past what was kept.
 
 Writers: :class:`PredictionLogger` in the predictor (off the request path: a bounded queue and
 a writer thread; when the queue is full a record is dropped and counted, never blocking a
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import errno
 import glob
 import json
 import os
@@ -40,6 +50,12 @@ SUFFIX = ".jsonl"
 PART = ".part"
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_SECONDS = 3600.0
+DEFAULT_MAX_TOTAL_BYTES = 1024 ** 3  # the predictor's default; ~1.4 million penguin requests
+DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
+MIN_TOTAL_BYTES = 64 * 1024
+RETENTION_FILE = "retention.json"
+_MAINTAIN_EVERY_S = 1.0
+_RETENTION_FILE_ROOM = 256
 
 
 def utc_now() -> str:
@@ -70,7 +86,7 @@ def parse_time(value: str, what: str) -> dt.datetime:
 
 
 def records_for(request_id: str, model_name: str, model_version: str, instances, predictions,
-                when: str | None = None) -> list[dict]:
+                when: str | None = None, latency_ms: float | None = None) -> list[dict]:
     """The line of one request (the shared shape of both writers), in a list: what writers write.
 
     ``instances``/``predictions``: one dict per instance, or columns (a dict of equally long
@@ -79,6 +95,8 @@ def records_for(request_id: str, model_name: str, model_version: str, instances,
     """
     line = {"request_id": request_id, "time": when or utc_now(), "model_name": model_name,
             "model_version": str(model_version)}
+    if latency_ms is not None:
+        line["latency_ms"] = latency_ms
     line["columns" if isinstance(instances, dict) else "instances"] = instances
     line["prediction_columns" if isinstance(predictions, dict) else "predictions"] = predictions
     return [line]
@@ -102,6 +120,8 @@ def _per_instance(line: dict) -> list[dict]:
         return [line]  # already one instance
     common = {"request_id": line["request_id"], "time": line["time"], "model_name": line.get("model_name"),
               "model_version": line.get("model_version")}
+    if "latency_ms" in line:
+        common["latency_ms"] = line["latency_ms"]
     instances = _rows(line["columns"]) if "columns" in line else (line["instances"] or [])
     predictions = (_rows(line["prediction_columns"]) if "prediction_columns" in line
                    else line.get("predictions") or [])
@@ -140,14 +160,27 @@ def predictions_of(response_body: dict) -> list[dict]:
 
 
 class RotatingWriter:
-    """Append records to ``<log_dir>/<model_name>/`` files, starting a new one by size or age."""
+    """Append records to ``<log_dir>/<model_name>/`` files, starting a new one by size or age; keep the directory
+    within ``max_total_bytes`` and ``max_age_s`` (0: no limit) by deleting the oldest closed files."""
 
     def __init__(self, log_dir: str, model_name: str, max_bytes: int = DEFAULT_MAX_BYTES,
-                 max_seconds: float = DEFAULT_MAX_SECONDS):
+                 max_seconds: float = DEFAULT_MAX_SECONDS, max_total_bytes: int = 0, max_age_s: float = 0.0):
+        if max_total_bytes and max_total_bytes < MIN_TOTAL_BYTES:
+            raise ConfigError(f"prediction log max_total_bytes must be 0 (no limit) or at least {MIN_TOTAL_BYTES}, "
+                              f"got {max_total_bytes}")
+        if max_age_s < 0:
+            raise ConfigError(f"prediction log max_age_s must be 0 (no limit) or more, got {max_age_s}")
         self.directory = os.path.join(log_dir, model_name)
         os.makedirs(self.directory, exist_ok=True)
-        self.max_bytes, self.max_seconds = max_bytes, max_seconds
+        # A file is at most a quarter of the cap: deleting the oldest always makes room for the current one.
+        self.max_bytes = min(max_bytes, max_total_bytes // 4) if max_total_bytes else max_bytes
+        self.max_seconds, self.max_total_bytes, self.max_age_s = max_seconds, max_total_bytes, max_age_s
         self._handle, self._path, self._opened, self._size, self._sequence = None, None, 0.0, 0, 0
+        self.deleted_files = self.deleted_bytes = 0
+        self._closed: list[tuple[str, int, float]] = []  # deletable files, oldest first: (path, bytes, mtime)
+        self._closed_bytes = self._other_bytes = 0  # other writers' open files count, and cannot be deleted
+        self._maintained = 0.0
+        self.maintain(force=True)
 
     def _open(self) -> None:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -161,7 +194,14 @@ class RotatingWriter:
         self.write_lines(b"".join(_dump_line(r) for r in records))
 
     def write_lines(self, text: bytes) -> None:
-        """Append already rendered JSON lines."""
+        """Append already rendered JSON lines (OSError ENOSPC when they cannot fit the cap: the caller drops them)."""
+        if self._handle is not None and self._size and self._size + len(text) > self.max_bytes:
+            self.close()  # rotate first: a file stays within max_bytes unless one batch alone is larger
+        if self.max_total_bytes or self.max_age_s:
+            self.maintain()
+            if self.max_total_bytes and not self._make_room(len(text)):
+                raise OSError(errno.ENOSPC, f"{len(text)} bytes do not fit the prediction log's max_total_bytes "
+                                            f"{self.max_total_bytes} in {self.directory}")
         if self._handle is None:
             self._open()
         self._handle.write(text)
@@ -174,16 +214,100 @@ class RotatingWriter:
         """Close the current file and drop its ``.part`` suffix: readers see it from now on."""
         if self._handle is not None:
             self._handle.close()
-            os.replace(self._path, self._path[: -len(PART)])
+            closed = self._path[: -len(PART)]
+            os.replace(self._path, closed)
             self._handle = None
+            self._closed.append((closed, self._size, time.time()))
+            self._closed_bytes += self._size
+            self._size = 0
+
+    # ------------------------------------------------------------------ retention
+    def maintain(self, force: bool = False) -> None:
+        """Look at the directory again (other writers' files too; at most once a second unless ``force``) and
+        delete the closed files past ``max_age_s``, then the oldest while the directory is over ``max_total_bytes``."""
+        if not (self.max_total_bytes or self.max_age_s):
+            return
+        now = time.monotonic()
+        if not force and now - self._maintained < _MAINTAIN_EVERY_S:
+            return
+        self._maintained = now
+        closed, others = [], 0
+        for entry in os.scandir(self.directory):
+            if not entry.name.startswith(FILE_PREFIX) or entry.path == self._path:
+                continue
+            try:
+                stat = entry.stat()
+            except FileNotFoundError:  # another writer deleted or renamed it
+                continue
+            if entry.name.endswith(SUFFIX):
+                closed.append((entry.path, stat.st_size, stat.st_mtime))
+            elif entry.name.endswith(PART):
+                others += stat.st_size
+        self._closed, self._other_bytes = sorted(closed), others
+        self._closed_bytes = sum(size for _, size, _ in closed)
+        if self.max_age_s:
+            cutoff = time.time() - self.max_age_s
+            for old in [item for item in self._closed if item[2] < cutoff]:
+                self._delete(old)
+        self._make_room(0)
+
+    def _make_room(self, incoming: int) -> bool:
+        """Delete the oldest closed files until ``incoming`` more bytes fit the cap; False when they cannot."""
+        def total() -> int:  # + room for retention.json (a few numbers)
+            return self._closed_bytes + self._other_bytes + self._size + incoming + _RETENTION_FILE_ROOM
+
+        while self.max_total_bytes and self._closed and total() > self.max_total_bytes:
+            self._delete(self._closed[0])
+        return not self.max_total_bytes or total() <= self.max_total_bytes
+
+    def _delete(self, item: tuple[str, int, float]) -> None:
+        path, size, mtime = item
+        self._closed.remove(item)
+        self._closed_bytes -= size
+        newest = _last_record_time(path) or utc_time(mtime)
+        try:
+            os.remove(path)
+        except FileNotFoundError:  # another writer got there first
+            return
+        self.deleted_files += 1
+        self.deleted_bytes += size
+        marker = retention(os.path.dirname(self.directory), os.path.basename(self.directory)) or {}
+        marker = {"deleted_files": int(marker.get("deleted_files", 0)) + 1,
+                  "deleted_bytes": int(marker.get("deleted_bytes", 0)) + size,
+                  "deleted_through": max(str(marker.get("deleted_through", "")), newest)}
+        temporary = os.path.join(self.directory, f".{RETENTION_FILE}.{os.getpid()}")
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(marker, handle)
+        os.replace(temporary, os.path.join(self.directory, RETENTION_FILE))
+
+
+def _last_record_time(path: str) -> str | None:
+    """The time of a log file's last record (its last line), or None."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, os.path.getsize(path) - 65536))
+            lines = handle.read().splitlines()
+        return str(_parse_line(lines[-1])["time"]) if lines else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def retention(log_dir: str, model_name: str) -> dict | None:
+    """What retention deleted from ``model_name``'s log: files, bytes, the time of the newest deleted record."""
+    try:
+        with open(os.path.join(log_dir, model_name, RETENTION_FILE), encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
 
 
 class PredictionLogger:
     """The predictor's log: ``log()`` never blocks a request; a writer thread does the I/O.
 
     ``sample_rate`` (0..1) keeps that share of requests (all instances of a kept request).
-    ``dropped`` counts instances lost because the queue was full or the sink failed, ``written``
-    those on disk: both are exported as Prometheus counters by the predictor.
+    ``dropped`` counts instances lost because the queue was full, the disk failed or the batch did not
+    fit ``max_total_bytes``; ``written`` those on disk; ``writer.deleted_files``/``deleted_bytes`` what
+    retention deleted: all exported to Prometheus by the predictor and the sink.
 
     The server's event loop and the writer share one GIL. So a request renders its own line
     (orjson: ~1-3 µs) and appends the bytes to a deque (no lock, no wake-up, no request object
@@ -194,11 +318,11 @@ class PredictionLogger:
 
     def __init__(self, log_dir: str, model_name: str, sample_rate: float = 1.0, queue_size: int = 10_000,
                  max_bytes: int = DEFAULT_MAX_BYTES, max_seconds: float = DEFAULT_MAX_SECONDS,
-                 flush_interval_s: float = 0.05):
+                 flush_interval_s: float = 0.05, max_total_bytes: int = 0, max_age_s: float = 0.0):
         if not 0.0 <= sample_rate <= 1.0:
             raise ConfigError(f"prediction log sample rate must be between 0 and 1, got {sample_rate}")
         self.model_name, self.sample_rate = model_name, sample_rate
-        self.writer = RotatingWriter(log_dir, model_name, max_bytes, max_seconds)
+        self.writer = RotatingWriter(log_dir, model_name, max_bytes, max_seconds, max_total_bytes, max_age_s)
         self.written = self.dropped = 0
         self._pending: collections.deque = collections.deque()
         self._queue_size, self._flush_interval_s = queue_size, flush_interval_s
@@ -206,9 +330,11 @@ class PredictionLogger:
         self._thread = threading.Thread(target=self._drain, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def log(self, request_id: str, model_version: str, instances, predictions, count: int | None = None) -> None:
+    def log(self, request_id: str, model_version: str, instances, predictions, count: int | None = None,
+            latency_ms: float | None = None) -> None:
         """Log one request. ``instances``/``predictions``: lists of dicts or columns, or zero-argument
-        callables that make them (not called for a request the sample leaves out)."""
+        callables that make them (not called for a request the sample leaves out); ``latency_ms``: how long
+        the server took to answer it (the canary comparison reads it)."""
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
         if len(self._pending) >= self._queue_size:
@@ -218,7 +344,7 @@ class PredictionLogger:
             rows = instances() if callable(instances) else instances
             line = _dump_line(records_for(request_id, self.model_name, model_version, rows,
                                           predictions() if callable(predictions) else predictions,
-                                          utc_time(time.time()))[0])
+                                          utc_time(time.time()), latency_ms)[0])
         except Exception:  # noqa: BLE001 - a record that cannot be rendered is counted, never fatal
             self.dropped += count if count is not None else 1
             return
@@ -231,6 +357,10 @@ class PredictionLogger:
     def _drain(self) -> None:
         while not self._closing.wait(self._flush_interval_s):
             self._write_pending()
+            try:
+                self.writer.maintain()  # age limits apply when no request comes, too
+            except OSError:
+                pass
         self._write_pending()
 
     def _write_pending(self) -> None:

@@ -14,7 +14,9 @@ Checks, with the ``AnomalyInfo.Type`` TFDV uses:
 * domains: ``ENUM_TYPE_UNEXPECTED_STRING_VALUES`` (string_domain, honouring
   ``distribution_constraints.min_domain_mass``), ``INT_TYPE_SMALL_INT`` /
   ``INT_TYPE_BIG_INT``, ``FLOAT_TYPE_SMALL_FLOAT`` / ``FLOAT_TYPE_BIG_FLOAT``,
-  ``FLOAT_TYPE_HAS_NAN`` (disallow_nan), ``FLOAT_TYPE_HAS_INF`` (disallow_inf);
+  ``FLOAT_TYPE_HAS_NAN`` (disallow_nan), ``FLOAT_TYPE_HAS_INF`` (infinite values in a FLOAT feature unless
+  its float_domain sets ``disallow_inf: false``: TFDV flags them only with ``disallow_inf: true``, and an
+  inferred schema never says so, so one ``inf`` cell reached the Trainer as NaN losses);
 * a split without examples: ``NO_DATA_IN_SPAN`` (dataset-level, ``data_missing``).
 
 Drift and skew distances (``comparison.py``) are added to a split's result as
@@ -365,11 +367,12 @@ def _check_float_domain(name, steps, stats, domain: schema_pb2.FloatDomain) -> l
             name, steps, _T.FLOAT_TYPE_HAS_NAN, "Invalid values",
             f"Feature '{name}' has {_num(float(num_nan))} NaN values, but the schema's float_domain sets "
             f"disallow_nan."))
-    if domain.disallow_inf and (math.isinf(num.min) or math.isinf(num.max)):
+    if (domain.disallow_inf or not domain.HasField("disallow_inf")) and (math.isinf(num.min) or math.isinf(num.max)):
+        why = ("the schema's float_domain sets disallow_inf" if domain.disallow_inf else
+               "no model can learn from them (a curated schema with float_domain { disallow_inf: false } allows them)")
         findings.append(Finding(
             name, steps, _T.FLOAT_TYPE_HAS_INF, "Invalid values",
-            f"Feature '{name}' has infinite values (min {_num(num.min)}, max {_num(num.max)}), but the schema's "
-            f"float_domain sets disallow_inf."))
+            f"Feature '{name}' has infinite values (min {_num(num.min)}, max {_num(num.max)}); {why}."))
     return findings
 
 
@@ -390,8 +393,9 @@ def check_feature(index: SchemaIndex, name: str, steps, feature: schema_pb2.Feat
             findings += _check_string_domain(name, steps, feature, stats, domain)
         elif kind == "int" and stats.type == _Stats.INT and stats.HasField("num_stats"):
             findings += _check_int_domain(name, steps, stats, domain)
-        elif kind == "float" and stats.type == _Stats.FLOAT and stats.HasField("num_stats"):
-            findings += _check_float_domain(name, steps, stats, domain)
+        elif stats.type == _Stats.FLOAT and stats.HasField("num_stats") and \
+                (kind == "float" or (kind is None and feature.type == schema_pb2.FLOAT)):
+            findings += _check_float_domain(name, steps, stats, domain if kind == "float" else schema_pb2.FloatDomain())
     return findings
 
 

@@ -107,13 +107,16 @@ def render_report(results: dict[str, SplitResult], statistics_dir: str, schema_p
 
 
 def _error_message(results: dict[str, SplitResult], output_dir: str, total: int) -> str:
-    lines = [f"ExampleValidator found {total} anomal{'y' if total == 1 else 'ies'} "
-             f"(anomalies written to {output_dir}):"]
-    for split, result in results.items():
-        lines += [f"{split}/{f.feature}: {f.type_name}: {f.description}" for f in result.findings]
-    lines.append("To proceed: fix the data; or, if the change is expected, update/curate the schema (extend the "
-                 "domain, relax presence/value counts, set drift/skew comparator thresholds, mark features "
-                 "not_in_environment); or set fail_on_anomalies=False to record anomalies without failing.")
+    """First line: how many, and the first two as split/feature TYPE; then one line per anomaly, then what to do."""
+    found = [(split, f) for split, result in results.items() for f in result.findings]
+    named = ", ".join(f"{split}/{f.feature} {f.type_name}" for split, f in found[:2])
+    lines = [f"ExampleValidator found {total} anomal{'y' if total == 1 else 'ies'}: {named}"
+             + (f" and {len(found) - 2} more" if len(found) > 2 else "")]
+    lines += [f"{split}/{f.feature}: {f.type_name}: {f.description}" for split, f in found]
+    lines.append(f"Anomalies written to {output_dir}. To proceed: fix the data; or, if the change is expected, "
+                 "update/curate the schema (extend the domain, relax presence/value counts, set drift/skew comparator "
+                 "thresholds, mark features not_in_environment); or set fail_on_anomalies=False to record anomalies "
+                 "without failing.")
     return "\n".join(lines)
 
 

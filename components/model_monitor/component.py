@@ -39,3 +39,28 @@ def model_monitor(
     for feature, value in result["skew"].items():
         metrics.log_metric(f"skew_{feature}", value)
     return bool(result["retrain"])
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def canary_rollout(
+    prediction_log: str,
+    model_repository: str,
+    model_name: str,
+    decision: Output[Artifact],
+    report: Output[HTML],
+    labels: str = "",
+    canary: dict = {},
+    deploy: dict = {},
+) -> bool:
+    """A canary rollout in progress vs its stable version on the logged traffic: promote, roll back (the Pusher's
+    rollout patch) or wait. True while the rollout still waits (the monitor pipeline then holds back a retrain)."""
+    from kubetfx.components.common.entrypoint import call
+    from kubetfx.components.model_monitor import rollout_step
+
+    result = call(rollout_step.run_cluster, prediction_log_dir=prediction_log, model_repository_base=model_repository,
+                  model_name=model_name, output_dir=decision.path, canary=canary, deploy=deploy, labels=labels,
+                  report_path=report.path)
+    decision.metadata.update({k: v for k, v in result.items() if k != "canary"})
+    if "canary" in result:
+        decision.metadata["evidence"] = result["canary"]["evidence"]
+    return result["action"] == "wait"

@@ -14,7 +14,11 @@ them against the model's schema and training statistics **with the code ExampleV
 * with ground truth (a CSV/JSONL file of request_id[, instance], label), live quality —
   accuracy or MAE/RMSE — against the metrics recorded for the serving version.
 
-Decision: retrain when any of these is anomalous, with one reason per finding. Outputs: TFMD
+Decision: retrain on what a retrain can fix -- skew/drift and a live quality drop -- with one reason per
+finding; schema anomalies (a type change, a new category, a missing feature) are alerts, never a
+retrain: the next version would meet the same clients. The window starts no earlier than the push
+of the version compared against, so the log a retrain was decided on cannot ask for it again; too
+few records (or none) decide nothing, and say so. Outputs: TFMD
 ``Anomalies`` (``Split-serving/SchemaDiff.pb``) and the serving statistics beside them, an HTML
 report with plots (training vs serving distribution per feature, distance per time slice), KFP
 metrics, a Prometheus text file (``kubetfx_feature_skew{...}``), and ``decision.json``.
@@ -29,12 +33,12 @@ import os
 
 import numpy as np
 import pyarrow as pa
-from tensorflow_metadata.proto.v0 import statistics_pb2
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from kubetfx.components.common import fileio, prediction_log, provenance, tfmd
+from kubetfx.components.common import feature_values, fileio, prediction_log, provenance, tfmd
 from kubetfx.components.common.errors import ConfigError, InputDataError
 from kubetfx.components.data_validation import comparison, statistics, validation
-from kubetfx.components.model_monitor import plots
+from kubetfx.components.model_monitor import canary as canary_lib, plots
 
 SERVING_SPLIT = validation.SKEW_SERVING_SPLIT  # the split name validated in the SERVING environment
 DEFAULT_LINF = 0.2
@@ -42,6 +46,10 @@ DEFAULT_JSD = 0.1
 DEFAULT_QUALITY_DROP = 0.05
 DEFAULT_MIN_RECORDS = 100
 TIME_SLICES = 8
+# What a retrain can fix: the data moved (skew/drift). A schema anomaly (a type change, a new category, a missing
+# feature) is the clients' or the schema's to fix: the next version would meet the same requests.
+RETRAINABLE = frozenset({anomalies_pb2.AnomalyInfo.COMPARATOR_L_INFTY_HIGH,
+                         anomalies_pb2.AnomalyInfo.COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH})
 DECISION_FILE = "decision.json"
 PROMETHEUS_FILE = "drift.prom"
 
@@ -49,8 +57,15 @@ PROMETHEUS_FILE = "drift.prom"
 # ----------------------------------------------------------------------------- records -> statistics
 
 
-def _value_type(values: list) -> pa.DataType:
-    """What tf.Example type the logged values are: int64 (ints, bools), float32 (any float), else string."""
+def _value_type(values: list, expected: int | None = None) -> pa.DataType:
+    """What tf.Example type the logged values are. With the schema's type: a value the predictor accepts for it
+    (``181.0`` for an INT, ``39`` for a FLOAT: ``feature_values``) is of that type; otherwise, or without one,
+    int64 (ints, bools), float32 (any float), else string -- a type of its own when the requests disagree with
+    the schema, which ExampleValidator's checks then report as a type change."""
+    if values and expected == schema_pb2.INT and all(feature_values.integral(v) is not None for v in values):
+        return pa.int64()
+    if values and expected == schema_pb2.FLOAT and all(feature_values.is_number(v) for v in values):
+        return pa.float32()
     if values and all(isinstance(v, (bool, int)) for v in values):
         return pa.int64()
     if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
@@ -58,12 +73,11 @@ def _value_type(values: list) -> pa.DataType:
     return pa.string()
 
 
-def _column(values: list) -> pa.Array:
-    """A list column (as decoded from tf.Examples): None or an absent key is a missing value; a type of
-    its own when the requests disagree with the schema (ExampleValidator then reports the type change)."""
+def _column(values: list, expected: int | None = None) -> pa.Array:
+    """A list column (as decoded from tf.Examples): None or an absent key is a missing value."""
     rows = [None if value is None else [v for v in (value if isinstance(value, list) else [value]) if v is not None]
             for value in values]
-    kind = _value_type([v for row in rows if row for v in row])
+    kind = _value_type([v for row in rows if row for v in row], expected)
     if kind == pa.string():
         rows = [None if row is None else [v if isinstance(v, str) else json.dumps(v) for v in row] for row in rows]
     elif kind == pa.int64():
@@ -71,10 +85,12 @@ def _column(values: list) -> pa.Array:
     return pa.array(rows, type=pa.list_(kind))
 
 
-def features_table(records: list[dict]) -> pa.Table:
-    """One list column per feature name seen in the records (a missing key is a missing value)."""
+def features_table(records: list[dict], schema: schema_pb2.Schema | None = None) -> pa.Table:
+    """One list column per feature name seen in the records (a missing key is a missing value), typed as the
+    predictor typed the values it accepted (the schema's INT/FLOAT)."""
+    types = {feature.name: feature.type for feature in schema.feature} if schema is not None else {}
     names = sorted({name for record in records for name in (record.get("features") or {})})
-    return pa.table({name: _column([(record.get("features") or {}).get(name) for record in records])
+    return pa.table({name: _column([(record.get("features") or {}).get(name) for record in records], types.get(name))
                      for name in names}) if names else pa.table({})
 
 
@@ -147,6 +163,7 @@ def _time_slices(total: int, count: int) -> list[tuple[int, int]]:
 
 def run(prediction_log_dir: str, model_name: str, training_statistics: str, schema_path: str, output_dir: str, *,
         start: str = "", end: str = "", last_n: int = 0, labels: str = "", model_info: dict | None = None,
+        since: float | None = None, since_reason: str = "", canary: dict | None = None,
         linf_threshold: float = DEFAULT_LINF, jsd_threshold: float = DEFAULT_JSD,
         quality_tolerance: float = DEFAULT_QUALITY_DROP, min_records: int = DEFAULT_MIN_RECORDS,
         report_path: str | None = None, metrics_path: str | None = None) -> dict:
@@ -154,6 +171,10 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
 
     ``training_statistics``: a FeatureStats.pb file or a statistics artifact dir (its ``train`` split).
     ``model_info``: the serving version's kubetfx_model.json (problem type, evaluation metrics).
+    ``since``: no record before this time (seconds since the epoch) counts, whatever ``start`` says -- the push of
+    the version compared against (``since_reason`` says so in the outputs).
+    ``canary``: a rollout in progress -- {"stable", "canary" (versions), "settings" (CanarySettings), "training"
+    ({version: training statistics})}: the two versions are compared (``canary.py``), and a retrain waits.
     """
     if last_n and (start or end):
         raise ConfigError("give a time window (start/end) or last_n, not both")
@@ -161,21 +182,40 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
         raise ConfigError("last_n must be >= 0 and min_records >= 1")
     schema = tfmd.read_schema(schema_path)
     training = _read_training_statistics(training_statistics)
+    low, clipped = start, False
+    if since is not None and (not start or prediction_log.parse_time(start, "start").timestamp() < since):
+        low, clipped = prediction_log.utc_time(since), True
     # Files still being written count too: a predictor that is serving now keeps its current file open.
-    records, skipped = prediction_log.read_records(prediction_log_dir, model_name, start, end, last_n,
+    records, skipped = prediction_log.read_records(prediction_log_dir, model_name, low, end, last_n,
                                                    include_open=True)
-    window = {"start": records[0]["time"] if records else start, "end": records[-1]["time"] if records else end,
+    window = {"start": records[0]["time"] if records else low, "end": records[-1]["time"] if records else end,
               "records": len(records), "unreadable_lines": skipped,
-              "versions": sorted({str(r.get("model_version")) for r in records})}
+              "versions": sorted({str(r.get("model_version")) for r in records}),
+              "since": {"time": prediction_log.utc_time(since), "reason": since_reason} if clipped else None}
+    deleted = prediction_log.retention(prediction_log_dir, model_name)
+    if deleted and deleted.get("deleted_through") and (not low or prediction_log.parse_time(low, "start") <=
+                                                       prediction_log.parse_time(deleted["deleted_through"], "log")):
+        window["retention"] = deleted  # the window reaches back past what the log kept
     metadata = {"tfx_type": "ModelMonitoring", "model_name": model_name, "window": window,
                 "package_versions": provenance.package_versions()}
+    info = model_info or {}
+    label_map = read_labels(labels) if labels else None
+    index = validation.SchemaIndex(schema, schema_path)
+    if canary:
+        metadata["canary"] = canary_lib.evaluate(
+            records, str(canary["stable"]), str(canary["canary"]), label_map, info.get("problem_type", ""),
+            canary["settings"], {version: _largest_skew(index, schema, _read_training_statistics(path),
+                                                        [r for r in records if str(r.get("model_version")) == version],
+                                                        linf_threshold, jsd_threshold)
+                                 for version, path in (canary.get("training") or {}).items()})
     if len(records) < min_records:
-        decision = {"retrain": False, "reasons": [], "note": f"only {len(records)} logged predictions in the window "
-                                                            f"(min_records {min_records}): nothing decided"}
+        where = f"since {since_reason} ({window['since']['time']})" if clipped and since_reason else "in the window"
+        decision = {"retrain": False, "reasons": [], "alerts": [],
+                    "note": f"only {len(records)} logged predictions {where} (min_records {min_records}): "
+                            "nothing decided"}
         return _finish(output_dir, metadata, decision, None, None, {}, [], report_path, metrics_path)
 
-    index = validation.SchemaIndex(schema, schema_path)
-    table = features_table(records)
+    table = features_table(records, schema)
     serving = serving_statistics(table)
     result = validation.validate_split(index, SERVING_SPLIT, serving)
     result.comparison_kind = "skew"
@@ -191,11 +231,15 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
                                             linf_threshold, jsd_threshold, (training_env, serving_env))
         over_time.append({"start": records[lo]["time"], "end": records[hi - 1]["time"],
                           "distances": {m.feature: m.value for m in measured}})
-    info = model_info or {}
-    live = live_quality(records, read_labels(labels), info.get("problem_type", "")) if labels else None
-    reasons = [f"{finding.feature}: {finding.type_name}: {finding.description}" for finding in result.findings]
-    reasons += quality_findings(live, info.get("metrics") or {}, quality_tolerance)
-    decision = {"retrain": bool(reasons), "reasons": reasons}
+    live = live_quality(records, label_map, info.get("problem_type", "")) if labels else None
+    said = {True: [], False: []}  # retrainable -> reasons
+    for finding in result.findings:
+        said[finding.type in RETRAINABLE].append(f"{finding.feature}: {finding.type_name}: {finding.description}")
+    reasons = said[True] + quality_findings(live, info.get("metrics") or {}, quality_tolerance)
+    decision = {"retrain": bool(reasons), "reasons": reasons, "alerts": said[False]}
+    if canary and reasons:  # the next version would start a second rollout before this one is decided
+        decision.update(retrain=False, deferred=f"a canary rollout of version {canary['canary']} is in progress: "
+                                                "retraining waits for its promotion or rollback")
     anomalies = validation.build_anomalies(schema, result)
     tfmd.write_anomalies(output_dir, SERVING_SPLIT, anomalies)
     stats_list = statistics_pb2.DatasetFeatureStatisticsList()
@@ -205,6 +249,18 @@ def run(prediction_log_dir: str, model_name: str, training_statistics: str, sche
     plot_data = plots.PlotData(training, serving, result.measurements, over_time)
     return _finish(output_dir, metadata, decision, result, plot_data, live or {}, over_time, report_path,
                    metrics_path)
+
+
+def _largest_skew(index, schema, training, records: list[dict], linf: float, jsd: float) -> str:
+    """One version's traffic against its own training data: the feature furthest from it, for the canary report."""
+    if not records:
+        return "no records"
+    serving_env = validation.SERVING if index.uses_environments else None
+    training_env = validation.TRAINING if index.uses_environments else None
+    measured = comparison.compare_split(index, training, serving_statistics(features_table(records, schema)), "skew",
+                                        linf, jsd, (training_env, serving_env))
+    worst = max(measured, key=lambda m: m.value, default=None)
+    return f"{worst.feature} {worst.value:.4g}" if worst else "none measured"
 
 
 def _read_training_statistics(path: str) -> statistics_pb2.DatasetFeatureStatistics:
@@ -232,6 +288,9 @@ def prometheus_text(model_name: str, measurements: list, decision: dict, records
     lines += ["# HELP kubetfx_monitor_retrain 1 when the last monitor run decided to retrain.",
               "# TYPE kubetfx_monitor_retrain gauge", f'kubetfx_monitor_retrain{{model="{model_name}"}} '
               f"{int(decision['retrain'])}",
+              "# HELP kubetfx_monitor_alerts Schema anomalies (not fixed by retraining) in the last monitor run.",
+              "# TYPE kubetfx_monitor_alerts gauge",
+              f'kubetfx_monitor_alerts{{model="{model_name}"}} {len(decision.get("alerts") or [])}',
               "# HELP kubetfx_monitor_records Logged predictions in the last monitor run's window.",
               "# TYPE kubetfx_monitor_records gauge", f'kubetfx_monitor_records{{model="{model_name}"}} {records}']
     return "\n".join(lines) + "\n"
@@ -239,6 +298,8 @@ def prometheus_text(model_name: str, measurements: list, decision: dict, records
 
 def _finish(output_dir, metadata, decision, result, plot_data, live, over_time, report_path, metrics_path) -> dict:
     measurements = result.measurements if result else []
+    if metadata.get("canary"):
+        decision["canary"] = {key: metadata["canary"][key] for key in ("action", "reason", "stable", "canary")}
     metadata.update(decision=decision, retrain=int(decision["retrain"]),
                     skew={m.feature: round(m.value, 6) for m in measurements},
                     anomalies=sorted({f.feature for f in result.findings}) if result else [])
@@ -296,13 +357,17 @@ def serving_version_files(model_repository_base: str, model_name: str, version: 
 
 def run_for_model(prediction_log_dir: str, model_repository_base: str, model_name: str, output_dir: str, *,
                   version: int = 0, **kwargs) -> dict:
-    """:func:`run` against the schema, training statistics and metrics pushed with the serving version."""
+    """:func:`run` against the schema, training statistics and metrics pushed with the serving version, on the
+    records logged since that version was pushed."""
     version, paths = serving_version_files(model_repository_base, model_name, version)
     info = {}
     if os.path.isfile(paths.get("info", "")):
         with open(paths["info"], encoding="utf-8") as handle:
             info = json.load(handle)
+    from kubetfx.components.common import model_repository
+
+    pushed = model_repository.pushed_at(model_repository_base, model_name, version)
     result = run(prediction_log_dir, model_name, paths["statistics"], paths["schema"], output_dir,
-                 model_info=info, **kwargs)
+                 model_info=info, since=pushed, since_reason=f"version {version} was pushed", **kwargs)
     result["compared_with_version"] = version
     return result

@@ -13,6 +13,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
 from kubetfx.components.common import tfmd
 from kubetfx.components.data_validation.validation import string_value_counts
+from kubetfx.components.model_monitor import canary
 
 WIDTH, HEIGHT, PAD = 420, 160, 28
 TRAINING_COLOR, SERVING_COLOR = "#4c72b0", "#dd8452"
@@ -125,17 +126,30 @@ def _table(header: list[str], rows: list[list]) -> str:
 
 def render_html(metadata: dict, decision: dict, result, data: PlotData | None, over_time: list) -> str:
     window = metadata["window"]
-    verdict = "RETRAIN" if decision["retrain"] else "no retraining needed"
+    verdict = ("RETRAIN" if decision["retrain"] else "nothing decided" if decision.get("note")
+               else "no retraining needed")
     parts = [f"<h1>Model monitor: {html.escape(metadata['model_name'])} — {verdict}</h1>",
              f"<p>{window['records']} logged predictions from {html.escape(str(window['start']))} to "
              f"{html.escape(str(window['end']))}; model versions {', '.join(window['versions']) or '–'}"
              + (f"; {window['unreadable_lines']} unreadable log lines skipped" if window["unreadable_lines"] else "")
-             + "</p>"]
+             + (f"; records since {html.escape(window['since']['reason'])} ({html.escape(window['since']['time'])})"
+                if window.get("since") else "") + "</p>"]
+    if window.get("retention"):
+        parts.append(f"<p>Records up to {html.escape(window['retention']['deleted_through'])} were deleted by the "
+                     f"log's retention ({window['retention']['deleted_files']} files): the window starts later "
+                     "than asked.</p>")
     if decision.get("note"):
         parts.append(f"<p>{html.escape(decision['note'])}</p>")
+    if decision.get("deferred"):
+        parts.append(f"<p>Retraining deferred: {html.escape(decision['deferred'])}.</p>")
+    if metadata.get("canary"):
+        parts.append(canary.html_section(metadata["canary"]))
     if decision["reasons"]:
         parts.append("<h2>Why</h2><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in decision["reasons"])
                      + "</ul>")
+    if decision.get("alerts"):
+        parts.append("<h2>Alerts (retraining cannot fix these: fix the clients or the schema)</h2><ul>"
+                     + "".join(f"<li>{html.escape(r)}</li>" for r in decision["alerts"]) + "</ul>")
     if metadata.get("live_quality"):
         parts.append("<h2>Live quality</h2>" + _table(["metric", "value"], sorted(metadata["live_quality"].items())))
     if result is None or data is None:

@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from kubetfx.components.common import layout
+from kubetfx.components.common import layout, prediction_log
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
                               "monitor (off the request path; empty: off)")
     serving.add_argument("--prediction_log_sample_rate", type=float, default=1.0,
                          help="share of requests logged (0..1)")
+    serving.add_argument("--prediction_log_max_total_bytes", type=int, default=prediction_log.DEFAULT_MAX_TOTAL_BYTES,
+                         help="the log's directory never holds more: the oldest files are deleted first (0: no limit)")
+    serving.add_argument("--prediction_log_max_file_bytes", type=int, default=prediction_log.DEFAULT_MAX_BYTES,
+                         help="a new log file after this many bytes (at most a quarter of the total)")
+    serving.add_argument("--prediction_log_max_age_s", type=float, default=prediction_log.DEFAULT_MAX_AGE_S,
+                         help="log files older than this are deleted (0: no limit)")
+    serving.add_argument("--canary_percent", type=int, default=0,
+                         help="a newly pushed version gets this share of requests beside the served one until a rollout "
+                              "decision (kubetfx monitor) promotes or rolls it back (0: serve it at once)")
     serving.add_argument("--allow_nan", action="store_true",
                          help="accept NaN/Inf (JSON null) in float features unless the schema disallows them")
     serving.add_argument("--tf_intra_op_threads", type=int, default=0, help="TF intra-op threads (0: TF default)")
@@ -54,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args, _unknown = build_parser().parse_known_args(argv)  # kserve's own flags may ride along
-    from kubetfx.components.common.errors import KubetfxError
+    from kubetfx.components.common.errors import KubetfxError, user_message
     from kubetfx.components.predictor.model import ServingOptions
     from kubetfx.components.predictor.repository_watch import ModelSource
 
@@ -66,6 +75,8 @@ def main(argv=None) -> int:
             if not args.model_repository or not args.model_name:
                 raise KubetfxError("give --model_repository DIR and --model_name NAME (or --model_dir DIR)")
             source = ModelSource(model_name=args.model_name, repository=args.model_repository, version=args.version)
+        if not 0 <= args.canary_percent < 100:
+            raise KubetfxError(f"--canary_percent must be between 0 (no canary) and 99, got {args.canary_percent}")
         if args.max_request_bytes < 1024:
             raise KubetfxError(f"--max_request_bytes must be at least 1024, got {args.max_request_bytes}")
         options = ServingOptions(allow_nan=args.allow_nan, max_batch_size=args.max_batch_size,
@@ -73,13 +84,17 @@ def main(argv=None) -> int:
                                  max_batch_wait_us=args.max_batch_wait_us, poll_interval_s=args.poll_interval_s,
                                  intra_op_threads=args.tf_intra_op_threads, inter_op_threads=args.tf_inter_op_threads,
                                  prediction_log_dir=args.prediction_log_dir,
-                                 prediction_log_sample_rate=args.prediction_log_sample_rate)
+                                 prediction_log_sample_rate=args.prediction_log_sample_rate,
+                                 prediction_log_max_total_bytes=args.prediction_log_max_total_bytes,
+                                 prediction_log_max_file_bytes=args.prediction_log_max_file_bytes,
+                                 prediction_log_max_age_s=args.prediction_log_max_age_s,
+                                 canary_percent=args.canary_percent)
         from kubetfx.components.predictor import server
 
         server.serve(source, options, http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
                      enable_grpc=args.enable_grpc, grace_period_s=args.grace_period_s)
     except KubetfxError as err:
-        print(f"kubetfx predictor: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        print(user_message(err, "kubetfx predictor: "), file=sys.stderr, flush=True)
         return 1
     return 0
 

@@ -29,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -38,6 +40,7 @@ from kserve.errors import ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Counter, Gauge
 
+from kubetfx.components.common import prediction_log
 from kubetfx.components.predictor import kserve_changes, repository_watch, servable as servable_lib
 from kubetfx.components.predictor.schema_check import RequestError, V2JsonRequest, json_kind
 
@@ -47,6 +50,10 @@ MODEL_VERSION = Gauge("kubetfx_predictor_model_version", "The model version bein
 LOGGED_RECORDS = Gauge("kubetfx_predictor_prediction_log_records", "Prediction log records of this process, "
                        "by outcome: written to the log, or dropped (queue full or the sink failed)",
                        ["model", "outcome"])
+LOG_DELETED_FILES = Gauge("kubetfx_predictor_prediction_log_deleted_files", "Prediction log files this process "
+                          "deleted to keep the log within its size and age limits", ["model"])
+LOG_DELETED_BYTES = Gauge("kubetfx_predictor_prediction_log_deleted_bytes", "Bytes of prediction log this process "
+                          "deleted to keep the log within its size and age limits", ["model"])
 INVALID_REQUESTS = Counter("kubetfx_predictor_invalid_requests", "Requests rejected by schema validation",
                            ["model"])
 
@@ -63,14 +70,19 @@ class ServingOptions:
     max_request_bytes: int = 8 * 1024 * 1024  # REST bodies and gRPC messages; larger ones get 413 / RESOURCE_EXHAUSTED
     prediction_log_dir: str = ""  # where to log requests and predictions for the model monitor (empty: off)
     prediction_log_sample_rate: float = 1.0
+    prediction_log_max_total_bytes: int = prediction_log.DEFAULT_MAX_TOTAL_BYTES  # 0: no limit
+    prediction_log_max_file_bytes: int = prediction_log.DEFAULT_MAX_BYTES
+    prediction_log_max_age_s: float = prediction_log.DEFAULT_MAX_AGE_S  # 0: no limit
+    canary_percent: int = 0  # a newly pushed version gets this share of requests until a rollout decision (0: off)
 
 
 class _Work:
     """One request on its way through preprocess -> predict -> postprocess."""
 
-    __slots__ = ("servable", "columns", "n", "request", "outputs", "request_id", "instances")
+    __slots__ = ("servable", "columns", "n", "request", "outputs", "request_id", "instances", "started")
 
-    def __init__(self, servable, columns, n, request, request_id=None, instances=None):
+    def __init__(self, servable, columns, n, request, request_id=None, instances=None, started=0.0):
+        self.started = started  # perf_counter when preprocess took it: the log's per-request latency
         self.servable = servable
         self.columns = columns
         self.n = n
@@ -129,6 +141,8 @@ class KubetfxPredictor(Model):
         self._loaded = threading.Event()
         self._load_error: str | None = None
         self._prediction_log = None  # made in the serving process (each --workers child has its own)
+        self._canary = None  # a newer version on trial (--canary_percent), beside _servable
+        self._canary_share = 0.0
 
     # ------------------------------------------------------------------ loading
     def _load_location(self, location):
@@ -162,20 +176,67 @@ class KubetfxPredictor(Model):
     def _start_watcher(self) -> None:
         if self.source.watchable and self._watcher is None and self._servable is not None:
             self._watcher = repository_watch.RepositoryWatcher(
-                self.source, self._load_location, self._switch, int(self._servable.version),
-                self.options.poll_interval_s, skipped=self._skipped)
+                self.source, self._load_location, self._on_new_version, int(self._servable.version),
+                self.options.poll_interval_s, skipped=self._skipped, on_poll=self._follow_rollout)
             self._watcher.start()
+
+    # ------------------------------------------------------------------ local canary (--canary_percent)
+    def _on_new_version(self, new) -> None:
+        """A newer pushed version: served at once, or -- with --canary_percent -- tried beside the served one."""
+        if not self.options.canary_percent or self._servable is None or not self.source.repository:
+            self._switch(new)
+            return
+        from kubetfx.components.pusher import local_rollout
+
+        stable, percent = self._servable.version, self.options.canary_percent
+        local_rollout.start_canary(self.source.repository, self.name, int(stable), int(new.version), percent)
+        old, self._canary, self._canary_share = self._canary, new, percent / 100.0
+        if old is not None:
+            old.close()
+        logger.info("version %s is a canary: %d%% of requests (version %s the rest) until a rollout decision "
+                    "(kubetfx monitor) promotes it or rolls it back", new.version, percent, stable)
+
+    def _follow_rollout(self) -> None:
+        """Apply what the rollout document says now: promoted (the canary takes all), rolled back (it is dropped)."""
+        canary = self._canary
+        if canary is None:
+            return
+        from kubetfx.components.pusher import local_rollout
+
+        service = local_rollout.read(self.source.repository, self.name)
+        if service is None or local_rollout.versions(service)[0] != int(self._servable.version):
+            return  # not this rollout's document (its previous version is the one served beside the canary)
+        state = local_rollout.state(service)
+        if state == local_rollout.PROMOTED and local_rollout.versions(service)[1] == int(canary.version):
+            self._canary = None
+            self._switch(canary)
+            logger.info("canary version %s promoted: it serves every request", canary.version)
+        elif state == local_rollout.ROLLED_BACK:
+            self._canary = None
+            canary.close()
+            logger.info("canary version %s rolled back: version %s serves every request", canary.version,
+                        self._servable.version)
+
+    def _pick(self):
+        """The servable a request goes to: the canary for its share of requests, else the stable version."""
+        canary = self._canary
+        if canary is not None and random.random() < self._canary_share:
+            return canary
+        return self._servable
 
     def _open_prediction_log(self) -> None:
         """The prediction log of this process: off the request path (queue + writer thread), counted in /metrics."""
         if not self.options.prediction_log_dir or self._prediction_log is not None:
             return
-        from kubetfx.components.common.prediction_log import PredictionLogger
-
-        log = PredictionLogger(self.options.prediction_log_dir, self.name,
-                               sample_rate=self.options.prediction_log_sample_rate)
+        o = self.options
+        log = prediction_log.PredictionLogger(o.prediction_log_dir, self.name, sample_rate=o.prediction_log_sample_rate,
+                                              max_bytes=o.prediction_log_max_file_bytes,
+                                              max_total_bytes=o.prediction_log_max_total_bytes,
+                                              max_age_s=o.prediction_log_max_age_s)
         LOGGED_RECORDS.labels(self.name, "written").set_function(lambda: log.written)
         LOGGED_RECORDS.labels(self.name, "dropped").set_function(lambda: log.dropped)
+        LOG_DELETED_FILES.labels(self.name).set_function(lambda: log.writer.deleted_files)
+        LOG_DELETED_BYTES.labels(self.name).set_function(lambda: log.writer.deleted_bytes)
         self._prediction_log = log
 
     def _log_prediction(self, work: _Work, predictions) -> None:
@@ -186,24 +247,23 @@ class KubetfxPredictor(Model):
             if instances is None:
                 instances = lambda: _log_columns(work.columns)  # noqa: E731 - made only when logged
             self._prediction_log.log(work.request_id or _new_response_id(), work.servable.version, instances,
-                                     predictions, count=work.n)
+                                     predictions, count=work.n,
+                                     latency_ms=round((time.perf_counter() - work.started) * 1000.0, 3))
 
-    def _log_rejected(self, payload, headers, err: RequestError) -> None:
+    def _log_rejected(self, servable, payload, headers, err: RequestError) -> None:
         """A rejected request is what the model was asked too (an unseen category, a type change): logged
         with the reason as its prediction, so the monitor sees what the schema check turned away."""
-        if self._prediction_log is None or self._servable is None:
+        if self._prediction_log is None or servable is None:
             return
-        from kubetfx.components.common.prediction_log import instances_of
-
         body = payload.body if isinstance(payload, V2JsonRequest) else payload
         if not isinstance(body, dict):
             return  # not JSON instances (binary tensors, garbage): nothing a monitor could compare
 
         def instances():
-            rows = instances_of(body)
+            rows = prediction_log.instances_of(body)
             return rows if isinstance(rows, list) and all(isinstance(r, dict) for r in rows) else []
 
-        self._prediction_log.log(_request_id(headers) or _new_response_id(), self._servable.version, instances,
+        self._prediction_log.log(_request_id(headers) or _new_response_id(), servable.version, instances,
                                  lambda: [{"error": str(err)[:300]}] * len(instances()), count=1)
 
     def stop(self) -> None:
@@ -213,6 +273,8 @@ class KubetfxPredictor(Model):
             self._watcher.stop()
         if self._servable is not None:
             self._servable.close()
+        if self._canary is not None:
+            self._canary.close()
         self.ready = False
 
     @property
@@ -223,7 +285,7 @@ class KubetfxPredictor(Model):
     def __getstate__(self):
         state = self.__dict__.copy()
         for key in ("_servable", "_watcher", "_loaded", "_http_client_instance", "_grpc_client_stub",
-                    "_prediction_log"):
+                    "_prediction_log", "_canary"):
             state[key] = None
         state["ready"] = False
         return state
@@ -271,25 +333,26 @@ class KubetfxPredictor(Model):
         return payload  # preprocess validated it against the training schema
 
     async def preprocess(self, payload, headers=None) -> _Work:
-        servable = self._servable
+        started = time.perf_counter()
+        servable = self._pick()
         if servable is None:
             raise ModelNotReady(self.name)
         try:
             if isinstance(payload, V2JsonRequest):
                 columns, n = servable.rules.from_v2_json(payload.body, self.name)
-                return _Work(servable, columns, n, payload, payload.id or _request_id(headers))
+                return _Work(servable, columns, n, payload, payload.id or _request_id(headers), started=started)
             if isinstance(payload, InferRequest):
                 columns, n = servable.rules.from_infer_request(payload)
-                return _Work(servable, columns, n, payload, payload.id or _request_id(headers))
+                return _Work(servable, columns, n, payload, payload.id or _request_id(headers), started=started)
             if isinstance(payload, (bytes, bytearray)):  # kserve passes a body it did not read as JSON as is
                 raise RequestError(f"unsupported request body ({json_kind(payload)}); send JSON with Content-Type: "
                                    f'application/json: {{"instances": [...]}} to /v1/models/{self.name}:predict or '
                                    f'{{"inputs": [...]}} to /v2/models/{self.name}/infer')
             columns, n = servable.rules.from_v1_json(payload, self.name)
-            return _Work(servable, columns, n, None, _request_id(headers), payload.get("instances"))
+            return _Work(servable, columns, n, None, _request_id(headers), payload.get("instances"), started)
         except RequestError as err:
             INVALID_REQUESTS.labels(self.name).inc()
-            self._log_rejected(payload, headers, err)
+            self._log_rejected(servable, payload, headers, err)
             raise
 
     async def predict(self, work: _Work, headers=None, response_headers=None) -> _Work:

@@ -92,13 +92,15 @@ class ModelSource:
 
 
 class RepositoryWatcher:
-    """Polls ``source`` every ``interval_s``; loads newer versions with ``loader`` and passes them to ``on_loaded``."""
+    """Polls ``source`` every ``interval_s``; loads newer versions with ``loader`` and passes them to ``on_loaded``
+    (which serves them, or starts a canary); ``on_poll`` runs first at every poll."""
 
     def __init__(self, source: ModelSource, loader, on_loaded, current_version: int, interval_s: float = 10.0,
-                 skipped: set | None = None):
+                 skipped: set | None = None, on_poll=None):
         self.source = source
         self._loader = loader
         self._on_loaded = on_loaded
+        self._on_poll = on_poll  # called at every poll first (the local canary follows its rollout document)
         self.current = int(current_version)
         self.interval_s = max(0.05, float(interval_s))
         self.skipped: set[int] = set(skipped or ())
@@ -122,6 +124,8 @@ class RepositoryWatcher:
 
     def poll(self) -> int | None:
         """Check once; the version switched to, or None."""
+        if self._on_poll is not None:
+            self._on_poll()
         try:
             versions = self.source.versions()
         except (OSError, KubetfxError) as err:

@@ -27,6 +27,7 @@ import os
 import numpy as np
 from kserve.errors import InvalidInput
 
+from kubetfx.components.common import feature_values
 from kubetfx.components.predictor.signature import Feature
 
 _FLOAT_V2 = ("FP32", "FP64", "FP16")
@@ -227,12 +228,9 @@ class RequestSchema:
         if rule.dtype == "int64":
             if kinds != {int}:
                 for index, value in enumerate(values):
-                    if type(value) is int:
-                        continue
-                    if type(value) is float and value.is_integer():
-                        values[index] = int(value)
-                        continue
-                    raise self._value_error(index, rule, value, "expected an integer")
+                    if (whole := feature_values.integral(value)) is None:
+                        raise self._value_error(index, rule, value, "expected an integer")
+                    values[index] = whole
             try:
                 return np.array(values, dtype=np.int64)
             except OverflowError:
@@ -246,7 +244,7 @@ class RequestSchema:
                         values[index] = math.nan
                         continue
                     raise self._value_error(index, rule, value, "null (NaN) is not allowed for this feature")
-                if type(value) not in (float, int):
+                if not feature_values.is_number(value):
                     raise self._value_error(index, rule, value, "expected a number")
         column = np.array(values, dtype=np.float64)  # exact, then checked before narrowing
         self._check_finite(rule, column, values)

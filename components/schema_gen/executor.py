@@ -20,7 +20,8 @@ depends on the split: we don't.) The rules:
 * ``int_domain { min: 0 }`` / ``float_domain { min: 0 }`` when the smallest value is >= 0;
 * with a ``label_column``: environments TRAINING and SERVING, the label not in SERVING;
 * no ``disallow_nan`` / ``disallow_inf`` (TFDV does not infer them): infinite values
-  are named in the report, and a curated schema can reject them.
+  are named in the report; ExampleValidator reports them (FLOAT_TYPE_HAS_INF) unless a
+  curated schema sets ``disallow_inf: false``.
 
 With ``schema_file`` (like TFX's ImportSchemaGen) the file is validated and
 copied verbatim instead. Output: ``<output_dir>/schema.pbtxt``.
@@ -238,8 +239,8 @@ def _infinite_values(dataset: statistics_pb2.DatasetFeatureStatistics) -> list[s
         if stats.HasField("num_stats") and _has_values(stats.num_stats) and \
                 (math.isinf(stats.num_stats.min) or math.isinf(stats.num_stats.max)):
             lines.append(f"* `{name}` has infinite values (min {report.fmt(stats.num_stats.min)}, max "
-                         f"{report.fmt(stats.num_stats.max)}). Like TFDV, inference does not reject them; "
-                         "to reject them, set `float_domain { disallow_inf: true }` on it in a curated schema "
+                         f"{report.fmt(stats.num_stats.max)}). ExampleValidator reports them (FLOAT_TYPE_HAS_INF); "
+                         "to accept them, set `float_domain { disallow_inf: false }` on it in a curated schema "
                          "(schema_file).")
     return lines
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -233,6 +234,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
             from kubetfx.components.trainer import builtin
 
             info = builtin.run(fn_args, label, hp, summary.get("label_vocabulary"), problem_type, cluster)
+        _check_finite(info)
         from kubetfx.components.trainer import export
 
         info.update(
@@ -266,6 +268,21 @@ def model_metadata(info: dict) -> dict:
     metadata["model_run"] = {layout.TFX_TYPE: MODEL_RUN_TYPE, "tensorboard_log_dir": ".",
                              "epochs_run": info.get("epochs_run")}
     return metadata
+
+
+def _check_finite(info: dict) -> None:
+    """A model whose loss or metrics came out NaN/infinite is no model: fail, saying which (nothing is written)."""
+    values = dict(info.get("metrics") or {})
+    for name, series in (info.get("history") or {}).items():
+        if series:
+            values[f"{name} (last epoch)"] = series[-1]
+    bad = [f"{name}={value}" for name, value in sorted(values.items())
+           if isinstance(value, float) and not math.isfinite(value)]
+    if bad:
+        raise KubetfxError(f"training diverged: the loss or metrics are NaN or infinite ({', '.join(bad[:4])}"
+                           f"{', ...' if len(bad) > 4 else ''}); the data or its preprocessing holds non-finite "
+                           "values (an infinite or NaN cell? ExampleValidator reports FLOAT_TYPE_HAS_INF), or the "
+                           "learning rate is too high")
 
 
 def run_isolated(**kwargs) -> dict:

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 
-from kubetfx.components.common.errors import KubetfxError
+from kubetfx.components.common.errors import KubetfxError, user_message
 from kubetfx.pipelines import registry
 from kubetfx.pipelines.registry import PIPELINES
 
@@ -149,36 +149,91 @@ def _cmd_run(args, parser) -> int:
                             containers=args.containers, config=config, parallelism=args.parallelism)
 
 
+def _monitor_target(args) -> tuple[str, "registry.PipelineEntry | None"]:
+    """(the model to monitor, the pipeline that retrains it -- None when kubetfx does not know it)."""
+    if args.model:
+        if args.pipeline or args.data or args.label:
+            raise KubetfxError("give --model NAME, or the pipeline that trains it (penguin, churn, --data/--label), "
+                               "not both")
+        known = PIPELINES.get(args.model)
+        return args.model, known if known is not None and known.kind == registry.TRAINING else None
+    entry = _entry(args)
+    if entry.kind != registry.TRAINING:
+        raise KubetfxError("kubetfx monitor watches a training pipeline's model (penguin, churn, --data/--label "
+                           "or --model NAME)")
+    return entry.make().component_spec.inputs["model_name"].default, entry
+
+
+def _print_canary(verdict: dict, applied: dict) -> None:
+    samples = verdict["samples"]
+    print(f"Canary: version {verdict['canary']} vs version {verdict['stable']}: {verdict['action'].upper()} -- "
+          f"{verdict['reason']}")
+    print(f"  samples: stable {samples['stable']}, canary {samples['canary']}"
+          f"{' (labelled answers compared)' if verdict['labelled'] else ' (no labels: behaviour compared)'}; "
+          f"the test's planned length {verdict['planned_samples']} per version; alpha {verdict['alpha']:g}")
+    if applied["applied"]:
+        kept = verdict["canary"] if verdict["action"] == "promote" else verdict["stable"]
+        print(f"  applied: version {kept} serves every request from the predictor's next poll")
+    elif verdict["action"] == "wait":
+        print("  waiting: run the monitor again when more traffic (and labels) came in")
+
+
 def _cmd_monitor(args, parser) -> int:
     """The local continuous-training loop: monitor the prediction log; retrain when it says so."""
     import time
 
-    from kubetfx.components.model_monitor import executor as monitor
+    from kubetfx.components.model_monitor import executor as monitor, rollout_step
     from kubetfx.pipelines.local import runner as local_runner
 
-    entry = _entry(args)
-    if entry.kind != registry.TRAINING:
-        raise KubetfxError("kubetfx monitor watches a training pipeline's model (penguin, churn or --data/--label)")
+    model_name, entry = _monitor_target(args)
     root = os.path.abspath(args.root)
-    output_dir = os.path.join(root, "monitor", time.strftime("%Y%m%d-%H%M%S"))
-    model_name = entry.make().component_spec.inputs["model_name"].default
-    result = monitor.run_for_model(
-        registry.prediction_log_dir(root), registry.model_repository_dir(root), model_name, output_dir,
-        last_n=args.last_n, start=args.start, end=args.end, labels=args.labels, min_records=args.min_records,
-        report_path=os.path.join(output_dir, "report.html"), metrics_path=os.path.join(output_dir, "metrics.json"))
+    log_dir = registry.prediction_log_dir(root)
+    if not os.path.isdir(os.path.join(log_dir, model_name)):
+        raise KubetfxError(f"no prediction log of '{model_name}' in {log_dir}: nothing is being logged, so nothing "
+                           f"can be monitored; serve it with `make serve MODEL={model_name}` (it passes the "
+                           f"predictor --prediction_log_dir {log_dir})")
+    if args.retrain and entry is None:
+        raise KubetfxError(f"--retrain: no known pipeline trains '{model_name}'; give the one that does "
+                           f"(--data FILE --label COLUMN --name {model_name}, or `make monitor MODEL={model_name} "
+                           "DATA=... LABEL=...`)")
+    output_dir = os.path.join(root, "monitor", model_name, time.strftime("%Y%m%d-%H%M%S"))
+    repository = registry.model_repository_dir(root)
+    options = dict(last_n=args.last_n, start=args.start, end=args.end, labels=args.labels, min_records=args.min_records,
+                   report_path=os.path.join(output_dir, "report.html"),
+                   metrics_path=os.path.join(output_dir, "metrics.json"))
+    result = rollout_step.run_local(log_dir, repository, model_name, output_dir, _config(args).canary_settings(),
+                                    **options) or monitor.run_for_model(log_dir, repository, model_name, output_dir,
+                                                                        **options)
     decision, window = result["decision"], result["window"]
+    since = f" (records since {window['since']['reason']}, {window['since']['time']})" if window.get("since") else ""
     print(f"Monitored {window['records']} logged predictions of {model_name} (versions "
-          f"{', '.join(window['versions']) or '-'}) against version {result['compared_with_version']}'s training data")
+          f"{', '.join(window['versions']) or '-'}) against version {result['compared_with_version']}'s training "
+          f"data{since}")
     print(f"  report: {os.path.join(output_dir, 'report.html')}")
+    if window.get("retention"):
+        print(f"  records up to {window['retention']['deleted_through']} were deleted by the log's retention: the "
+              "window starts later than asked")
+    if result.get("canary"):
+        _print_canary(result["canary"], result["rollout"])
     if decision.get("note"):
-        print(f"  {decision['note']}")
+        print(f"Nothing decided: {decision['note']}.")
+        return 0
+    if decision.get("deferred"):
+        print(f"Retraining deferred: {decision['deferred']}.")
+    if decision.get("alerts"):
+        print("Alerts (retraining cannot fix these: fix the clients or the schema):")
+        for alert in decision["alerts"]:
+            print(f"  - {alert}")
     if not decision["retrain"]:
-        print("No retraining needed.")
+        print("No retraining needed." + (" (See the alerts above.)" if decision.get("alerts") else ""))
         return 0
     print("Retrain:")
     for reason in decision["reasons"]:
         print(f"  - {reason}")
     if not args.retrain:
+        return 0
+    if entry is None:
+        print(f"  (to retrain, give the pipeline that trains '{model_name}': --data FILE --label COLUMN)")
         return 0
     print(f"\nRetraining: the {entry.name} pipeline on the newest data span")
     return local_runner.run(entry, root=root)
@@ -269,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch = commands.add_parser("monitor", help="compare the local prediction log with the served version's "
                                                 "training data; retrain when it has drifted (--retrain)")
     _add_pipeline(watch)
+    watch.add_argument("--model", default=None, metavar="NAME",
+                       help="any pushed model (instead of a pipeline); --retrain then needs its --data/--label")
     watch.add_argument("--root", default="kubetfx-local", help="local directory (prediction-log/, model-repository/)")
     watch.add_argument("--last-n", type=int, default=0, help="the newest N logged predictions (default: all)")
     watch.add_argument("--start", default="", help="window start (ISO-8601)")
@@ -276,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--labels", default="", help="ground truth: CSV/JSONL of request_id[,instance],label")
     watch.add_argument("--min-records", type=int, default=100, help="decide nothing below this many predictions")
     watch.add_argument("--retrain", action="store_true", help="run the pipeline when the monitor says retrain")
+    _add_environment(watch, compiles=False)  # its canary: settings (alpha, margins) decide a local canary
     watch.set_defaults(handler=_cmd_monitor)
 
     params = commands.add_parser("params", help="list a pipeline's parameters, their defaults and meaning")
@@ -298,7 +356,7 @@ def main(argv=None) -> int:
     try:
         return args.handler(args, parser)
     except KubetfxError as err:
-        print(f"kubetfx: {err}", file=sys.stderr)
+        print(user_message(err), file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -1,12 +1,14 @@
 """Compile a pipeline for an environment: its Kubernetes settings, and its values as parameter defaults.
 
-What an environment config says ends up in the KFP IR YAML, so the same file can be
+What an environment config says ends up in the KFP IR YAML (the command line's ``--data`` over its
+``input_uri``), so the same file can be
 uploaded in the KFP UI or submitted by ``kubetfx submit`` and run with no further input:
 parameter defaults (``parameters``, ``push_destination`` from the model repository, the
 Pusher's ``deploy`` settings read from the environment's manifests), images, the
 Trainer's GPU pool, the model repository's volume or credentials.
 """
 
+import dataclasses
 import os
 
 from kubetfx.components.common.errors import ConfigError
@@ -21,7 +23,7 @@ def environment_defaults(entry: PipelineEntry, config: pipeline_config.PipelineC
     from kubetfx.pipelines.cluster import serving_template
     from kubetfx.pipelines.registry import MONITOR
 
-    defaults = dict(config.parameters) if entry.kind != MONITOR else {}
+    defaults = {**config.parameters, **entry.parameters} if entry.kind != MONITOR else {}
     unknown = sorted(set(defaults) - set(inputs))
     if unknown:
         raise ConfigError(f"{config.source or config.name}: parameters: unknown pipeline parameter(s) "
@@ -32,8 +34,8 @@ def environment_defaults(entry: PipelineEntry, config: pipeline_config.PipelineC
                             ("experiment", config.kfp.experiment)):
             if value:
                 defaults[name] = value
-        return defaults
-    if repository.uri:
+        defaults["canary"] = dataclasses.asdict(config.canary_settings())
+    elif repository.uri:
         defaults.setdefault("push_destination", repository.uri)
     template = config.serving_template_path()
     if template and os.path.isfile(os.path.join(template, "kustomization.yaml")):

@@ -15,12 +15,13 @@ import threading
 import time
 import warnings
 
+from kubetfx.components.common.errors import user_message
 from kubetfx.pipelines.local import scheduler as local_scheduler
 
 # Exit codes: what happened, for a scheduler or CI (the CLI adds 2: a usage/config error before any task ran).
 EXIT_PUSHED, EXIT_FAILED, EXIT_NOT_PUSHED = 0, 1, 3
 
-_SHOW = re.compile(r"finished with status|kubetfx: ")
+_SHOW = re.compile(r"finished with status")
 _ERROR_LINE = re.compile(r"^\s*(kubetfx: .+|[A-Za-z_][\w.]*(Error|Exception|Exit)\b.*)$")
 _KFP_LOG_LINE = re.compile(r"^\s*\d\d:\d\d:\d\d\.\d+ - |^\s*\[KFP Executor")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -53,13 +54,14 @@ class _FilteredStdout(io.TextIOBase):
                 in_error = getattr(state, "in_error", False)
                 if in_error and (_KFP_LOG_LINE.search(line) or not line.strip()):
                     in_error = False
-                if "kubetfx: " in line:
-                    in_error = True
-                state.in_error = in_error
-                if in_error or _SHOW.search(line):
+                errors = self.task_errors.setdefault(task, []) if task else []
+                if in_error and line.startswith("  ") and errors:  # a message's details, after its first line
+                    errors[-1] += "\n" + line.strip()
+                elif task and _ERROR_LINE.match(line):
+                    errors.append(line.strip())
+                state.in_error = in_error or "kubetfx: " in line
+                if _SHOW.search(line):  # task statuses; error messages are printed once, on stderr, at the end
                     self._terminal.write(line.strip() + "\n")
-                if task and _ERROR_LINE.match(line):
-                    self.task_errors.setdefault(task, []).append(line.strip())
             self._terminal.flush()
         return len(text)
 
@@ -95,8 +97,6 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
     root = os.path.abspath(root)
     pipeline_root = os.path.join(root, "pipeline-root")
     logs_dir = os.path.join(root, "logs")
-    os.makedirs(pipeline_root, exist_ok=True)
-    os.makedirs(logs_dir, exist_ok=True)
     arguments = entry.local_arguments(root)
     arguments.update(overrides or {})
 
@@ -119,6 +119,8 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
     else:
         pipeline_func, runner, runner_name = entry.make(), local.SubprocessRunner(use_venv=False), "SubprocessRunner"
         arguments = preflight.check(pipeline_func.component_spec.inputs, arguments)
+    os.makedirs(pipeline_root, exist_ok=True)  # only now: a usage or data error leaves nothing behind
+    os.makedirs(logs_dir, exist_ok=True)
     local.init(runner=runner, pipeline_root=pipeline_root, raise_on_error=True)
     before = set(os.listdir(pipeline_root))
     log_path = os.path.join(logs_dir, f"{entry.name}-{time.strftime('%Y%m%d-%H%M%S')}.log")
@@ -146,10 +148,10 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
     new_runs = sorted(set(os.listdir(pipeline_root)) - before)
     run_dir = os.path.join(pipeline_root, new_runs[-1]) if new_runs else None
     if failed:
-        print(f"\nFAILED after {elapsed:.1f} s: {failed}")
-        for task, line in _task_errors(log_path, failed, task_errors):
-            print(f"  {task}: {line}")
-        print(f"Full log: {log_path}")
+        print(f"\nFAILED after {elapsed:.1f} s", flush=True)
+        for task, message in _task_errors(log_path, failed, task_errors) or [("the run", failed)]:
+            print(user_message(message.removeprefix("kubetfx: "), f"kubetfx: {task} failed: "), file=sys.stderr)
+        print(f"  full log: {log_path}", file=sys.stderr, flush=True)
         return EXIT_FAILED
     print(f"\nPipeline {entry.name} succeeded in {elapsed:.1f} s. Run directory: {_display(run_dir or pipeline_root)}")
     if containers:
@@ -184,8 +186,8 @@ def _warm_tasks(pipeline_func, containers: bool, parallelism: int):
 
 
 def _task_errors(log_path: str, failure: str, errors: dict[str, list[str]]) -> list[tuple[str, str]]:
-    """(task, its last error line) for each task the failure names: from the lines each task printed
-    (``errors``), else from the task's section of the full log."""
+    """(task, its last error message: first line and details) for each task the failure names: from what
+    each task printed (``errors``), else from the task's section of the full log."""
     tasks = re.findall(r"Inner task failed: '([^']+)'", failure) or re.findall(r"Task '([^']+)'", failure)
     try:
         with open(log_path, encoding="utf-8", errors="replace") as handle:
@@ -195,14 +197,19 @@ def _task_errors(log_path: str, failure: str, errors: dict[str, list[str]]) -> l
     found = []
     for task in tasks:
         lines = errors.get(task)
-        if lines is None:
+        if not lines:
             start = log.rfind(f"Executing task '{task}'")
             end = log.find(f"Task '{task}' finished with status", start)
             section = log[start: end if end >= 0 else len(log)] if start >= 0 else ""
-            lines = [m.group(1).strip() for m in map(_ERROR_LINE.match, section.splitlines()) if m]
+            lines, previous = [], ""
+            for raw in section.splitlines():
+                if raw.startswith("  ") and raw.strip() and previous.startswith(("kubetfx: ", "  ")) and lines:
+                    lines[-1] += "\n" + raw.strip()
+                elif (match := _ERROR_LINE.match(raw)):
+                    lines.append(match.group(1).strip())
+                previous = raw
         kubetfx = [e for e in lines if e.startswith("kubetfx: ")]
-        line = (kubetfx or lines or ["no error message in its log (see the full log)"])[-1]
-        found.append((task, line))
+        found.append((task, (kubetfx or lines or ["no error message in its log (see the full log)"])[-1]))
     return found
 
 

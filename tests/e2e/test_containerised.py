@@ -124,7 +124,7 @@ def test_a_failing_task_fails_the_run(docker_api, component_image, e2e_root):
     result = kubetfx("run", "penguin", "--containers", "--root", root, "--set", f"input_uri={data}")
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Task 'example-gen' finished with status FAILURE" in result.stdout
-    assert "  example-gen: kubetfx: InputDataError:" in result.stdout and "line 3 has 4 fields" in result.stdout
+    assert "kubetfx: example-gen failed: " in result.stderr and "line 3 has 4 fields" in result.stderr
     assert "Pushed model version" not in result.stdout
     assert not os.path.exists(os.path.join(root, "model-repository", "penguin"))
 

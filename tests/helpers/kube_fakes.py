@@ -7,18 +7,7 @@ import copy
 
 from kubernetes.client.exceptions import ApiException
 
-
-def merge_patch(target, patch):
-    """RFC 7386 JSON merge patch, what the Pusher's patch calls do on the server."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
+from kubetfx.components.pusher.local_rollout import merge_patch  # RFC 7386, what the API server does with a patch
 
 
 class RecordingCustomObjectsApi:

@@ -34,6 +34,14 @@ class Server:
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
                                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
 
+    @classmethod
+    def attach(cls, http_port: int, model: str, log_path: str, process: subprocess.Popen) -> "Server":
+        """A predictor some other command started (e.g. `make serve`), listening on ``http_port``."""
+        server = cls.__new__(cls)
+        server.model, server.http_port, server.grpc_port = model, http_port, None
+        server.log_path, server._log, server.process = log_path, None, process
+        return server
+
     def request(self, method: str, path: str, body=None, timeout: float = 30.0):
         conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
         try:
@@ -73,15 +81,21 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
 
 
-def push_model(model_dir: str, repository: str, model_name: str = MODEL, schema: str | None = None) -> tuple[int, str]:
+def push_model(model_dir: str, repository: str, model_name: str = MODEL, schema: str | None = None,
+               statistics: str | None = None) -> tuple[int, str]:
     """A Trainer model dir pushed into ``repository`` as the Pusher pushes it: the SavedModel with
-    kubetfx_model.json (and the training schema, when given) beside it. Returns (version, its path)."""
+    kubetfx_model.json (and the training schema and a StatisticsGen artifact's train split, when given)
+    beside it. Returns (version, its path)."""
     extra = {layout.MODEL_INFO_FILE: os.path.join(model_dir, layout.MODEL_INFO_FILE)}
     if schema:
         extra[layout.SCHEMA_FILE] = schema
+    if statistics:
+        extra[model_repository.TRAINING_STATISTICS_FILE] = os.path.join(layout.split_dir(statistics, "train"),
+                                                                        layout.STATISTICS_FILE)
     return model_repository.push(os.path.join(model_dir, layout.SERVING_MODEL_DIR), repository, model_name, extra)
 
 
