@@ -360,3 +360,13 @@ def render_overlay(path) -> list[dict]:
     if not shutil.which("kubectl"):
         skip_or_fail("kubectl not on PATH: cannot render kustomize overlays")
     return kustomize.render(str(path))
+
+
+def render_component(folder, name: str, namespace: str = "kubetfx") -> list[dict]:
+    """The objects a kustomization in ``folder`` that only includes ``manifests/components/<name>`` renders."""
+    root = Path(__file__).resolve().parent.parent
+    relative = os.path.relpath(root / "manifests" / "components" / name, folder)
+    (Path(folder) / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": namespace,
+        "components": [relative]}))
+    return render_overlay(folder)

@@ -13,12 +13,10 @@ import copy
 import gzip
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 import k8s_validation as kv
 from kubetfx.components.common.errors import ConfigError, KubetfxError
@@ -30,15 +28,6 @@ SCHEMAS = Path(__file__).parent / "schemas"
 FLINK_CRDS, TRAINING_CRDS = SCHEMAS / "flink-operator", SCHEMAS / "training-operator"
 GPU = {"count": 1, "accelerator_type": "nvidia.com/gpu", "node_selector": {"nvidia.com/gpu.present": "true"},
        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "value": "", "effect": "NoSchedule"}]}
-
-
-def _render_component(tmp_path, name: str) -> list[dict]:
-    """The objects a kustomization that only includes the component renders (namespace kubetfx)."""
-    relative = os.path.relpath(ROOT / "manifests" / "components" / name, tmp_path)
-    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": "kubetfx",
-        "components": [relative]}))
-    return kv.render_overlay(tmp_path)
 
 
 def _split(objects: list[dict], group: str) -> tuple[list[dict], list[dict]]:
@@ -56,7 +45,7 @@ def test_vendored_crds_match_the_readme_checksums(directory):
 
 
 def test_flink_engine_validates_against_the_operator_crd(tmp_path):
-    objects = _render_component(tmp_path, "flink-engine")
+    objects = kv.render_component(tmp_path, "flink-engine")
     flink, core = _split(objects, "flink.apache.org")
     assert [o["kind"] for o in flink] == ["FlinkDeployment"]
     crds = kv.CrdValidator(FLINK_CRDS)
@@ -78,7 +67,7 @@ def test_flink_engine_validates_against_the_operator_crd(tmp_path):
 
 
 def test_spark_engine_core_objects_validate(tmp_path):
-    objects = _render_component(tmp_path, "spark-engine")
+    objects = kv.render_component(tmp_path, "spark-engine")
     spark, core = _split(objects, "sparkoperator.k8s.io")
     assert [o["kind"] for o in spark] == ["SparkApplication"]
     kv.validate_core(core)
