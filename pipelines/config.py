@@ -106,6 +106,23 @@ class PredictionLog:
     pvc: str = ""
 
 
+TUNER_BACKENDS = ("in-task", "katib")
+KATIB_ALGORITHMS = ("tpe", "random", "bayesianoptimization", "multivariate-tpe", "cmaes", "grid", "hyperband", "sobol")
+
+
+@dataclasses.dataclass
+class TunerSettings:
+    """Where the Tuner's trials run on a cluster: ``in-task`` (one pod runs the search; on the GPU pool when the
+    environment has one) or ``katib`` (a Katib Experiment; one pod per trial, on the GPU pool when there is one)."""
+
+    backend: str = "in-task"
+    algorithm: str = "tpe"                 # Katib's suggestion algorithm
+    early_stopping: bool = True            # Katib's median-stop early stopping of bad trials
+    max_failed_trials: int = 3
+    namespace: str = ""                    # where the Experiment goes (default: the pipeline's own namespace)
+    poll_seconds: int = 15
+
+
 @dataclasses.dataclass
 class PipelineConfig:
     name: str = "default"
@@ -119,6 +136,7 @@ class PipelineConfig:
     prediction_log: PredictionLog = dataclasses.field(default_factory=PredictionLog)
     trainer_gpu: GpuPool = dataclasses.field(default_factory=GpuPool)
     resources: dict = dataclasses.field(default_factory=dict)  # task name ("trainer", ...) -> Resources
+    tuner: TunerSettings = dataclasses.field(default_factory=TunerSettings)
 
     def cpu_only(self) -> "PipelineConfig":
         return dataclasses.replace(self, trainer_gpu=dataclasses.replace(self.trainer_gpu, count=0))
@@ -223,6 +241,20 @@ def _model_repository(data, where: str) -> ModelRepository:
     return repository
 
 
+def _tuner(data, where: str) -> TunerSettings:
+    settings = _build(TunerSettings, data, where)
+    if settings.backend not in TUNER_BACKENDS:
+        raise ConfigError(f"{where}.backend '{settings.backend}': use one of {', '.join(TUNER_BACKENDS)}")
+    if settings.algorithm not in KATIB_ALGORITHMS:
+        raise ConfigError(f"{where}.algorithm '{settings.algorithm}': Katib's algorithms are "
+                          f"{', '.join(KATIB_ALGORITHMS)}")
+    if settings.max_failed_trials < 0 or settings.poll_seconds < 1:
+        raise ConfigError(f"{where}: max_failed_trials must be >= 0 and poll_seconds >= 1")
+    if settings.namespace and not kubernetes_values.DNS1123_LABEL.match(settings.namespace):
+        raise ConfigError(f"{where}.namespace '{settings.namespace}' is not a valid namespace name")
+    return settings
+
+
 def from_dict(data: dict, source: str = "config", name: str = "default") -> PipelineConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
@@ -236,6 +268,7 @@ def from_dict(data: dict, source: str = "config", name: str = "default") -> Pipe
                           f"'{config.prediction_log.pvc}' is mounted, got '{config.prediction_log.path}'")
     config.trainer_gpu = _gpu_pool(data.get("trainer_gpu"), f"{source}: trainer_gpu")
     config.resources = _resources(config.resources or {}, f"{source}: resources")
+    config.tuner = _tuner(data.get("tuner"), f"{source}: tuner")
     config.parameters = dict(config.parameters or {})
     if config.manifests and not os.path.isfile(os.path.join(config.manifests_path(), "kustomization.yaml")):
         raise ConfigError(f"{source}: manifests '{config.manifests}' is not a kustomize directory "

@@ -1,7 +1,9 @@
 """The kubetfx tabular pipeline, built for a dataset's label and a deployment config.
 
-ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer
--> Evaluator + InfraValidator -> Pusher (only when both blessed).
+ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Tuner -> Trainer
+-> Evaluator + InfraValidator -> Pusher (only when both blessed). The Tuner searches only when
+asked (``tune=true``, or a module file with a ``tuner_fn``); otherwise it says so in a second and
+the Trainer uses its own hyperparameters.
 The same function runs on kfp.local and compiles for a cluster; the environment config
 only adds what kfp.local ignores: images, GPU pool, resources, the model repository's
 volume or credentials.
@@ -19,6 +21,7 @@ from kubetfx.components.schema_gen.component import schema_gen
 from kubetfx.components.statistics_gen.component import statistics_gen
 from kubetfx.components.trainer.component import trainer
 from kubetfx.components.transform.component import transform
+from kubetfx.components.tuner.component import tuner
 from kubetfx.pipelines.cluster import kubernetes_settings
 from kubetfx.pipelines.config import PipelineConfig
 
@@ -48,6 +51,10 @@ PARAMETER_HELP = {
                    "empty: the built-ins)",
     "hyperparameters": "built-in trainer: hidden_units, learning_rate, batch_size, epochs, dropout, "
                        "early_stopping_patience (JSON object); module files: passed as fn_args.hyperparameters",
+    "tune": "search hyperparameters before training: the built-in space (width, depth, learning rate, dropout) "
+            "for the built-in trainer; a module file's tuner_fn runs whenever it has one (TFX's Tuner)",
+    "max_trials": "built-in search: trials to run (each trains the model, with early stopping and pruning)",
+    "parallel_trials": "built-in search: trials at once, never more than the cores the task has (1: reproducible)",
     "train_steps": "training steps (TFX TrainArgs.num_steps; 0: the built-in trainer's epochs)",
     "eval_steps": "evaluation steps per epoch for module files (TFX EvalArgs.num_steps; 0: the whole eval split)",
     "seed": "random seed of the model's initialisation and training (recorded with the model)",
@@ -57,11 +64,21 @@ PARAMETER_HELP = {
 }
 
 
+def katib_template(config: PipelineConfig, pipeline_name: str) -> dict:
+    """The Katib Experiment the Tuner submits when the environment tunes on Katib; {} for in-task trials."""
+    if config.tuner.backend != "katib":
+        return {}
+    from kubetfx.pipelines.cluster import katib
+
+    return katib.experiment_template(config, pipeline_name)
+
+
 def build(name: str, description: str, label: str, model_name: str, config: PipelineConfig | None = None,
           problem_type: str = "auto"):
     """A ``@dsl.pipeline`` function for data labelled ``label``."""
     config = config or PipelineConfig()
     image = component_image()
+    katib_experiment = katib_template(config, name)
 
     def configure(task, display_name: str, reads_outside_world: bool = False):
         """Display name, image, resources; never cached when the result depends on more than the inputs."""
@@ -89,6 +106,9 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
         fail_on_anomalies: bool = True,
         module_file: str = "",
         hyperparameters: dict = {},
+        tune: bool = False,
+        max_trials: int = 12,
+        parallel_trials: int = 1,
         train_steps: int = 0,
         eval_steps: int = 0,
         seed: int = 42,
@@ -110,13 +130,23 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
                                           numeric_imputation=numeric_imputation, materialize=materialize),
                                 "Transform")
         transformed.after(validation)  # anomalies stop the pipeline before any training
+        tuned = configure(tuner(examples=transformed.outputs["transformed_examples"],
+                                raw_examples=examples.outputs["examples"], transform_graph=transformed.outputs[
+                                    "transform_graph"], schema=schema.outputs["schema"], module_file=module_file,
+                                label_column=label_column, tune=tune, max_trials=max_trials,
+                                parallel_trials=parallel_trials, hyperparameters=hyperparameters,
+                                train_steps=train_steps, eval_steps=eval_steps, seed=seed, problem_type=problem_type,
+                                katib_experiment=katib_experiment), "Tuner")
+        if not katib_experiment:  # in-task trials: on the GPU pool like the Trainer
+            kubernetes_settings.apply_gpu_pool(tuned, config.trainer_gpu, component_image(gpu=True))
         trained = configure(trainer(examples=transformed.outputs["transformed_examples"],
                                     raw_examples=examples.outputs["examples"],  # read when not materialized
                                     transform_graph=transformed.outputs["transform_graph"],
                                     schema=schema.outputs["schema"], module_file=module_file,
                                     label_column=label_column, hyperparameters=hyperparameters,
                                     train_steps=train_steps, eval_steps=eval_steps, seed=seed,
-                                    problem_type=problem_type), "Trainer")
+                                    problem_type=problem_type,
+                                    best_hyperparameters=tuned.outputs["best_hyperparameters"]), "Trainer")
         kubernetes_settings.apply_gpu_pool(trained, config.trainer_gpu, component_image(gpu=True))
         evaluation = configure(evaluator(examples=examples.outputs["examples"], model=trained.outputs["model"],
                                          eval_config=eval_config, baseline_repository=push_destination,

@@ -1,14 +1,43 @@
 """``kerastuner``/``keras_tuner`` for TFX module files.
 
-Re-exports keras_tuner when it is installed. Otherwise provides a minimal
-``HyperParameters`` (Choice/Int/Float/Boolean/Fixed, get, values,
-get_config/from_config) — what a ``run_fn`` needs to read hyperparameters; the
-tuners themselves need the real package.
+Re-exports keras_tuner (a kubetfx dependency). TFX module files are Keras 2 code: in a process
+whose ``tf.keras`` is tf_keras (``TF_USE_LEGACY_KERAS=1``, how the Trainer and Tuner run module
+files) keras_tuner is imported against tf_keras too, so the module's tf_keras models are the
+"Keras models" its tuners expect (keras_tuner picks its Keras from ``import keras`` once, on
+import). Without keras_tuner, a minimal ``HyperParameters`` (Choice/Int/Float/Boolean/Fixed, get,
+values, get_config/from_config) is what a ``run_fn`` needs to read hyperparameters.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+
+
+def _legacy_keras_process() -> bool:
+    if os.environ.get("TF_USE_LEGACY_KERAS", "") not in ("1", "true", "True"):
+        return False
+    return "keras" not in sys.modules and "keras_tuner" not in sys.modules
+
+
+def _import_keras_tuner():
+    """keras_tuner, bound to tf_keras in a legacy-Keras process (its ``import keras`` sees tf_keras once)."""
+    if not _legacy_keras_process():
+        import keras_tuner
+
+        return keras_tuner
+    import tf_keras
+
+    sys.modules["keras"] = tf_keras
+    try:
+        import keras_tuner
+    finally:
+        del sys.modules["keras"]  # anything else importing keras later gets the real package
+    return keras_tuner
+
+
 try:  # pragma: no cover - depends on the environment
+    _import_keras_tuner()
     from keras_tuner import *  # noqa: F401,F403
     from keras_tuner import HyperParameters  # noqa: F401
 
