@@ -198,6 +198,8 @@ def check(inputs: dict, arguments: dict, flag: str = "--set", require_all: bool 
         "train_steps": lambda v: _non_negative("train_steps", v, flag),
         "eval_steps": lambda v: _non_negative("eval_steps", v, flag),
         "last_n": lambda v: _non_negative("last_n", v, flag),
+        "max_trials": lambda v: _positive("max_trials", v, flag),
+        "parallel_trials": lambda v: _positive("parallel_trials", v, flag),
         "deploy": lambda v: v and deploy_settings.parse_settings(v, values.get("model_name", "model")),
         "schema_file": lambda v: _existing_local_file("schema_file", v, flag),
         "labels": lambda v: _existing_local_file("labels", v, flag),
@@ -211,6 +213,13 @@ def check(inputs: dict, arguments: dict, flag: str = "--set", require_all: bool 
             check_module_file(values["module_file"], values.get("eval_steps", 0), values.get("train_steps", 0))
         elif "hyperparameters" in values:
             hp_lib.parse(values["hyperparameters"])
+    if values.get("tune") and values.get("module_file"):
+        from kubetfx.components.common import module_loader
+
+        if "tuner_fn" not in module_loader.top_level_functions(values["module_file"]):
+            raise ConfigError(f"{flag} tune=true, but module_file {values['module_file']} defines no tuner_fn(fn_args): "
+                              "the built-in search space tunes the built-in trainer only; add a tuner_fn (TFX's "
+                              "Tuner) or drop the module_file")
     check_label_in_local_input(values.get("input_uri"), values.get("label_column"))
     return arguments
 
@@ -218,6 +227,11 @@ def check(inputs: dict, arguments: dict, flag: str = "--set", require_all: bool 
 def _non_negative(name: str, value: int, flag: str) -> None:
     if value < 0:
         raise ConfigError(f"{flag} {name}: must be 0 or more, got {value}")
+
+
+def _positive(name: str, value: int, flag: str) -> None:
+    if value < 1:
+        raise ConfigError(f"{flag} {name}: must be 1 or more, got {value}")
 
 
 def _existing_local_file(name: str, value: str, flag: str) -> None:

@@ -37,6 +37,18 @@ def defines_tuner_fn(module_file: str, function: str = TUNER_FN) -> bool:
     return function in module_loader.top_level_functions(module_file)
 
 
+def _needs_fresh_process() -> bool:
+    """A module's tuner_fn builds tf_keras models, so keras_tuner must be imported against tf_keras, before
+    TensorFlow resolves ``tensorflow.keras``: only a process that has not imported TensorFlow (a KFP task) can."""
+    import sys
+
+    if "keras_tuner" in sys.modules:
+        from kubetfx.components.trainer.tfx_compat import kerastuner
+
+        return kerastuner.uses_tf_keras() is not True
+    return "tensorflow" in sys.modules
+
+
 def _positive(name: str, value) -> int:
     value = inputs.non_negative_int(name, value)
     if value < 1:
@@ -93,7 +105,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, best_hype
     train_steps = inputs.non_negative_int("train_steps", train_steps)
     eval_steps = inputs.non_negative_int("eval_steps", eval_steps)
     legacy = keras_mode.wanted_legacy("auto", module_file)
-    if not keras_mode.prepare(legacy):
+    if not keras_mode.prepare(legacy) or (legacy and _needs_fresh_process()):
         if _isolated:
             raise KubetfxError("cannot switch Keras in the tuner subprocess (TensorFlow imported too early)")
         print("Tuner: TensorFlow in this process uses the other Keras; tuning in a subprocess", flush=True)

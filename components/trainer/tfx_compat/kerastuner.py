@@ -10,14 +10,16 @@ values, get_config/from_config) is what a ``run_fn`` needs to read hyperparamete
 
 from __future__ import annotations
 
-import os
 import sys
 
 
 def _legacy_keras_process() -> bool:
-    if os.environ.get("TF_USE_LEGACY_KERAS", "") not in ("1", "true", "True"):
+    """tf.keras is (or will be) tf_keras here, and keras_tuner is not imported yet."""
+    if "keras_tuner" in sys.modules:
         return False
-    return "keras" not in sys.modules and "keras_tuner" not in sys.modules
+    from kubetfx.components.trainer import keras_mode
+
+    return keras_mode.effective_legacy()
 
 
 def _import_keras_tuner():
@@ -28,12 +30,25 @@ def _import_keras_tuner():
         return keras_tuner
     import tf_keras
 
+    previous = sys.modules.get("keras")
     sys.modules["keras"] = tf_keras
     try:
         import keras_tuner
-    finally:
-        del sys.modules["keras"]  # anything else importing keras later gets the real package
+    finally:  # anything else importing keras later gets the real package
+        if previous is None:
+            del sys.modules["keras"]
+        else:
+            sys.modules["keras"] = previous
     return keras_tuner
+
+
+def uses_tf_keras() -> bool | None:
+    """Whether the imported keras_tuner builds on tf_keras (None: not imported yet)."""
+    if "keras_tuner" not in sys.modules:
+        return None
+    from keras_tuner.src.backend import config
+
+    return not config.multi_backend()
 
 
 try:  # pragma: no cover - depends on the environment
