@@ -66,6 +66,24 @@ def _run_user_module(fn_args: FnArgs, module_file: str, run_fn: str, raw_example
     return {"problem_type": "custom", "metrics": metrics}
 
 
+def _label_mapping(saved_model_dir: str, transform_graph_dir: str, label: str, schema) -> dict:
+    """For a module whose transform graph maps the string label to class ids: what the Evaluator needs
+    (the transformed label, the classes, a ``transform_features`` signature); {} otherwise."""
+    from kubetfx.components.trainer import label_mapping
+
+    if not label:
+        return {}
+    mapping = label_mapping.derive(transform_graph_dir, label, label_mapping.label_domain(schema, label))
+    if mapping is None:
+        return {}
+    added = label_mapping.ensure_transform_signature(saved_model_dir, transform_graph_dir)
+    print(f"Trainer: the transform graph maps the label '{label}' to '{mapping['transformed_label']}' "
+          f"({len(mapping['class_names'])} classes)" + ("; added a transform_features signature for the Evaluator"
+                                                        if added else ""), flush=True)
+    return {"problem_type": "classification", **mapping,
+            "label_mapping": f"transform graph: {label} -> {mapping['transformed_label']}"}
+
+
 def _raw_features(transform_graph_dir: str, label: str) -> list[dict]:
     import tensorflow_transform as tft
 
@@ -147,6 +165,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
             info.update(label=label, raw_features=_raw_features(transform_graph_dir, label),
                         train_examples=(summary.get("row_counts") or {}).get(TRAIN_SPLIT),
                         eval_examples=(summary.get("row_counts") or {}).get(EVAL_SPLIT))
+            info.update(_label_mapping(fn_args.serving_model_dir, transform_graph_dir, label, schema))
         else:
             from kubetfx.components.trainer import builtin
 
