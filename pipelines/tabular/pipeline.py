@@ -1,7 +1,8 @@
 """The kubetfx tabular pipeline, built for a dataset's label and a deployment config.
 
 ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Tuner -> Trainer
--> Evaluator + InfraValidator -> Pusher (only when both blessed). The Tuner searches only when
+-> Evaluator + InfraValidator -> Pusher (only when both blessed); BulkInferrer when the Evaluator blessed
+the model (the eval split, or ``inference_data``). The Tuner searches only when
 asked (``tune=true``, or a module file with a ``tuner_fn``); otherwise it says so in a second and
 the Trainer uses its own hyperparameters.
 The same function runs on kfp.local and compiles for a cluster; the environment config
@@ -11,6 +12,7 @@ volume or credentials.
 
 from kfp import dsl
 
+from kubetfx.components.bulk_inferrer.component import bulk_inferrer
 from kubetfx.components.common.image import component_image
 from kubetfx.components.evaluator.component import evaluator
 from kubetfx.components.example_gen.component import example_gen
@@ -59,6 +61,8 @@ PARAMETER_HELP = {
     "eval_steps": "evaluation steps per epoch for module files (TFX EvalArgs.num_steps; 0: the whole eval split)",
     "seed": "random seed of the model's initialisation and training (recorded with the model)",
     "eval_config": "TFMA EvalConfig (text proto, JSON or a file path; empty: derived from the problem type)",
+    "inference_data": "BulkInferrer: new data to score once the model is blessed (file, directory, glob or {SPAN} "
+                      "pattern; empty: the eval split)",
     "deploy": "KServe InferenceService settings for the Pusher (JSON object; empty: push only; "
               "an environment's compile fills it from its manifests)",
 }
@@ -113,6 +117,7 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
         eval_steps: int = 0,
         seed: int = 42,
         eval_config: str = "",
+        inference_data: str = "",
         deploy: dict = {},
     ):
         """The parameters are described in PARAMETER_HELP (`kubetfx params`)."""
@@ -156,6 +161,10 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
         infra = configure(infra_validator(model=trained.outputs["model"], examples=examples.outputs["examples"]),
                           "InfraValidator", reads_outside_world=True)  # the serving stack as it is today
         with dsl.If(evaluation.outputs["Output"] == True, name="model-blessed"):  # noqa: E712 - KFP condition
+            configure(bulk_inferrer(model=trained.outputs["model"], examples=examples.outputs["examples"],
+                                    model_blessing=evaluation.outputs["blessing"], data_uri=inference_data,
+                                    model_name=model_name), "BulkInferrer",
+                      reads_outside_world=True)  # inference_data may be a {SPAN} pattern
             with dsl.If(infra.outputs["Output"] == True, name="infra-blessed"):  # noqa: E712
                 pushed = configure(pusher(model=trained.outputs["model"], model_blessing=evaluation.outputs["blessing"],
                                           infra_blessing=infra.outputs["blessing"], push_destination=push_destination,
