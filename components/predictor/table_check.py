@@ -63,13 +63,14 @@ def check(rules: RequestSchema, batch: pa.RecordBatch) -> tuple[dict, np.ndarray
     def mark(mask: np.ndarray, rule_name: str, shown, why: str) -> None:
         fresh = np.flatnonzero(mask & ~bad)
         for index in fresh.tolist():
-            reasons[index] = value_problem(rule_name, shown(index), why)
+            reasons[index] = f"feature '{rule_name}': {why}" if shown is None else \
+                value_problem(rule_name, shown(index), why)
         bad[fresh] = True
 
     names = set(batch.schema.names)
     for rule in rules.rules:
         if rule.name not in names:
-            mark(np.ones(n, dtype=bool), rule.name, lambda i: None, "missing feature (no such column)")
+            mark(np.ones(n, dtype=bool), rule.name, None, "missing (no such column)")
             converted[rule.name] = None
             continue
         column, many = scalar(batch.column(rule.name))
