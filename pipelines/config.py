@@ -121,6 +121,8 @@ class TunerSettings:
     max_failed_trials: int = 3
     namespace: str = ""                    # where the Experiment goes (default: the pipeline's own namespace)
     poll_seconds: int = 15
+    workspace_pvc: str = ""                # katib: a ReadWriteMany PVC the Tuner copies its inputs to for the trials
+    workspace_path: str = "/mnt/tuner-workspace"  # where that PVC is mounted (Tuner task and trial pods)
 
 
 @dataclasses.dataclass
@@ -250,6 +252,13 @@ def _tuner(data, where: str) -> TunerSettings:
                           f"{', '.join(KATIB_ALGORITHMS)}")
     if settings.max_failed_trials < 0 or settings.poll_seconds < 1:
         raise ConfigError(f"{where}: max_failed_trials must be >= 0 and poll_seconds >= 1")
+    if settings.backend == "katib" and not settings.workspace_pvc:
+        raise ConfigError(f"{where}.workspace_pvc: the katib backend needs a ReadWriteMany PersistentVolumeClaim the "
+                          "Tuner shares its inputs with the trial pods through (e.g. kubetfx-tuner-workspace)")
+    if settings.workspace_pvc and not kubernetes_values.DNS1123_LABEL.match(settings.workspace_pvc):
+        raise ConfigError(f"{where}.workspace_pvc '{settings.workspace_pvc}' is not a valid PersistentVolumeClaim name")
+    if not settings.workspace_path.startswith("/"):
+        raise ConfigError(f"{where}.workspace_path must be an absolute path, got '{settings.workspace_path}'")
     if settings.namespace and not kubernetes_values.DNS1123_LABEL.match(settings.namespace):
         raise ConfigError(f"{where}.namespace '{settings.namespace}' is not a valid namespace name")
     return settings

@@ -255,7 +255,7 @@ class CrdValidator:
     def _validator(self, key) -> jsonschema.Draft7Validator:
         if key not in self._validators:
             schema = translate_schema(self._schemas[key])
-            schema["properties"]["metadata"] = {"type": "object"}  # name_problems, object_meta_problems
+            schema.setdefault("properties", {})["metadata"] = {"type": "object"}  # name_problems, object_meta_problems
             schema.setdefault("required", [])
             schema["required"] = sorted(set(schema["required"]) | {"apiVersion", "kind", "metadata"})
             self._validators[key] = jsonschema.Draft7Validator(schema)  # no format checker: formats annotate

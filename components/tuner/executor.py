@@ -49,7 +49,7 @@ def _needs_fresh_process() -> bool:
     return "tensorflow" in sys.modules
 
 
-def _positive(name: str, value) -> int:
+def positive(name: str, value) -> int:
     value = inputs.non_negative_int(name, value)
     if value < 1:
         raise ConfigError(f"{name}: must be 1 or more, got {value}")
@@ -77,8 +77,8 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, best_hype
         problem_type: str = "auto", raw_examples_dir: str = "", custom_config=None, _isolated: bool = False) -> dict:
     """Search (or not); returns the HyperParameters artifact metadata (``metrics``, ``tuner_results``)."""
     call = {k: v for k, v in locals().items() if k != "_isolated"}
-    max_trials = _positive("max_trials", max_trials)
-    parallel_trials = _positive("parallel_trials", parallel_trials)
+    max_trials = positive("max_trials", max_trials)
+    parallel_trials = positive("parallel_trials", parallel_trials)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed: expected an int, got {type(seed).__name__} {seed!r}")
     if module_file:
@@ -137,8 +137,16 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, best_hype
             config = space.kerastuner_config(best.values)
             search_space = space.describe()
             facts["base_hyperparameters"] = base_hp
+    return write_outputs(best_hyperparameters_dir, tuner_results_dir, report_path, config, trials, facts, best,
+                         search_space, module_file, tuner_fn if module_file else "")
+
+
+def write_outputs(best_hyperparameters_dir: str, tuner_results_dir: str, report_path: str | None, config: dict,
+                  trials: list, facts: dict, best, search_space: list[str], module_file: str = "",
+                  tuner_fn: str = "") -> dict:
+    """TFX's best_hyperparameters.txt, the record, every trial, the report; the artifact metadata and metrics."""
     record = {**facts, "best_trial": best.as_dict() if best else None, "search_space": search_space,
-              "trials_run": len(trials), "module_file": module_file, "tuner_fn": tuner_fn if module_file else "",
+              "trials_run": len(trials), "module_file": module_file, "tuner_fn": tuner_fn,
               "package_versions": provenance.package_versions(VERSION_PACKAGES)}
     with fileio.atomic_directory(best_hyperparameters_dir) as best_tmp, \
             fileio.atomic_directory(tuner_results_dir) as results_tmp:

@@ -142,7 +142,9 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
                                 parallel_trials=parallel_trials, hyperparameters=hyperparameters,
                                 train_steps=train_steps, eval_steps=eval_steps, seed=seed, problem_type=problem_type,
                                 katib_experiment=katib_experiment), "Tuner")
-        if not katib_experiment:  # in-task trials: on the GPU pool like the Trainer
+        if katib_experiment:  # the Tuner shares its inputs with the trial pods on the workspace volume
+            kubernetes_settings.mount_tuner_workspace(tuned, config.tuner)
+        else:  # in-task trials: on the GPU pool like the Trainer
             kubernetes_settings.apply_gpu_pool(tuned, config.trainer_gpu, component_image(gpu=True))
         trained = configure(trainer(examples=transformed.outputs["transformed_examples"],
                                     raw_examples=examples.outputs["examples"],  # read when not materialized
