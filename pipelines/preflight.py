@@ -112,6 +112,9 @@ def check_module_file(module_file: str, eval_steps: int, train_steps: int) -> No
             continue
         for module, line in modules:
             top = module.split(".")[0]
+            beside = os.path.join(os.path.dirname(path), top)  # siblings import while the module loads
+            if os.path.isfile(beside + ".py") or os.path.isfile(os.path.join(beside, "__init__.py")):
+                continue
             if importlib.util.find_spec(top) is None:
                 hint = f"; {_TFX_IMPORT_HINT}" if top == "tfx" else ""
                 raise ConfigError(f"module_file {path}:{line} imports '{module}', which is not installed here{hint}")

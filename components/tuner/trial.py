@@ -48,6 +48,7 @@ def run(workspace: str, values: dict, trial_seed: int | None = None, log=print) 
     metric, direction = search.OBJECTIVES[prepared.problem.kind]
     sign = 1.0 if direction == "max" else -1.0
     base_hp = hp_lib.parse(settings.get("hyperparameters"))
+    builtin.set_seeds(seed)
     train_ds, eval_ds = prepared.datasets(fn_args, base_hp["batch_size"], seed)
 
     def on_epoch(epoch: int, logs: dict) -> bool:

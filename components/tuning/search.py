@@ -7,7 +7,9 @@ target quality sooner; KerasTuner stays the engine of TFX module files' ``tuner_
 Every trial trains the same model the Trainer builds (``default_model.build``/``fit``: early
 stopping on the validation loss), on datasets built once per search. After each epoch the trial
 reports its objective; Optuna's median pruner stops a trial whose objective is worse than the
-median of earlier trials at the same epoch. Trials run one after another by default: with
+median of earlier trials at the same epoch. Every trial trains with the run's seed on datasets made
+anew under it, as the Trainer then trains the best values: the best trial is the Trainer's model.
+Trials run one after another by default: with
 ``parallel_trials`` > 1 (never more than the cores the process may use) Optuna runs them in
 threads, which is faster on more cores but no longer reproducible. Sequentially, the same seed
 gives the same trials and the same best trial.
@@ -79,9 +81,10 @@ def run(fn_args, prepared, base_hp: dict, max_trials: int, seed: int, parallel_t
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from kubetfx.components.trainer import builtin
+
     metric, direction = OBJECTIVES[prepared.problem.kind]
     workers = max(1, min(int(parallel_trials), cores.available()))
-    train_ds, eval_ds = prepared.datasets(fn_args, base_hp["batch_size"], seed)
     trials: list[Trial] = []
 
     def objective(trial):
@@ -97,7 +100,9 @@ def run(fn_args, prepared, base_hp: dict, max_trials: int, seed: int, parallel_t
             pruned["flag"] = trial.should_prune()
             return pruned["flag"]
 
-        fitted = train_trial(fn_args, prepared, train_ds, eval_ds, base_hp, values, seed + trial.number, on_epoch)
+        builtin.set_seeds(seed)  # the datasets' shuffle seeds derive from the global seed at their creation
+        train_ds, eval_ds = prepared.datasets(fn_args, base_hp["batch_size"], seed)
+        fitted = train_trial(fn_args, prepared, train_ds, eval_ds, base_hp, values, seed, on_epoch)
         value = objective_of(fitted["history"], metric, direction)
         state = "PRUNED" if pruned["flag"] else ("COMPLETE" if value is not None else "FAIL")
         record = Trial(trial.number, values, value, state, fitted["epochs_run"], round(time.perf_counter() - started, 3))
@@ -117,7 +122,8 @@ def run(fn_args, prepared, base_hp: dict, max_trials: int, seed: int, parallel_t
     study.optimize(objective, n_trials=max_trials, n_jobs=workers, catch=())
     trials.sort(key=lambda t: t.number)
     facts = {"library": f"optuna {optuna.__version__}", "sampler": "TPESampler", "pruner": "MedianPruner",
-             "objective": metric, "direction": direction, "seed": seed, "trial_seeds": "seed + trial number",
+             "objective": metric, "direction": direction, "seed": seed,
+             "trial_seeds": "every trial: the run's seed (what the Trainer trains with)",
              "max_trials": max_trials, "parallel_trials": workers, "cores_available": cores.available(),
              "search_seconds": round(time.perf_counter() - started, 3)}
     return trials, facts
