@@ -65,6 +65,7 @@ class _Sinks:
         self.table_format = table_format
         self.logs = prediction_logs.Writer(self.temp["logs"])
         self._table_writer = None
+        self._schema = None
         self._rejects_handle = open(self.temp["rejects"], "w", newline="", encoding="utf-8")
         self.rejects = csv.writer(self._rejects_handle)
         self.rejects.writerow(["row", "file", "reason"])
@@ -81,8 +82,9 @@ class _Sinks:
                 import pyarrow.csv as pacsv
 
                 self._table_writer = pacsv.CSVWriter(self.temp["table"], table.schema)
-        elif table.schema != self._table_writer.schema:
-            table = table.cast(self._table_writer.schema)
+            self._schema = table.schema
+        elif table.schema != self._schema:  # e.g. a column that is all null in one batch
+            table = table.cast(self._schema)
         self._table_writer.write_table(table if isinstance(table, pa.Table) else pa.Table.from_batches([table]))
 
     def close(self, ok: bool) -> None:
