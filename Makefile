@@ -47,10 +47,11 @@ run: install ## run the penguin pipeline end to end on the embedded default (kfp
 test: install ## run the test suite (no containers, no cluster)
 	$(PY) -m pytest -q
 
-bench: install ## benchmarks on 1,000,000 synthetic rows: data validation, Transform + Trainer, Evaluator (BENCH_ROWS=...)
+bench: install ## benchmarks on 1,000,000 synthetic rows: data validation, Transform + Trainer, Evaluator, BulkInferrer vs serving (BENCH_ROWS=...)
 	$(PY) tests/benchmarks/bench_data_validation.py --rows $(BENCH_ROWS)
 	$(PY) tests/benchmarks/bench_model.py --rows $(BENCH_ROWS)
 	$(PY) tests/benchmarks/bench_evaluator.py --rows $(BENCH_ROWS)
+	$(PY) tests/benchmarks/bench_bulk_inferrer.py --rows $(BENCH_ROWS)
 
 bench-e2e: install ## the penguin pipeline, then on BENCH_ROWS synthetic rows, per stage (wall, CPU, imports, peak RSS; median of 3) next to TFX 1.16
 	$(PY) tests/benchmarks/bench_e2e.py --runs 3

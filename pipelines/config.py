@@ -125,6 +125,25 @@ class PredictionLog:
     pvc: str = ""
 
 
+TUNER_BACKENDS = ("in-task", "katib")
+KATIB_ALGORITHMS = ("tpe", "random", "bayesianoptimization", "multivariate-tpe", "cmaes", "grid", "hyperband", "sobol")
+
+
+@dataclasses.dataclass
+class TunerSettings:
+    """Where the Tuner's trials run on a cluster: ``in-task`` (one pod runs the search; on the GPU pool when the
+    environment has one) or ``katib`` (a Katib Experiment; one pod per trial, on the GPU pool when there is one)."""
+
+    backend: str = "in-task"
+    algorithm: str = "tpe"                 # Katib's suggestion algorithm
+    early_stopping: bool = True            # Katib's median-stop early stopping of bad trials
+    max_failed_trials: int = 3
+    namespace: str = ""                    # where the Experiment goes (default: the pipeline's own namespace)
+    poll_seconds: int = 15
+    workspace_pvc: str = ""                # katib: a ReadWriteMany PVC the Tuner copies its inputs to for the trials
+    workspace_path: str = "/mnt/tuner-workspace"  # where that PVC is mounted (Tuner task and trial pods)
+
+
 @dataclasses.dataclass
 class PipelineConfig:
     name: str = "default"
@@ -139,6 +158,7 @@ class PipelineConfig:
     trainer_gpu: GpuPool = dataclasses.field(default_factory=GpuPool)
     trainer_tfjob: TrainerTFJob = dataclasses.field(default_factory=TrainerTFJob)
     resources: dict = dataclasses.field(default_factory=dict)  # task name ("trainer", ...) -> Resources
+    tuner: TunerSettings = dataclasses.field(default_factory=TunerSettings)
     # The canary decision's sequential test (components/model_monitor/canary.py CanarySettings: alpha, margins).
     canary: dict = dataclasses.field(default_factory=dict)
 
@@ -286,6 +306,27 @@ def _canary(config: PipelineConfig, where: str) -> None:
         raise ConfigError(f"{where}: {err}") from None
 
 
+def _tuner(data, where: str) -> TunerSettings:
+    settings = _build(TunerSettings, data, where)
+    if settings.backend not in TUNER_BACKENDS:
+        raise ConfigError(f"{where}.backend '{settings.backend}': use one of {', '.join(TUNER_BACKENDS)}")
+    if settings.algorithm not in KATIB_ALGORITHMS:
+        raise ConfigError(f"{where}.algorithm '{settings.algorithm}': Katib's algorithms are "
+                          f"{', '.join(KATIB_ALGORITHMS)}")
+    if settings.max_failed_trials < 0 or settings.poll_seconds < 1:
+        raise ConfigError(f"{where}: max_failed_trials must be >= 0 and poll_seconds >= 1")
+    if settings.backend == "katib" and not settings.workspace_pvc:
+        raise ConfigError(f"{where}.workspace_pvc: the katib backend needs a ReadWriteMany PersistentVolumeClaim the "
+                          "Tuner shares its inputs with the trial pods through (e.g. kubetfx-tuner-workspace)")
+    if settings.workspace_pvc and not kubernetes_values.DNS1123_LABEL.match(settings.workspace_pvc):
+        raise ConfigError(f"{where}.workspace_pvc '{settings.workspace_pvc}' is not a valid PersistentVolumeClaim name")
+    if not settings.workspace_path.startswith("/"):
+        raise ConfigError(f"{where}.workspace_path must be an absolute path, got '{settings.workspace_path}'")
+    if settings.namespace and not kubernetes_values.DNS1123_LABEL.match(settings.namespace):
+        raise ConfigError(f"{where}.namespace '{settings.namespace}' is not a valid namespace name")
+    return settings
+
+
 def from_dict(data: dict, source: str = "config", name: str = "default") -> PipelineConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of settings, got {type(data).__name__}")
@@ -300,6 +341,7 @@ def from_dict(data: dict, source: str = "config", name: str = "default") -> Pipe
     config.trainer_gpu = _gpu_pool(data.get("trainer_gpu"), f"{source}: trainer_gpu")
     config.trainer_tfjob = _trainer_tfjob(data.get("trainer_tfjob"), f"{source}: trainer_tfjob")
     config.resources = _resources(config.resources or {}, f"{source}: resources")
+    config.tuner = _tuner(data.get("tuner"), f"{source}: tuner")
     config.parameters = dict(config.parameters or {})
     config.canary = dict(config.canary or {})
     _canary(config, f"{source}: canary")

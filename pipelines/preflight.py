@@ -113,6 +113,9 @@ def check_module_file(module_file: str, eval_steps: int, train_steps: int) -> No
             continue
         for module, line in modules:
             top = module.split(".")[0]
+            beside = os.path.join(os.path.dirname(path), top)  # siblings import while the module loads
+            if os.path.isfile(beside + ".py") or os.path.isfile(os.path.join(beside, "__init__.py")):
+                continue
             if importlib.util.find_spec(top) is None:
                 hint = f"; {_TFX_IMPORT_HINT}" if top == "tfx" else ""
                 raise ConfigError(f"module_file {path}:{line} imports '{module}', which is not installed here{hint}")
@@ -176,6 +179,79 @@ def check_label_in_local_input(input_uri: str, label: str) -> None:
         raise ConfigError(f"label_column '{label}' is not a column of {first}{hint} (columns: {', '.join(columns)})")
 
 
+def _label_is_text(input_uri: str, label: str) -> bool:
+    """Whether a local CSV/Parquet input's label column holds text (its header and first rows only)."""
+    from kubetfx.components.common import storage
+
+    if not input_uri or "://" in input_uri or not label:
+        return False
+    try:
+        files, _ = storage.resolve_input(input_uri)
+    except Exception:  # noqa: BLE001 - ExampleGen reports odd inputs precisely
+        return False
+    first = files[0]
+    if first.lower().endswith((".parquet", ".pq")):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(first)
+        return label in schema.names and pa.types.is_string(schema.field(label).type)
+    if not first.lower().endswith((".csv", ".tsv")):
+        return False
+    import csv
+    import itertools
+
+    with open(first, newline="", encoding="utf-8", errors="replace") as handle:
+        rows = csv.DictReader(handle, delimiter="\t" if first.lower().endswith(".tsv") else ",")
+        for row in itertools.islice(rows, 1000):
+            value = (row.get(label) or "").strip()
+            try:
+                float(value)
+            except ValueError:
+                if value:
+                    return True
+    return False
+
+
+def _passes_label_through(module_file: str, label: str) -> bool:
+    """Whether the module's preprocessing_fn copies ``inputs[<label>]`` unchanged into an output (read, not run)."""
+    from kubetfx.components.common import module_loader
+
+    path = module_loader.source_path(module_file)
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read(), filename=path)
+    constants = {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                 and isinstance(node.value, ast.Constant) for target in node.targets if isinstance(target, ast.Name)}
+    function = next((node for node in tree.body if isinstance(node, ast.FunctionDef)
+                     and node.name == "preprocessing_fn" and node.args.args), None)
+    if function is None:
+        return False
+    inputs_name = function.args.args[0].arg
+    for node in ast.walk(function):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Subscript) \
+                and isinstance(node.value.value, ast.Name) and node.value.value.id == inputs_name:
+            key = node.value.slice
+            value = key.value if isinstance(key, ast.Constant) else constants.get(getattr(key, "id", None))
+            if value == label:
+                return True
+    return False
+
+
+def check_module_label(values: dict) -> None:
+    """A module file, no eval_config, a text label that preprocessing_fn passes through unchanged: the
+    Evaluator could not derive an EvalConfig (nothing maps the label to the model's classes), so say it now."""
+    module_file, label = values.get("module_file"), values.get("label_column")
+    if not module_file or values.get("eval_config") or not label:
+        return
+    if _label_is_text(values.get("input_uri"), label) and _passes_label_through(module_file, label):
+        from kubetfx.components.evaluator.eval_config import example_config
+
+        raise ConfigError(f"eval_config: module_file {module_file} passes the text label '{label}' through "
+                          "preprocessing_fn unchanged, so no EvalConfig can be derived (map it to class ids with "
+                          f"tft.compute_and_apply_vocabulary, or give one: --set eval_config='"
+                          f"{example_config(label)}')")
+
+
 # ----------------------------------------------------------------------------- everything
 
 
@@ -212,6 +288,8 @@ def check(inputs: dict, arguments: dict, flag: str = "--set", require_all: bool 
         "train_steps": lambda v: _non_negative("train_steps", v, flag),
         "eval_steps": lambda v: _non_negative("eval_steps", v, flag),
         "last_n": lambda v: _non_negative("last_n", v, flag),
+        "max_trials": lambda v: _positive("max_trials", v, flag),
+        "parallel_trials": lambda v: _positive("parallel_trials", v, flag),
         "deploy": lambda v: v and deploy_settings.parse_settings(v, values.get("model_name", "model")),
         "schema_file": lambda v: _existing_local_file("schema_file", v, flag),
         "labels": lambda v: _existing_local_file("labels", v, flag),
@@ -225,13 +303,26 @@ def check(inputs: dict, arguments: dict, flag: str = "--set", require_all: bool 
             check_module_file(values["module_file"], values.get("eval_steps", 0), values.get("train_steps", 0))
         elif "hyperparameters" in values:
             hp_lib.parse(values["hyperparameters"])
+    if values.get("tune") and values.get("module_file"):
+        from kubetfx.components.common import module_loader
+
+        if "tuner_fn" not in module_loader.top_level_functions(values["module_file"]):
+            raise ConfigError(f"{flag} tune=true, but module_file {values['module_file']} defines no tuner_fn(fn_args): "
+                              "the built-in search space tunes the built-in trainer only; add a tuner_fn (TFX's "
+                              "Tuner) or drop the module_file")
     check_label_in_local_input(values.get("input_uri"), values.get("label_column"))
+    check_module_label(values)
     return arguments
 
 
 def _non_negative(name: str, value: int, flag: str) -> None:
     if value < 0:
         raise ConfigError(f"{flag} {name}: must be 0 or more, got {value}")
+
+
+def _positive(name: str, value: int, flag: str) -> None:
+    if value < 1:
+        raise ConfigError(f"{flag} {name}: must be 1 or more, got {value}")
 
 
 def _existing_local_file(name: str, value: str, flag: str) -> None:

@@ -255,7 +255,7 @@ class CrdValidator:
     def _validator(self, key) -> jsonschema.Draft7Validator:
         if key not in self._validators:
             schema = translate_schema(self._schemas[key])
-            schema["properties"]["metadata"] = {"type": "object"}  # name_problems, object_meta_problems
+            schema.setdefault("properties", {})["metadata"] = {"type": "object"}  # name_problems, object_meta_problems
             for field in ("apiVersion", "kind"):  # every object has them; some CRDs (fabric8's) leave them out
                 schema["properties"].setdefault(field, {"type": "string"})
             schema.setdefault("required", [])

@@ -63,10 +63,10 @@ def test_trainer_requests_gpus_on_the_gpu_pool(compiled):
     assert kubernetes["nodeSelector"]["labels"] == {"cloud.google.com/gke-nodepool": "a100-pool"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in kubernetes["tolerations"]
     assert {"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoExecute"} in kubernetes["tolerations"]
-    # Only the Trainer goes to the GPU pool.
+    # Only the Trainer and the Tuner (its in-task trials) go to the GPU pool.
     executors = compiled[1]["deploymentSpec"]["executors"]
-    assert [name for name, e in executors.items() if "accelerator" in e["container"].get("resources", {})] \
-        == ["exec-trainer"]
+    assert sorted(name for name, e in executors.items() if "accelerator" in e["container"].get("resources", {})) \
+        == ["exec-trainer", "exec-tuner"]
 
 
 def test_cpu_only_compile(tmp_path):
@@ -88,7 +88,7 @@ def test_the_gpu_trainer_runs_the_cuda_image_and_the_rest_the_cpu_image(compiled
     from kubetfx.components.common.image import component_image
 
     for name, executor in compiled[1]["deploymentSpec"]["executors"].items():
-        expected = component_image(gpu=True) if name == "exec-trainer" else IMAGE
+        expected = component_image(gpu=True) if name in ("exec-trainer", "exec-tuner") else IMAGE
         assert executor["container"]["image"] == expected, name
     assert component_image(gpu=True) != IMAGE
 
@@ -97,7 +97,7 @@ def test_tasks_that_read_the_outside_world_are_never_cached(compiled):
     """A scheduled run must see a new {SPAN}, the newest baseline and the repository as they are now."""
     uncached = {name for name, task in _all_tasks(compiled[1]).items()
                 if task.get("cachingOptions", {}).get("enableCache") is not True}
-    assert uncached == {"example-gen", "evaluator", "infra-validator", "pusher"}
+    assert uncached == {"example-gen", "evaluator", "infra-validator", "pusher", "bulk-inferrer"}
 
 
 def _all_tasks(spec) -> dict:

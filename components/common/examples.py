@@ -10,6 +10,8 @@ import numpy as np
 import pyarrow as pa
 
 from kubetfx.components.common import layout, tfrecord
+from kubetfx.components.common.protowire import (constant as _constant, delimited as _delimited,
+                                                 from_lengths as _from_lengths, join as _join, varints as _varints)
 from kubetfx.components.common.errors import InputDataError
 
 # Rows encoded per tfx-bsl call: bounds peak memory of the intermediate list arrays.
@@ -35,53 +37,6 @@ def _example_value_array(column: pa.Array) -> pa.Array:
 # protobuf message per row. Features are written in sorted key order (what
 # protobuf's deterministic serialization does), so the same rows always give the
 # same bytes; tfx-bsl's encoder orders map entries differently in every process.
-
-
-def _from_lengths(lengths: np.ndarray, data: np.ndarray) -> pa.Array:
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data))])
-
-
-def _varint_sizes(values: np.ndarray) -> np.ndarray:
-    sizes = np.ones(len(values), dtype=np.int64)
-    for i in range(1, 10):
-        sizes += values >= np.uint64(1 << (7 * i))
-    return sizes
-
-
-def _varints(values: np.ndarray) -> pa.Array:
-    """Protobuf varint encoding of each value (int64 as two's complement)."""
-    values = np.asarray(values).astype(np.int64, copy=False).view(np.uint64)
-    n = len(values)
-    if n == 0 or int(values.max()) < 0x80:  # the common case: one byte each
-        return _from_lengths(np.ones(n, dtype=np.int64), values.astype(np.uint8))
-    sizes = _varint_sizes(values)
-    width = int(sizes.max())
-    groups = np.empty((n, width), dtype=np.uint8)
-    for i in range(width):
-        group = ((values >> np.uint64(7 * i)) & np.uint64(0x7F)).astype(np.uint8)
-        groups[:, i] = group | np.where(i < sizes - 1, 0x80, 0).astype(np.uint8)
-    return _from_lengths(sizes, groups[np.arange(width) < sizes[:, None]])
-
-
-def _constant(value: bytes, n: int) -> pa.Array:
-    return _from_lengths(np.full(n, len(value), dtype=np.int64),
-                         np.frombuffer(value * n, dtype=np.uint8) if n else np.zeros(0, np.uint8))
-
-
-def _join(parts: list[pa.Array]) -> pa.Array:
-    import pyarrow.compute as pc
-
-    return pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.large_binary()))
-
-
-def _delimited(tag: bytes, payload_size: np.ndarray) -> tuple[list[pa.Array], np.ndarray]:
-    """Header of a length-delimited field (tag, varint size) and the field's total size."""
-    n = len(payload_size)
-    header = [_constant(tag, n), _varints(payload_size)]
-    return header, len(tag) + _varint_sizes(payload_size.astype(np.uint64)) + payload_size
 
 
 def _feature_entry(name: str, column: pa.Array) -> tuple[pa.Array, np.ndarray]:

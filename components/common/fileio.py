@@ -11,6 +11,11 @@ def _temp_sibling(path: str) -> str:
     return os.path.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
 
 
+def temp_sibling(path: str) -> str:
+    """A hidden, unique name beside ``path`` to write to before renaming (streams written in pieces)."""
+    return _temp_sibling(path)
+
+
 @contextlib.contextmanager
 def atomic_directory(final_path: str):
     """Yield a temporary directory that is renamed to ``final_path`` on success.

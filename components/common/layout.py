@@ -27,6 +27,19 @@ TRANSFORM_FN_DIR = "transform_fn"
 TRANSFORM_SUMMARY_FILE = "kubetfx_transform.json"
 NOT_MATERIALIZED_FILE = "kubetfx_not_materialized.json"
 
+# HyperParameters artifact (Tuner): TFX's best_hyperparameters.txt (the KerasTuner HyperParameters config
+# as JSON), kubetfx's record of the search beside it; TunerResults: every trial (TFX 1.14's tuner_results.json).
+BEST_HYPERPARAMETERS_FILE = "best_hyperparameters.txt"
+TUNING_FILE = "kubetfx_tuning.json"
+TUNER_RESULTS_FILE = "tuner_results.json"
+
+# InferenceResult artifact (BulkInferrer): TFX's gzipped TFRecord shards of PredictionLog protos, plus
+# kubetfx's tabular copy of the inputs and predictions and the rows it could not score.
+PREDICTION_LOGS_PREFIX = "prediction_logs"
+PREDICTIONS_TABLE_STEM = "predictions"
+REJECTS_FILE = "rejects.csv"
+INFERENCE_SUMMARY_FILE = "kubetfx_inference.json"
+
 # Artifact metadata keys (KFP artifact ``metadata``; TFX calls them properties).
 TFX_TYPE = "tfx_type"
 SPLIT_NAMES = "split_names"
@@ -41,6 +54,10 @@ def split_dir(artifact_dir: str, split: str) -> str:
 
 def examples_file_name(shard: int, num_shards: int) -> str:
     return f"{EXAMPLES_FILE_PREFIX}-{shard:05d}-of-{num_shards:05d}{EXAMPLES_FILE_SUFFIX}"
+
+
+def prediction_logs_file_name(shard: int, num_shards: int) -> str:
+    return f"{PREDICTION_LOGS_PREFIX}-{shard:05d}-of-{num_shards:05d}.gz"
 
 
 def list_splits(artifact_dir: str) -> list[str]:

@@ -129,3 +129,33 @@ def source_file(function) -> str | None:
     """The file a function was defined in, if known."""
     code = getattr(function, "__code__", None)
     return os.path.abspath(code.co_filename) if code is not None else None
+
+
+def source_path(module_file: str, parameter: str = "module_file") -> str:
+    """The .py file of ``module_file`` (file path or import path), found without importing it."""
+    if is_file_path(module_file):
+        path = os.path.abspath(module_file)
+        if not os.path.isfile(path):
+            raise ConfigError(f"{parameter}: '{module_file}' not found")
+        return path
+    try:
+        spec = importlib.util.find_spec(module_file)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        raise ConfigError(f"{parameter}: '{module_file}' is neither a .py file nor an importable module")
+    return spec.origin
+
+
+def top_level_functions(module_file: str, parameter: str = "module_file") -> set[str]:
+    """The names of the functions the module defines at top level, read from its source (nothing runs)."""
+    import ast
+
+    path = source_path(module_file, parameter)
+    with open(path, encoding="utf-8") as handle:
+        source = handle.read()
+    try:
+        tree = ast.parse(source, filename=path)
+    except SyntaxError as err:
+        raise ConfigError(f"{parameter} {path}:{err.lineno}: syntax error: {err.msg}") from None
+    return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}

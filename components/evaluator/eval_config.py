@@ -33,7 +33,9 @@ Without a config the default is derived from ``kubetfx_model.json`` and the eval
 * slices: Overall plus each string feature with 2..10 values in the eval data
   (or the ``slice_features`` given);
 * a module file's model (TFX ``run_fn``): the same, on its ``serving_default`` and raw label,
-  classification when the label has at most 20 integral values, else regression.
+  classification when the label has at most 20 integral values, else regression; when its
+  transform graph maps a string label to class ids, on the transformed label through
+  ``preprocessing_function_names: "transform_features"`` (the Trainer records the mapping).
 
 The finished config is checked before either engine runs (``config_checks.py``). Nothing
 here imports TFMA: the EvalConfig proto comes from tfma_protos.
@@ -212,8 +214,7 @@ def problem_type(candidate: ModelRef, batch) -> str:
     origin = (f"the model was trained by the user module {candidate.info.get('module_file')}"
               if candidate.info.get("module_file") else f"{candidate.saved_model_dir} has no kubetfx_model.json "
                                                         "from the built-in trainer")
-    advice = ("give an eval_config (TFMA EvalConfig text proto or JSON) with model_specs (label_key, "
-              "prediction_key) and metrics_specs")
+    advice = f"give one, e.g. --set eval_config='{example_config(label or 'LABEL')}'"
     if not label or label not in batch.schema.names:
         raise ConfigError(f"no eval_config given and none can be derived: {origin} and names no label "
                           f"(label_column) found in the eval examples; {advice}")
@@ -224,6 +225,13 @@ def problem_type(candidate: ModelRef, batch) -> str:
     numbers = np.unique(np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64))
     integral = bool(np.all(np.mod(numbers, 1) == 0))
     return "classification" if integral and len(numbers) <= MAX_DERIVED_CLASSES else "regression"
+
+
+def example_config(label: str) -> str:
+    """An EvalConfig to start from for a module's model, in one line (what the messages show)."""
+    return (f'model_specs {{ label_key: "{label}" }} metrics_specs {{ metrics {{ class_name: "ExampleCount" }} '
+            'metrics { class_name: "SparseCategoricalAccuracy" threshold { value_threshold { lower_bound '
+            '{ value: 0.6 } } } } }')
 
 
 def default_config(candidate: ModelRef, slice_features: list[str], no_skill: dict, problem: str):

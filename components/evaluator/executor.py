@@ -236,6 +236,10 @@ def run(examples_dir: str, model_dir: str, evaluation_dir: str, blessing_dir: st
         config = config_lib.default_config(candidate, slices, no_skill, problem)
         derived_from = "kubetfx_model.json" if problem == candidate.problem_type else \
             f"the label '{candidate.label}' ({problem}) of a module file's model"
+        if candidate.info.get("label_mapping"):
+            derived_from = (f"the module's transform graph ({candidate.info['label_mapping']}): label_key "
+                            f"'{candidate.info.get('transformed_label')}' read through preprocessing_function_names "
+                            "'transform_features'")
         notes.append(f"default EvalConfig derived from {derived_from}"
                      + (f"; slices on {', '.join(slices)}" if slices else ""))
     else:

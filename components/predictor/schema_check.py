@@ -63,6 +63,14 @@ def _quoted_list(names) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > _MAX_SHOWN else "")
 
 
+def value_problem(feature: str, value, why: str) -> str:
+    """``feature 'x': why (got value)``: what is wrong with one value (requests and bulk inference alike)."""
+    shown = "null" if value is None else ("true" if value else "false") if type(value) is bool else repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"feature '{feature}': {why} (got {shown})"
+
+
 def json_kind(value) -> str:
     """What a parsed JSON value is, in JSON's words."""
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
@@ -175,10 +183,7 @@ class RequestSchema:
 
     @staticmethod
     def _value_error(index: int, rule: _Rule, value, why: str) -> RequestError:
-        shown = "null" if value is None else ("true" if value else "false") if type(value) is bool else repr(value)
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        return RequestError(f"instance {index}: feature '{rule.name}': {why} (got {shown})")
+        return RequestError(f"instance {index}: {value_problem(rule.name, value, why)}")
 
     # ------------------------------------------------------------------ V1
     def from_v1_json(self, body, model_name: str = "<model>") -> tuple[dict, int]:

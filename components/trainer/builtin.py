@@ -8,6 +8,7 @@ exports the SavedModel. Returns what kubetfx_model.json records.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import keras
@@ -42,11 +43,29 @@ def set_seeds(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None, problem_type: str = "auto",
-        cluster: distributed.Cluster | None = None) -> dict:
-    strategy, strategy_name, devices = strategy_and_devices(cluster)
-    seed = fn_args.seed
-    set_seeds(seed)
+@dataclasses.dataclass
+class Prepared:
+    """What every training run of one dataset shares (the trainer's one run, or each of the tuner's trials)."""
+
+    tfo: object
+    schema: object
+    problem: object
+    inputs: list
+    names: list
+    train_labels: object
+    eval_labels: object
+
+    def datasets(self, fn_args, batch: int, seed: int):
+        """(train, eval) tf.data datasets of (features, target) batches."""
+        train = data.training_dataset(fn_args, fn_args.train_files, self.schema, self.problem, self.names, batch,
+                                      True, seed)
+        evaluation = data.training_dataset(fn_args, fn_args.eval_files, self.schema, self.problem, self.names, batch,
+                                           False, seed)
+        return train, evaluation
+
+
+def prepare(fn_args, label: str, label_vocabulary: str | None = None, problem_type: str = "auto") -> Prepared:
+    """Read the transform output and the labels; decide the problem and the model inputs."""
     tfo = tft.TFTransformOutput(fn_args.transform_graph_path)
     schema = tfo.transformed_metadata.schema
     label_key = problem_lib.transformed_label_key(label, tfo.transformed_feature_spec())
@@ -56,10 +75,20 @@ def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None, prob
         raise InputDataError("the eval split of the transformed examples has no examples")
     problem = problem_lib.decide(tfo, label, train_labels, label_vocabulary, problem_type)
     inputs = problem_lib.model_inputs(tfo, problem.label_key)
-    names = [i.name for i in inputs]
+    return Prepared(tfo, schema, problem, inputs, [i.name for i in inputs], train_labels, eval_labels)
+
+
+def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None, problem_type: str = "auto",
+        cluster: distributed.Cluster | None = None) -> dict:
+    strategy, strategy_name, devices = strategy_and_devices(cluster)
+    seed = fn_args.seed
+    set_seeds(seed)
+    prepared = prepare(fn_args, label, label_vocabulary, problem_type)
+    tfo, schema, problem, inputs, names = (prepared.tfo, prepared.schema, prepared.problem, prepared.inputs,
+                                           prepared.names)
+    train_labels, eval_labels = prepared.train_labels, prepared.eval_labels
     batch = hp["batch_size"]
-    train_ds = data.training_dataset(fn_args, fn_args.train_files, schema, problem, names, batch, True, seed)
-    eval_ds = data.training_dataset(fn_args, fn_args.eval_files, schema, problem, names, batch, False, seed)
+    train_ds, eval_ds = prepared.datasets(fn_args, batch, seed)
     if cluster is not None:
         train_ds, eval_ds = distributed.shard_by_data(train_ds), distributed.shard_by_data(eval_ds)
     epochs, steps_per_epoch = default_model.schedule(hp, int(train_labels.size), fn_args.train_steps or 0)

@@ -23,13 +23,16 @@ def trainer(
     seed: int = 42,
     problem_type: str = "auto",
     raw_examples: Input[Dataset] = None,
+    best_hyperparameters: Input[Artifact] = None,
     tfjob: dict = {},
 ):
     """Trains a TFX run_fn (module_file) or the built-in Keras DNN on transformed examples; one SavedModel.
 
     ``raw_examples`` (ExampleGen's output) is read when ``examples`` is the marker of a Transform
-    run with materialize=False: the transform graph is then applied in the input pipeline. ``tfjob``
-    (the environment config's trainer_tfjob): train in a Kubeflow TFJob of several workers instead."""
+    run with materialize=False: the transform graph is then applied in the input pipeline.
+    ``best_hyperparameters`` (the Tuner's output; TFX's ``hyperparameters`` input): a module's run_fn gets
+    it as fn_args.hyperparameters, the built-in trainer trains with its values. ``tfjob`` (the environment
+    config's trainer_tfjob): train in a Kubeflow TFJob of several workers instead."""
     from kubetfx.components.common.entrypoint import call
     from kubetfx.components.trainer import executor
 
@@ -38,7 +41,8 @@ def trainer(
         schema_path=schema.path, model_dir=model.path, model_run_dir=model_run.path, report_path=report.path,
         module_file=module_file, label_column=label_column, hyperparameters=hyperparameters,
         train_steps=train_steps, eval_steps=eval_steps, seed=seed, problem_type=problem_type,
-        raw_examples_dir=raw_examples.path if raw_examples is not None else "")
+        raw_examples_dir=raw_examples.path if raw_examples is not None else "",
+        best_hyperparameters_dir=best_hyperparameters.path if best_hyperparameters is not None else "")
     if tfjob:
         from kubetfx.components.trainer import tfjob as tfjob_lib
 

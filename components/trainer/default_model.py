@@ -55,21 +55,23 @@ def schedule(hp: dict, train_examples: int, train_steps: int) -> tuple[int, int]
 
 
 def fit(model: keras.Model, train_ds, eval_ds, hp: dict, epochs: int, steps_per_epoch: int, eval_steps: int,
-        log_dir: str) -> dict:
+        log_dir: str | None, extra_callbacks: list | None = None, verbose: int = 2) -> dict:
     """Train; returns epochs run, best epoch, seconds and the per-epoch history.
 
     Each dataset is repeated and read by one iterator for all epochs (``steps_per_epoch`` /
     ``eval_steps`` batches per epoch: every batch of one pass): a new iterator per epoch would
     set up the input pipeline again each epoch, ~50 ms with the transform graph in it.
+    ``log_dir`` None: no TensorBoard logs (the tuner's trials); ``extra_callbacks`` run after early stopping.
     """
-    callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir)]
+    callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir)] if log_dir else []
     if hp["early_stopping_patience"] > 0:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=hp["early_stopping_patience"],
                                                        restore_best_weights=True))
+    callbacks += extra_callbacks or []
     start = time.perf_counter()
     history = model.fit(train_ds.repeat(), steps_per_epoch=steps_per_epoch, validation_data=eval_ds.repeat(),
                         validation_steps=eval_steps, epochs=epochs, callbacks=callbacks, shuffle=False,
-                        verbose=2)  # the dataset shuffles
+                        verbose=verbose)  # the dataset shuffles
     seconds = time.perf_counter() - start
     losses = history.history.get("val_loss", [])
     return {"epochs_run": len(history.history.get("loss", [])),

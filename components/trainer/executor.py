@@ -16,96 +16,25 @@ Nothing heavy is imported before the parameters are validated.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import math
 import os
 import shutil
 import tempfile
 
-from kubetfx.components.common import examples, fileio, layout, module_loader, provenance, tfmd
+from kubetfx.components.common import fileio, layout, module_loader, provenance, tfmd
 from kubetfx.components.common.errors import ConfigError, KubetfxError
-from kubetfx.components.trainer import distributed, hyperparameters as hp_lib, keras_mode
-from kubetfx.components.trainer.fn_args import FnArgs, make_data_accessor
-from kubetfx.components.transform_output import reader as transform_output
+from kubetfx.components.trainer import distributed, hyperparameters as hp_lib, inputs, keras_mode
+from kubetfx.components.trainer.fn_args import FnArgs
+from kubetfx.components.tuning import artifact as tuning_artifact, space
 
 ARTIFACT_TYPE = "Model"
 MODEL_RUN_TYPE = "ModelRun"
-TRAIN_SPLIT, EVAL_SPLIT = "train", "eval"
+TRAIN_SPLIT, EVAL_SPLIT = inputs.TRAIN_SPLIT, inputs.EVAL_SPLIT
 # kubetfx_model.json's training_input: what the model was trained from.
 TRANSFORMED_INPUT = "transformed examples"
 RAW_INPUT = "raw examples + transform graph (applied in tf.data)"
 VERSION_PACKAGES = ("kubetfx", "tensorflow", "keras", "tf-keras", "tensorflow-transform", "tfx-bsl")
-
-
-# --------------------------------------------------------------------------- parameters
-
-
-def _non_negative_int(name: str, value) -> int:
-    if value is None or value == "":
-        return 0
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"{name}: expected an int >= 0, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _json_dict(name: str, value) -> dict | None:
-    if value is None or value == "" or value == {}:
-        return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{name}: not a valid JSON object ({err})") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name}: expected a dict (JSON object), got {type(value).__name__}")
-    return value
-
-
-def _check_module_exists(module_file: str) -> None:
-    """Fail fast (before any process or TensorFlow start) on a module that cannot be found."""
-    if module_loader.is_file_path(module_file):
-        if not os.path.isfile(os.path.abspath(module_file)):
-            raise ConfigError(f"module_file: module file '{os.path.abspath(module_file)}' not found")
-        return
-    try:
-        found = importlib.util.find_spec(module_file)
-    except (ImportError, ValueError):
-        found = None
-    if found is None:
-        raise ConfigError(f"module_file: module '{module_file}' not found on the Python path; "
-                          "give an importable module name or a path to a .py file")
-
-
-def _split_pattern(examples_dir: str, split: str) -> str:
-    examples.split_files(examples_dir, split)  # raises InputDataError naming the splits present
-    return os.path.join(layout.split_dir(examples_dir, split), "*")
-
-
-def _training_examples(examples_dir: str, raw_examples_dir: str, summary: dict) -> tuple[str, bool]:
-    """(the Examples directory to train from, whether its examples are transformed)."""
-    marker = transform_output.read_not_materialized_marker(examples_dir) if os.path.isdir(examples_dir) else None
-    if marker is None:
-        # Transformed examples, or (TFX's wiring) ExampleGen's: after materialize=False, or the very
-        # examples the graph was analyzed on.
-        analyzed = summary.get("raw_examples")
-        raw = summary.get("materialized") is False or bool(
-            analyzed and os.path.realpath(examples_dir) == os.path.realpath(analyzed))
-        return examples_dir, not raw
-    for candidate in (raw_examples_dir, marker.get("raw_examples")):
-        if candidate and layout.list_splits(candidate):
-            return candidate, False
-    raise ConfigError(f"examples: {examples_dir} holds no transformed examples (Transform ran with materialize=False) "
-                      f"and the raw examples it analyzed ({marker.get('raw_examples')}) are not readable here; give "
-                      "the Trainer the raw examples (ExampleGen's output) as raw_examples, or run Transform with "
-                      "materialize=True")
-
-
-def _transform_summary(transform_graph_dir: str) -> dict:
-    transform_output.check_transform_graph(transform_graph_dir)
-    return transform_output.read_summary(transform_graph_dir)
 
 
 # --------------------------------------------------------------------------- user module
@@ -140,6 +69,24 @@ def _run_user_module(fn_args: FnArgs, module_file: str, run_fn: str, raw_example
     return {"problem_type": "custom", "metrics": metrics}
 
 
+def _label_mapping(saved_model_dir: str, transform_graph_dir: str, label: str, schema) -> dict:
+    """For a module whose transform graph maps the string label to class ids: what the Evaluator needs
+    (the transformed label, the classes, a ``transform_features`` signature); {} otherwise."""
+    from kubetfx.components.trainer import label_mapping
+
+    if not label:
+        return {}
+    mapping = label_mapping.derive(transform_graph_dir, label, label_mapping.label_domain(schema, label))
+    if mapping is None:
+        return {}
+    added = label_mapping.ensure_transform_signature(saved_model_dir, transform_graph_dir)
+    print(f"Trainer: the transform graph maps the label '{label}' to '{mapping['transformed_label']}' "
+          f"({len(mapping['class_names'])} classes)" + ("; added a transform_features signature for the Evaluator"
+                                                        if added else ""), flush=True)
+    return {"problem_type": "classification", **mapping,
+            "label_mapping": f"transform graph: {label} -> {mapping['transformed_label']}"}
+
+
 def _raw_features(transform_graph_dir: str, label: str) -> list[dict]:
     import tensorflow_transform as tft
 
@@ -167,18 +114,21 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         report_path: str | None = None, metrics_path: str | None = None, module_file: str = "",
         run_fn: str = "run_fn", label_column: str = "", train_steps: int = 0, eval_steps: int = 0,
         hyperparameters: dict | str | None = None, custom_config=None, seed: int = 42, keras: str = "auto",
-        problem_type: str = "auto", raw_examples_dir: str = "", _isolated: bool = False) -> dict:
+        problem_type: str = "auto", raw_examples_dir: str = "", best_hyperparameters_dir: str = "",
+        _isolated: bool = False) -> dict:
     """Train and export; returns the Model artifact metadata (with ``metrics`` and ``model_run``).
 
     ``raw_examples_dir``: ExampleGen's examples, used when ``examples_dir`` is the marker of a
-    Transform run with materialize=False. ``_isolated``: see :func:`run_isolated`. With ``TF_CONFIG``
-    naming several workers (distributed.py) every worker trains under MultiWorkerMirroredStrategy and only
-    the chief writes the outputs."""
+    Transform run with materialize=False. ``best_hyperparameters_dir``: the Tuner's output (TFX's
+    ``hyperparameters`` input): a module's ``run_fn`` gets its KerasTuner config as
+    ``fn_args.hyperparameters``, the built-in trainer uses its values over ``hyperparameters``.
+    ``_isolated``: see :func:`run_isolated`. With ``TF_CONFIG`` naming several workers (distributed.py)
+    every worker trains under MultiWorkerMirroredStrategy and only the chief writes the outputs."""
     call = {k: v for k, v in locals().items() if k != "_isolated"}
     cluster = distributed.cluster()  # a bad TF_CONFIG fails here, before anything heavy
     schema = tfmd.read_schema(schema_path)
     schema_file = tfmd.schema_path(schema_path) if os.path.isdir(schema_path) else schema_path
-    summary = _transform_summary(transform_graph_dir)
+    summary = inputs.transform_summary(transform_graph_dir)
     label = label_column or summary.get("label_column") or ""
     features = [f.name for f in schema.feature]
     if label and label not in features:
@@ -197,16 +147,22 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
     from kubetfx.components.trainer.problem import check_problem_type
 
     check_problem_type(problem_type)
-    train_steps = _non_negative_int("train_steps", train_steps)
-    eval_steps = _non_negative_int("eval_steps", eval_steps)
+    train_steps = inputs.non_negative_int("train_steps", train_steps)
+    eval_steps = inputs.non_negative_int("eval_steps", eval_steps)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed: expected an int, got {type(seed).__name__} {seed!r}")
-    hp = hp_lib.parse(hyperparameters) if not module_file else _json_dict("hyperparameters", hyperparameters)
-    config = _json_dict("custom_config", custom_config)
-    train_dir, transformed = _training_examples(examples_dir, raw_examples_dir, summary)
-    patterns = {split: _split_pattern(train_dir, split) for split in (TRAIN_SPLIT, EVAL_SPLIT)}
+    hp = hp_lib.parse(hyperparameters) if not module_file else inputs.json_dict("hyperparameters", hyperparameters)
+    tuned_config, tuning = tuning_artifact.read(best_hyperparameters_dir)
+    if tuned_config is not None:
+        if module_file:
+            hp = tuned_config  # TFX: fn_args.hyperparameters is the Tuner's KerasTuner config
+        else:
+            hp = {**hp, **space.to_builtin(tuned_config["values"])}
+    config = inputs.json_dict("custom_config", custom_config)
+    train_dir, transformed = inputs.training_examples(examples_dir, raw_examples_dir, summary)
+    patterns = inputs.split_patterns(train_dir)
     if module_file:
-        _check_module_exists(module_file)
+        inputs.check_module_exists(module_file)
         if not run_fn or not run_fn.isidentifier():
             raise ConfigError(f"run_fn must be a Python identifier, got {run_fn!r}")
     legacy = keras_mode.wanted_legacy(keras, module_file)
@@ -218,18 +174,16 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
 
     with _output_dirs(model_dir, model_run_dir, cluster) as (model_tmp, run_tmp):
         os.makedirs(run_tmp, exist_ok=True)
-        fn_args = FnArgs(
-            working_dir=run_tmp, train_files=[patterns[TRAIN_SPLIT]], eval_files=[patterns[EVAL_SPLIT]],
-            train_steps=train_steps or None, eval_steps=eval_steps or None, schema_path=schema_file,
-            schema_file=schema_file, transform_graph_path=transform_graph_dir, transform_output=transform_graph_dir,
-            data_accessor=make_data_accessor(None if transformed else transform_graph_dir),
-            serving_model_dir=os.path.join(model_tmp, layout.SERVING_MODEL_DIR),
-            model_run_dir=run_tmp, hyperparameters=hp, custom_config=config, label_column=label or None, seed=seed)
+        fn_args = inputs.make_fn_args(run_tmp, patterns, transformed, transform_graph_dir, schema_file, train_steps,
+                                      eval_steps, hp, config, label, seed,
+                                      serving_model_dir=os.path.join(model_tmp, layout.SERVING_MODEL_DIR),
+                                      model_run_dir=run_tmp)
         if module_file:
             info = _run_user_module(fn_args, module_file, run_fn, raw_examples=not transformed)
             info.update(label=label, raw_features=_raw_features(transform_graph_dir, label),
                         train_examples=(summary.get("row_counts") or {}).get(TRAIN_SPLIT),
                         eval_examples=(summary.get("row_counts") or {}).get(EVAL_SPLIT))
+            info.update(_label_mapping(fn_args.serving_model_dir, transform_graph_dir, label, schema))
         else:
             from kubetfx.components.trainer import builtin
 
@@ -239,7 +193,8 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
 
         info.update(
             module_file=module_file, run_fn=run_fn if module_file else "builtin",
-            hyperparameters=hp, seed=seed, train_steps=train_steps, eval_steps=eval_steps,
+            hyperparameters=hp, seed=seed, tuning=_tuning_record(tuned_config, tuning), train_steps=train_steps,
+            eval_steps=eval_steps,
             keras="tf_keras" if module_file and keras_mode.effective_legacy() else "keras3",
             serving_model_dir=layout.SERVING_MODEL_DIR,
             training_input=TRANSFORMED_INPUT if transformed else RAW_INPUT,
@@ -283,6 +238,15 @@ def _check_finite(info: dict) -> None:
                            f"{', ...' if len(bad) > 4 else ''}); the data or its preprocessing holds non-finite "
                            "values (an infinite or NaN cell? ExampleValidator reports FLOAT_TYPE_HAS_INF), or the "
                            "learning rate is too high")
+
+
+def _tuning_record(config: dict | None, record: dict) -> dict | None:
+    """What kubetfx_model.json keeps of the search: where the values came from, the space, the seeds."""
+    if config is None:
+        return None
+    keep = ("library", "objective", "direction", "seed", "trial_seeds", "best_trial", "search_space", "max_trials",
+            "parallel_trials", "trials_run")
+    return {"values": config.get("values"), **{k: record[k] for k in keep if k in record}}
 
 
 def run_isolated(**kwargs) -> dict:

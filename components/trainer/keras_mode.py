@@ -95,13 +95,14 @@ def answer_for(call) -> dict:
         return {"error": {"type": type(err).__name__, "message": str(err), "traceback": traceback.format_exc()}}
 
 
-def run_in_subprocess(kwargs: dict, legacy: bool) -> dict:
-    """Run the trainer (``executor.run(**kwargs)``) in a fresh Python with the wanted Keras; re-raise its error."""
+def run_in_subprocess(kwargs: dict, legacy: bool, target: str = "") -> dict:
+    """Run the trainer (``executor.run(**kwargs)``), or ``target`` (``module:function``, e.g. the Tuner's), in a
+    fresh Python with the wanted Keras; re-raise its error."""
     env = dict(os.environ, **{ENV_VAR: "1" if legacy else "0"})
     with tempfile.TemporaryDirectory(prefix="kubetfx-trainer-") as temp:
         request, response = os.path.join(temp, "request.json"), os.path.join(temp, "response.json")
         with open(request, "w", encoding="utf-8") as handle:
-            json.dump({"kwargs": kwargs, "response": response}, handle)
+            json.dump({"kwargs": kwargs, "response": response, "target": target}, handle)
         completed = subprocess.run([sys.executable, "-m", CHILD_MODULE, request], env=env, check=False)
         if not os.path.isfile(response):
             raise RuntimeError(f"the trainer subprocess exited with code {completed.returncode} without a result")

@@ -31,6 +31,13 @@ def render(info: dict) -> str:
     if info.get("hyperparameters"):
         lines += ["## Hyperparameters", "", report.table(["name", "value"], [[k, str(v)] for k, v in
                                                                             info["hyperparameters"].items()]), ""]
+    if info.get("tuning"):
+        tuning = info["tuning"]
+        best = tuning.get("best_trial") or {}
+        lines += ["## Tuned", "", f"Values from the Tuner's best trial {best.get('number', '–')} "
+                  f"({tuning.get('objective')} {report.fmt(best.get('objective'))}; {tuning.get('library')}, seed "
+                  f"{tuning.get('seed')}): " + ", ".join(f"`{k}={v}`" for k, v in (tuning.get("values") or {}).items()),
+                  ""]
     lines += ["## Serving signatures", "", report.table(
         ["signature", "inputs", "outputs"],
         [[f"`{name}`", _tensors(sig["inputs"]), _tensors(sig["outputs"])]

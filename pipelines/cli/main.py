@@ -239,6 +239,36 @@ def _cmd_monitor(args, parser) -> int:
     return local_runner.run(entry, root=root)
 
 
+def _cmd_predict(args, parser) -> int:
+    """Batch scoring with a pushed model, through the predictor's input path (the BulkInferrer's engine)."""
+    from kubetfx.components.common import model_repository
+    from kubetfx.components.common.errors import ConfigError
+
+    name, _, version = args.model.partition(":")
+    model_repository.check_model_name(name)
+    repository = args.repository or registry.model_repository_dir(args.root)
+    if version and not version.isdigit():
+        raise ConfigError(f"--model {args.model}: the version after ':' must be a number, e.g. {name}:3")
+    chosen = int(version) if version else model_repository.latest_version(repository, name, strict=True)
+    if chosen is None or chosen not in model_repository.list_versions(repository, name):
+        versions = model_repository.list_versions(repository, name)
+        raise ConfigError(f"--model {args.model}: no {'version ' + str(chosen) + ' of ' if chosen else ''}model "
+                          f"'{name}' in {repository} (versions there: {', '.join(map(str, versions)) or 'none'})")
+    if not os.path.exists(args.data) and not any(c in args.data for c in "*?[{") and "://" not in args.data:
+        raise ConfigError(f"--data {args.data}: not found")
+    from kubetfx.components.bulk_inferrer import executor
+
+    result = executor.predict_to_file(model_repository.version_path(repository, name, chosen), args.data, args.out,
+                                      version=str(chosen), batch_size=args.batch_size, allow_nan=args.allow_nan,
+                                      model_name=name)
+    print(f"Scored {result['scored']} of {result['rows']} rows with {name} version {chosen} "
+          f"({result['rows_per_second']} rows/s): {args.out}")
+    print(f"  PredictionLogs: {result['prediction_logs']}")
+    if result["rejected"]:
+        print(f"  {result['rejected']} rows rejected (reasons in {result['rejects']})")
+    return 0 if result["scored"] or not result["rows"] else 1
+
+
 def _cmd_params(args, parser) -> int:
     entry = _entry(args)
     help_text = entry.parameter_help()
@@ -335,6 +365,20 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--retrain", action="store_true", help="run the pipeline when the monitor says retrain")
     _add_environment(watch, compiles=False)  # its canary: settings (alpha, margins) decide a local canary
     watch.set_defaults(handler=_cmd_monitor)
+
+    predict = commands.add_parser("predict", help="batch scoring: a CSV/Parquet/TFRecord file (dir, glob, {SPAN}) "
+                                                   "with a pushed model, as the predictor serves it")
+    predict.add_argument("--data", required=True, metavar="FILE|DIR|GLOB|{SPAN}", help="the rows to score")
+    predict.add_argument("--model", required=True, metavar="NAME[:VERSION]",
+                         help="a model in the repository (default version: the latest)")
+    predict.add_argument("--out", required=True, metavar="FILE",
+                         help="the inputs and predictions (.parquet or .csv); PredictionLogs and rejects beside it")
+    predict.add_argument("--root", default="kubetfx-local", help="local directory whose model-repository/ to use")
+    predict.add_argument("--repository", default=None, help="the model repository (default: <root>/model-repository)")
+    predict.add_argument("--batch-size", type=_positive_int, default=8192, help="rows per model call")
+    predict.add_argument("--allow-nan", action="store_true",
+                         help="score rows with missing numbers (the model imputes them) instead of rejecting them")
+    predict.set_defaults(handler=_cmd_predict)
 
     params = commands.add_parser("params", help="list a pipeline's parameters, their defaults and meaning")
     _add_pipeline(params)

@@ -5,7 +5,7 @@ They only change the compiled YAML; kfp.local ignores them.
 
 from kfp import kubernetes
 
-from kubetfx.pipelines.config import GpuPool, ModelRepository, PredictionLog, Resources
+from kubetfx.pipelines.config import GpuPool, ModelRepository, PredictionLog, Resources, TunerSettings
 
 
 def apply_resources(task, resources: Resources | None):
@@ -47,4 +47,11 @@ def mount_prediction_log(task, prediction_log: PredictionLog):
     """The monitor reads the prediction log from its volume."""
     if prediction_log.pvc:
         kubernetes.mount_pvc(task, pvc_name=prediction_log.pvc, mount_path=prediction_log.path)
+    return task
+
+
+def mount_tuner_workspace(task, tuner: TunerSettings):
+    """The Tuner on Katib copies its inputs to this volume, which every trial pod mounts too."""
+    if tuner.workspace_pvc:
+        kubernetes.mount_pvc(task, pvc_name=tuner.workspace_pvc, mount_path=tuner.workspace_path)
     return task

@@ -289,6 +289,12 @@ def _one_line(metadata: dict) -> str:
         counts = metadata.get("anomaly_counts", {})
         parts.append(f"anomalies found: {int(metadata['anomalies_found'])}"
                      + (" (" + ", ".join(f"{k}={int(v)}" for k, v in counts.items()) + ")" if counts else ""))
+    if metadata.get("tuned") and isinstance(metadata.get("best_values"), dict):
+        parts.append("best trial " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                               for k, v in metadata["best_values"].items()))
+    if "scored" in metadata and "rows" in metadata:
+        parts.append(f"scored {int(metadata['scored'])} of {int(metadata['rows'])} rows"
+                     + (f", {int(metadata['rejected'])} rejected" if metadata.get("rejected") else ""))
     if isinstance(metadata.get("metrics"), dict):
         parts.append(", ".join(f"{k}={v:.4g}" for k, v in metadata["metrics"].items() if isinstance(v, (int, float))))
     return "; ".join(parts)

@@ -1,7 +1,10 @@
 """The kubetfx tabular pipeline, built for a dataset's label and a deployment config.
 
-ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer
--> Evaluator + InfraValidator -> Pusher (only when both blessed).
+ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Tuner -> Trainer
+-> Evaluator + InfraValidator -> Pusher (only when both blessed); BulkInferrer when the Evaluator blessed
+the model (the eval split, or ``inference_data``). The Tuner searches only when
+asked (``tune=true``, or a module file with a ``tuner_fn``); otherwise it says so in a second and
+the Trainer uses its own hyperparameters.
 The same function runs on kfp.local and compiles for a cluster; the environment config
 only adds what kfp.local ignores: images, GPU pool, resources, the model repository's
 volume or credentials.
@@ -9,6 +12,7 @@ volume or credentials.
 
 from kfp import dsl
 
+from kubetfx.components.bulk_inferrer.component import bulk_inferrer
 from kubetfx.components.common.image import component_image
 from kubetfx.components.evaluator.component import evaluator
 from kubetfx.components.example_gen.component import example_gen
@@ -19,6 +23,7 @@ from kubetfx.components.schema_gen.component import schema_gen
 from kubetfx.components.statistics_gen.component import statistics_gen
 from kubetfx.components.trainer.component import trainer
 from kubetfx.components.transform.component import transform
+from kubetfx.components.tuner.component import tuner
 from kubetfx.pipelines.cluster import kubernetes_settings
 from kubetfx.pipelines.config import PipelineConfig
 
@@ -48,13 +53,28 @@ PARAMETER_HELP = {
                    "empty: the built-ins)",
     "hyperparameters": "built-in trainer: hidden_units, learning_rate, batch_size, epochs, dropout, "
                        "early_stopping_patience (JSON object); module files: passed as fn_args.hyperparameters",
+    "tune": "search hyperparameters before training: the built-in space (width, depth, learning rate, dropout) "
+            "for the built-in trainer; a module file's tuner_fn runs whenever it has one (TFX's Tuner)",
+    "max_trials": "built-in search: trials to run (each trains the model, with early stopping and pruning)",
+    "parallel_trials": "built-in search: trials at once, never more than the cores the task has (1: reproducible)",
     "train_steps": "training steps (TFX TrainArgs.num_steps; 0: the built-in trainer's epochs)",
     "eval_steps": "evaluation steps per epoch for module files (TFX EvalArgs.num_steps; 0: the whole eval split)",
     "seed": "random seed of the model's initialisation and training (recorded with the model)",
     "eval_config": "TFMA EvalConfig (text proto, JSON or a file path; empty: derived from the problem type)",
+    "inference_data": "BulkInferrer: new data to score once the model is blessed (file, directory, glob or {SPAN} "
+                      "pattern; empty: the eval split)",
     "deploy": "KServe InferenceService settings for the Pusher (JSON object; empty: push only; "
               "an environment's compile fills it from its manifests)",
 }
+
+
+def katib_template(config: PipelineConfig, pipeline_name: str) -> dict:
+    """The Katib Experiment the Tuner submits when the environment tunes on Katib; {} for in-task trials."""
+    if config.tuner.backend != "katib":
+        return {}
+    from kubetfx.pipelines.cluster import katib
+
+    return katib.experiment_template(config, pipeline_name)
 
 
 def build(name: str, description: str, label: str, model_name: str, config: PipelineConfig | None = None,
@@ -62,6 +82,7 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
     """A ``@dsl.pipeline`` function for data labelled ``label``."""
     config = config or PipelineConfig()
     image = component_image()
+    katib_experiment = katib_template(config, name)
 
     def configure(task, display_name: str, reads_outside_world: bool = False):
         """Display name, image, resources; never cached when the result depends on more than the inputs."""
@@ -89,10 +110,14 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
         fail_on_anomalies: bool = True,
         module_file: str = "",
         hyperparameters: dict = {},
+        tune: bool = False,
+        max_trials: int = 12,
+        parallel_trials: int = 1,
         train_steps: int = 0,
         eval_steps: int = 0,
         seed: int = 42,
         eval_config: str = "",
+        inference_data: str = "",
         deploy: dict = {},
     ):
         """The parameters are described in PARAMETER_HELP (`kubetfx params`)."""
@@ -110,6 +135,17 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
                                           numeric_imputation=numeric_imputation, materialize=materialize),
                                 "Transform")
         transformed.after(validation)  # anomalies stop the pipeline before any training
+        tuned = configure(tuner(examples=transformed.outputs["transformed_examples"],
+                                raw_examples=examples.outputs["examples"], transform_graph=transformed.outputs[
+                                    "transform_graph"], schema=schema.outputs["schema"], module_file=module_file,
+                                label_column=label_column, tune=tune, max_trials=max_trials,
+                                parallel_trials=parallel_trials, hyperparameters=hyperparameters,
+                                train_steps=train_steps, eval_steps=eval_steps, seed=seed, problem_type=problem_type,
+                                katib_experiment=katib_experiment), "Tuner")
+        if katib_experiment:  # the Tuner shares its inputs with the trial pods on the workspace volume
+            kubernetes_settings.mount_tuner_workspace(tuned, config.tuner)
+        else:  # in-task trials: on the GPU pool like the Trainer
+            kubernetes_settings.apply_gpu_pool(tuned, config.trainer_gpu, component_image(gpu=True))
         tfjob = config.trainer_tfjob.for_component(config.kfp.resolved_namespace(), config.trainer_gpu)
         if tfjob:
             tfjob["image"] = component_image(gpu=config.trainer_gpu.count > 0)
@@ -119,7 +155,8 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
                                     schema=schema.outputs["schema"], module_file=module_file,
                                     label_column=label_column, hyperparameters=hyperparameters,
                                     train_steps=train_steps, eval_steps=eval_steps, seed=seed,
-                                    problem_type=problem_type, tfjob=tfjob), "Trainer")
+                                    problem_type=problem_type, tfjob=tfjob,
+                                    best_hyperparameters=tuned.outputs["best_hyperparameters"]), "Trainer")
         if not tfjob:  # a TFJob's workers get the GPUs, not the task that launches them
             kubernetes_settings.apply_gpu_pool(trained, config.trainer_gpu, component_image(gpu=True))
         evaluation = configure(evaluator(examples=examples.outputs["examples"], model=trained.outputs["model"],
@@ -130,6 +167,10 @@ def build(name: str, description: str, label: str, model_name: str, config: Pipe
         infra = configure(infra_validator(model=trained.outputs["model"], examples=examples.outputs["examples"]),
                           "InfraValidator", reads_outside_world=True)  # the serving stack as it is today
         with dsl.If(evaluation.outputs["Output"] == True, name="model-blessed"):  # noqa: E712 - KFP condition
+            configure(bulk_inferrer(model=trained.outputs["model"], examples=examples.outputs["examples"],
+                                    model_blessing=evaluation.outputs["blessing"], data_uri=inference_data,
+                                    model_name=model_name), "BulkInferrer",
+                      reads_outside_world=True)  # inference_data may be a {SPAN} pattern
             with dsl.If(infra.outputs["Output"] == True, name="infra-blessed"):  # noqa: E712
                 pushed = configure(pusher(model=trained.outputs["model"], model_blessing=evaluation.outputs["blessing"],
                                           infra_blessing=infra.outputs["blessing"], push_destination=push_destination,

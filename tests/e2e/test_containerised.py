@@ -25,8 +25,8 @@ from kubetfx.components.pusher import inference_service
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENVIRONMENT = "dev"
-TASKS = {"example-gen", "statistics-gen", "schema-gen", "example-validator", "transform", "trainer", "evaluator",
-         "infra-validator", "pusher"}
+TASKS = {"example-gen", "statistics-gen", "schema-gen", "example-validator", "transform", "tuner", "trainer",
+         "evaluator", "infra-validator", "pusher", "bulk-inferrer"}
 CONTAINER_UID = 1000  # the image's USER; the manifests' runAsUser
 PENGUIN = {"island": "Biscoe", "bill_length_mm": 48.6, "bill_depth_mm": 16.0, "flipper_length_mm": 230,
            "body_mass_g": 5800, "sex": "male", "year": 2009}  # a Gentoo

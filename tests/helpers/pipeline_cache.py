@@ -23,6 +23,8 @@ from kubetfx.pipelines.penguin import data as penguin_data
 # TFX's penguin module file (preprocessing_fn, run_fn), unchanged but for its imports.
 TFX_MODULE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
                           "penguin_tfx_module.py")
+# The same module with TFX's Transform-tutorial preprocessing_fn: a string label mapped by a TFT vocabulary.
+TFT_LABEL_MODULE = os.path.join(os.path.dirname(TFX_MODULE), "penguin_tft_module.py")
 SPECIES_IDS = {"Adelie": 0, "Chinstrap": 1, "Gentoo": 2}
 
 _CACHE: dict = {}
@@ -66,10 +68,12 @@ def analyzed_penguin_pipeline(tmp_path_factory) -> dict:
     return _CACHE["analyzed"]
 
 
-def tfx_penguin_table(table: pa.Table) -> pa.Table:
+def tfx_penguin_table(table: pa.Table, string_label: bool = False) -> pa.Table:
     """The penguins as TFX's example ships them (penguins_processed.csv): culmen_* names, integer
-    species, measurements scaled to [0, 1]."""
-    columns = {"species": pa.array([SPECIES_IDS[s] for s in table.column("species").to_pylist()], pa.int64())}
+    species, measurements scaled to [0, 1]; ``string_label``: species as names (TFX's Transform tutorial)."""
+    species = table.column("species").to_pylist()
+    columns = {"species": pa.array(species, pa.string()) if string_label else
+               pa.array([SPECIES_IDS[s] for s in species], pa.int64())}
     for raw, name in [("bill_length_mm", "culmen_length_mm"), ("bill_depth_mm", "culmen_depth_mm"),
                       ("flipper_length_mm", "flipper_length_mm"), ("body_mass_g", "body_mass_g")]:
         values = table.column(raw).to_numpy().astype(np.float64)

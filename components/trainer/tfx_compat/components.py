@@ -6,7 +6,7 @@ from kubetfx.components.trainer.fn_args import DataAccessor, FnArgs
 
 
 class TunerFnResult(NamedTuple):
-    """What a TFX ``tuner_fn`` returns (kubetfx has no Tuner component; kept so module files import)."""
+    """What a TFX ``tuner_fn`` returns: a KerasTuner tuner and the keyword arguments of its ``search``."""
 
     tuner: Any
     fit_kwargs: dict

@@ -1,14 +1,58 @@
 """``kerastuner``/``keras_tuner`` for TFX module files.
 
-Re-exports keras_tuner when it is installed. Otherwise provides a minimal
-``HyperParameters`` (Choice/Int/Float/Boolean/Fixed, get, values,
-get_config/from_config) — what a ``run_fn`` needs to read hyperparameters; the
-tuners themselves need the real package.
+Re-exports keras_tuner (a kubetfx dependency). TFX module files are Keras 2 code: in a process
+whose ``tf.keras`` is tf_keras (``TF_USE_LEGACY_KERAS=1``, how the Trainer and Tuner run module
+files) keras_tuner is imported against tf_keras too, so the module's tf_keras models are the
+"Keras models" its tuners expect (keras_tuner picks its Keras from ``import keras`` once, on
+import). Without keras_tuner, a minimal ``HyperParameters`` (Choice/Int/Float/Boolean/Fixed, get,
+values, get_config/from_config) is what a ``run_fn`` needs to read hyperparameters.
 """
 
 from __future__ import annotations
 
+import sys
+
+
+def _legacy_keras_process() -> bool:
+    """tf.keras is (or will be) tf_keras here, and keras_tuner is not imported yet."""
+    if "keras_tuner" in sys.modules:
+        return False
+    from kubetfx.components.trainer import keras_mode
+
+    return keras_mode.effective_legacy()
+
+
+def _import_keras_tuner():
+    """keras_tuner, bound to tf_keras in a legacy-Keras process (its ``import keras`` sees tf_keras once)."""
+    if not _legacy_keras_process():
+        import keras_tuner
+
+        return keras_tuner
+    import tf_keras
+
+    previous = sys.modules.get("keras")
+    sys.modules["keras"] = tf_keras
+    try:
+        import keras_tuner
+    finally:  # anything else importing keras later gets the real package
+        if previous is None:
+            del sys.modules["keras"]
+        else:
+            sys.modules["keras"] = previous
+    return keras_tuner
+
+
+def uses_tf_keras() -> bool | None:
+    """Whether the imported keras_tuner builds on tf_keras (None: not imported yet)."""
+    if "keras_tuner" not in sys.modules:
+        return None
+    from keras_tuner.src.backend import config
+
+    return not config.multi_backend()
+
+
 try:  # pragma: no cover - depends on the environment
+    _import_keras_tuner()
     from keras_tuner import *  # noqa: F401,F403
     from keras_tuner import HyperParameters  # noqa: F401
 

@@ -1,0 +1,81 @@
+"""The data to score, streamed in Arrow batches: an Examples artifact's split, or CSV/Parquet/TFRecord files.
+
+A file, directory, glob or ``{SPAN}`` pattern (the newest span) is resolved as ExampleGen resolves
+it. CSV is read with every column as text, so a value of the wrong type is the row's problem (the
+table check rejects it with a reason), never the whole file's; Parquet keeps its types; tf.Examples
+are decoded per chunk. Only one batch is in memory at a time, whatever the input's size.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import pyarrow as pa
+
+from kubetfx.components.common import examples, layout, storage, tfrecord
+from kubetfx.components.common.errors import ConfigError, InputDataError
+
+BATCH_ROWS = 65536
+CSV_BLOCK_BYTES = 8 << 20
+
+
+def resolve(data_uri: str, split: str = "") -> tuple[list[str], str, int | None]:
+    """(files, format, span) of an Examples artifact (``split``) or a file/dir/glob/{SPAN} pattern."""
+    from kubetfx.components.example_gen.reading import detect_format
+
+    if not data_uri:
+        raise ConfigError("no data to score: give an Examples artifact with a split, or a file, directory, glob or "
+                          "{SPAN} pattern of CSV/Parquet/TFRecord files")
+    if os.path.isdir(data_uri) and layout.list_splits(data_uri):
+        return examples.split_files(data_uri, split or "eval"), "tfrecord", None
+    try:
+        files, span = storage.resolve_input(data_uri)
+    except FileNotFoundError as err:
+        raise ConfigError(f"data {data_uri}: {err}") from None
+    if not files:
+        raise ConfigError(f"data {data_uri}: no files match")
+    return files, detect_format(files, "auto"), span
+
+
+def _csv_batches(path: str) -> Iterator[pa.RecordBatch]:
+    import pyarrow.csv as csv
+
+    delimiter = "\t" if path.lower().endswith(".tsv") else ","
+    try:
+        with pa.input_stream(path) as stream:  # the header, to read every column as text
+            header = csv.open_csv(stream, read_options=csv.ReadOptions(block_size=1 << 16),
+                                  parse_options=csv.ParseOptions(delimiter=delimiter)).schema.names
+        reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                              parse_options=csv.ParseOptions(delimiter=delimiter),
+                              convert_options=csv.ConvertOptions(column_types={n: pa.string() for n in header},
+                                                                 strings_can_be_null=False))
+        for batch in reader:
+            yield batch
+    except pa.ArrowInvalid as err:
+        raise InputDataError(f"{path}: not a readable CSV file ({str(err).splitlines()[0][:200]})") from None
+
+
+def _parquet_batches(path: str) -> Iterator[pa.RecordBatch]:
+    import pyarrow.parquet as pq
+
+    try:
+        handle = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise InputDataError(f"{path}: not a readable Parquet file ({err})") from None
+    yield from handle.iter_batches(batch_size=BATCH_ROWS)
+
+
+def _tfrecord_batches(path: str) -> Iterator[pa.RecordBatch]:
+    records = tfrecord.read_file(path)
+    for start in range(0, len(records), BATCH_ROWS):
+        yield examples.decode_examples(records[start:start + BATCH_ROWS], source=path)
+
+
+def batches(files: list[str], data_format: str) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """(file, batch) in file order."""
+    reader = {"csv": _csv_batches, "parquet": _parquet_batches, "tfrecord": _tfrecord_batches}[data_format]
+    for path in files:
+        for batch in reader(path):
+            if batch.num_rows:
+                yield path, batch

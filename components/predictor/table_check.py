@@ -1,0 +1,112 @@
+"""The predictor's request checks applied to a whole table at once: for batch inference over files.
+
+Same rules as a request (``schema_check.RequestSchema``: the feature's type, the training domain
+of strings, no NaN/±Inf unless allowed), the same words in the reasons, but per row and
+vectorized: a bad row is set aside with its reason instead of failing the batch. Columns may
+arrive as text (CSV read as strings: numbers are parsed here), typed (Parquet) or as one-value
+lists (decoded tf.Examples). A feature missing from the table makes every row bad.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kubetfx.components.predictor.schema_check import RequestSchema, value_problem
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_NUMBER = r"^\s*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)\s*$"
+# CSV fields that mean "missing" in a numeric feature (ExampleGen's defaults); in a text feature only "".
+NUMERIC_NULLS = ("", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "#N/A")
+
+
+def scalar(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """A one-value-per-row array from a list column (decoded tf.Examples); rows with more values are bad."""
+    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+        return column, np.zeros(len(column), dtype=bool)
+    lengths = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False)
+    many = lengths > 1
+    first = pc.list_element(pc.if_else(pa.array(lengths >= 1), column, pa.nulls(len(column), column.type)), 0) \
+        if len(column) else pa.array([], column.type.value_type)
+    return first, many
+
+
+def _numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(float64 values, null mask, not-a-number mask) of a text or numeric column."""
+    n = len(column)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_binary(column.type):
+        text = column.cast(pa.string())
+        is_null = pc.or_(pc.is_null(text), pc.is_in(text, value_set=pa.array(NUMERIC_NULLS))).to_numpy(
+            zero_copy_only=False)
+        bad = ~is_null & ~pc.fill_null(pc.match_substring_regex(text, _NUMBER, ignore_case=True), False).to_numpy(
+            zero_copy_only=False)
+        clean = pc.if_else(pa.array(is_null | bad), pa.scalar(None, pa.string()), pc.utf8_trim_whitespace(text))
+        values = clean.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        return values, is_null, bad
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type):
+        is_null = column.is_null().to_numpy(zero_copy_only=False)
+        bad = np.zeros(n, dtype=bool) if not pa.types.is_boolean(column.type) else ~is_null
+        values = column.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+        return values, is_null, bad
+    return np.full(n, np.nan), column.is_null().to_numpy(zero_copy_only=False), ~column.is_null().to_numpy(
+        zero_copy_only=False)
+
+
+def check(rules: RequestSchema, batch: pa.RecordBatch) -> tuple[dict, np.ndarray, dict]:
+    """(model input columns of the good rows, the good-row mask, {row in batch: reason}) of ``batch``."""
+    n = batch.num_rows
+    reasons: dict[int, str] = {}
+    bad = np.zeros(n, dtype=bool)
+    converted = {}
+
+    def mark(mask: np.ndarray, rule_name: str, shown, why: str) -> None:
+        fresh = np.flatnonzero(mask & ~bad)
+        for index in fresh.tolist():
+            reasons[index] = f"feature '{rule_name}': {why}" if shown is None else \
+                value_problem(rule_name, shown(index), why)
+        bad[fresh] = True
+
+    names = set(batch.schema.names)
+    for rule in rules.rules:
+        if rule.name not in names:
+            mark(np.ones(n, dtype=bool), rule.name, None, "missing (no such column)")
+            converted[rule.name] = None
+            continue
+        column, many = scalar(batch.column(rule.name))
+        shown = (lambda c: (lambda i: c[i].as_py()))(column)  # a bad value, read only for its reason
+        mark(many, rule.name, shown, "expected one value")
+        if rule.dtype == "string":
+            textual = pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or \
+                pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)
+            if not textual:
+                mark(np.ones(n, dtype=bool), rule.name, shown, "expected a string")
+                converted[rule.name] = None
+                continue
+            text = column.cast(pa.string())
+            mark(text.is_null().to_numpy(zero_copy_only=False), rule.name, shown, "expected a string")
+            if rule.domain is not None:
+                inside = pc.is_in(text, value_set=pa.array(sorted(rule.domain))).to_numpy(zero_copy_only=False)
+                mark(~inside, rule.name, shown, "value not in the training domain")
+            converted[rule.name] = text.fill_null("").to_numpy(zero_copy_only=False).astype(object)
+            continue
+        values, is_null, not_number = _numbers(column)
+        if rule.dtype == "int64":
+            mark(not_number | is_null, rule.name, shown, "expected an integer")
+            integral = np.isfinite(values) & (np.mod(np.where(np.isfinite(values), values, 0), 1) == 0)
+            mark(~integral, rule.name, shown, "expected an integer")
+            in_range = np.abs(np.where(np.isfinite(values), values, 0)) < 2.0 ** 63
+            mark(~in_range, rule.name, shown, "integer out of the int64 range")
+            converted[rule.name] = np.where(bad, 0, np.nan_to_num(values)).astype(np.int64)
+            continue
+        mark(not_number, rule.name, shown, "expected a number")
+        if not rule.allow_nan:
+            mark(is_null, rule.name, shown, "null (NaN) is not allowed for this feature")
+            mark(np.isnan(values) & ~is_null, rule.name, shown, "NaN is not allowed for this feature")
+        if not rule.allow_inf:
+            mark(np.isfinite(values) & (np.abs(values) > _FLOAT32_MAX) | np.isinf(values), rule.name, shown,
+                 "infinite (or beyond the float32 range) is not allowed for this feature")
+        converted[rule.name] = values.astype(np.float32)
+    good = ~bad
+    columns = {name: values[good] for name, values in converted.items() if values is not None}
+    return columns, good, reasons

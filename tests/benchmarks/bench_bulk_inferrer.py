@@ -1,0 +1,150 @@
+"""Benchmark: the BulkInferrer at N rows beside the predictor's own serving path, on this machine.
+
+Both sides run the same model (the latest pushed penguin version, else one trained here) in fresh
+processes. BulkInferrer: ``kubetfx predict``'s engine over a CSV of N synthetic penguin rows
+(CSV read as text, the predictor's request checks per row, the model in batches, PredictionLogs +
+Parquet written), wall time, rows/s and peak RSS, at N/10 and N rows (memory must not grow with N).
+Serving path: the predictor's request handling in process, without HTTP (its upper bound): a V2
+JSON body parsed and checked (``RequestSchema.from_v2_json``), the signature called, the outputs
+turned into response lists, per batch size; its best batch size is the target.
+Usage: python tests/benchmarks/bench_bulk_inferrer.py --rows 1000000
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+BATCH_SIZES = (1, 8, 32, 128, 512, 2048, 8192)
+
+_BULK = r"""
+import json, resource, sys, time
+started = time.time()
+from kubetfx.components.bulk_inferrer import executor
+result = executor.predict_to_file(sys.argv[1], sys.argv[2], sys.argv[3], model_name="penguin")
+print(json.dumps({"seconds": time.time() - started, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                  / 1024, "result": result}, default=str))
+"""
+
+_SERVING = r"""
+import json, sys, time
+import pyarrow.csv as pacsv
+from kubetfx.components.bulk_inferrer import executor
+servable = executor.load_model(sys.argv[1])
+table = pacsv.read_csv(sys.argv[2]).slice(0, 8192).to_pylist()
+datatypes = {"float32": "FP32", "int64": "INT64", "string": "BYTES"}
+results = {}
+for batch in json.loads(sys.argv[3]):
+    rows = table[:batch]
+    body = {"inputs": [{"name": f.name, "datatype": datatypes[f.dtype], "shape": [batch],
+                        "data": [row[f.name] for row in rows]} for f in servable.spec.features]}
+    text = json.dumps(body)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < 3.0:
+        columns, n = servable.rules.from_v2_json(json.loads(text))
+        outputs = servable.run(columns)
+        response = {name: array.reshape(-1).tolist() for name, array in outputs.items()}
+        done += n
+    results[batch] = round(done / (time.perf_counter() - started), 1)
+print(json.dumps(results))
+"""
+
+
+def bulk(model_dir: str, data: str, out: str) -> dict:
+    result = subprocess.run([sys.executable, "-c", _BULK, model_dir, data, out], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"bulk inference failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def serving_over_http(model_dir: str, data: str, workdir: str) -> dict:
+    """rows/s of the served predictor (V2 REST) per batch size, with hey; {} when hey is not installed."""
+    import shutil
+
+    import pyarrow.csv as pacsv
+
+    from bench_serving import MODEL_NAME, hey, model_features, start_server, stop_server
+
+    if not shutil.which("hey"):
+        print("hey not installed (make bench-serve installs it): the HTTP serving path is not measured")
+        return {}
+    features = model_features(model_dir)
+    rows = pacsv.read_csv(data).slice(0, 2048).to_pylist()
+    datatypes = {"float32": "FP32", "int64": "INT64", "string": "BYTES"}
+    process, port, log = start_server("kubetfx", model_dir, os.path.join(workdir, "predictor.log"),
+                                      extra_args=("--max_batch_size", "2048"))
+    results = {}
+    try:
+        for batch in (32, 512, 2048):
+            body = {"inputs": [{"name": f["name"], "datatype": datatypes[f["dtype"]], "shape": [batch],
+                                "data": [row[f["name"]] for row in rows[:batch]]} for f in features]}
+            payload = os.path.join(workdir, f"v2-{batch}.json")
+            with open(payload, "w", encoding="utf-8") as handle:
+                json.dump(body, handle)
+            measured = hey(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/infer", payload,
+                           max(200, 200_000 // batch), 4)
+            results[batch] = round(measured["rps"] * batch, 1)
+    finally:
+        stop_server(process, log)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--workdir", default=os.path.join("bench-results", "bulk"))
+    args = parser.parse_args()
+    from bench_serving import find_or_train_model
+
+    from kubetfx.pipelines.synthetic import penguins
+
+    os.makedirs(args.workdir, exist_ok=True)
+    model_dir = find_or_train_model(args.workdir)
+    print(f"model: {model_dir}", flush=True)
+    sizes = sorted({max(1, args.rows // 10), args.rows})
+    files = {}
+    for rows in sizes:
+        files[rows] = os.path.join(args.workdir, f"penguins-{rows}.csv")
+        if not os.path.isfile(files[rows]):
+            penguins.write_csv(files[rows], rows)
+    measured = {}
+    for rows in sizes:
+        for table_format in ("parquet", "csv"):
+            out = os.path.join(args.workdir, f"scored-{rows}.{table_format}")
+            started = time.perf_counter()
+            run = bulk(model_dir, files[rows], out)
+            run["wall_seconds"] = time.perf_counter() - started
+            measured[(rows, table_format)] = run
+            r = run["result"]
+            print(f"BulkInferrer, {rows} rows -> {table_format}: {r['scored']} scored, {r['rejected']} rejected, "
+                  f"{run['wall_seconds']:.1f} s wall ({r['seconds']:.1f} s scoring: {r['rows_per_second']:.0f} "
+                  f"rows/s; model calls {r['model_seconds']:.1f} s), peak RSS {run['peak_rss_mb']:.0f} MB", flush=True)
+    serving = subprocess.run([sys.executable, "-c", _SERVING, model_dir, files[sizes[0]], json.dumps(BATCH_SIZES)],
+                             capture_output=True, text=True)
+    if serving.returncode != 0:
+        sys.exit(f"serving path failed:\n{serving.stderr[-3000:]}")
+    path = json.loads(serving.stdout.strip().splitlines()[-1])
+    http = serving_over_http(model_dir, files[sizes[0]], args.workdir)
+    best_batch = max(path, key=lambda b: path[b])
+    print("\nServing path in process (V2 JSON parse + request checks + model call + response lists), rows/s:")
+    print("  " + ", ".join(f"batch {b}: {v:.0f}" for b, v in path.items()))
+    if http:
+        print("Served predictor over HTTP (V2 REST, hey, concurrency 4), rows/s:")
+        print("  " + ", ".join(f"batch {b}: {v:.0f}" for b, v in http.items()))
+    top = measured[(args.rows, "parquet")]["result"]["rows_per_second"]
+    wall = args.rows / measured[(args.rows, "parquet")]["wall_seconds"]
+    print(f"\nAt {args.rows} rows: BulkInferrer {top:.0f} rows/s scoring ({wall:.0f} rows/s with the process start and "
+          f"model load), Parquet + PredictionLogs; the serving path's best in process {path[best_batch]:.0f} rows/s "
+          f"(batch {best_batch}): {top / path[best_batch]:.2f}x"
+          + (f"; over HTTP {max(http.values()):.0f} rows/s (batch {max(http, key=http.get)}): "
+             f"{top / max(http.values()):.2f}x" if http else "") + "; peak RSS "
+          + ", ".join(f"{rows} rows {measured[(rows, 'parquet')]['peak_rss_mb']:.0f} MB" for rows in sizes))
+
+
+if __name__ == "__main__":
+    main()

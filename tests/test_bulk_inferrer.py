@@ -1,0 +1,168 @@
+"""The BulkInferrer and `kubetfx predict`: the predictor's own input path over files, TFX's PredictionLogs,
+the table of inputs and predictions, and rows it must not score."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from kubetfx.components.bulk_inferrer import executor, prediction_logs
+from kubetfx.components.common import examples, layout, tfrecord
+from kubetfx.components.common.blessing import write_blessing
+from kubetfx.pipelines.cli import main as cli
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory, penguin_model, penguin_pipeline_artifacts) -> str:
+    from helpers.predictor import push_model
+
+    from kubetfx.components.common import tfmd
+
+    repository = str(tmp_path_factory.mktemp("bulk-repository"))
+    push_model(penguin_model["model"], repository, "penguin",
+               schema=tfmd.schema_path(penguin_pipeline_artifacts["schema"]))
+    return repository
+
+
+@pytest.fixture(scope="module")
+def eval_table(penguin_pipeline_artifacts) -> pa.Table:
+    """The eval split as the CSV a user would have (one value per cell, the label included)."""
+    batch = examples.read_split(penguin_pipeline_artifacts["examples"], "eval")
+    columns = {}
+    for name in batch.schema.names:
+        values = batch.column(name).to_pylist()
+        columns[name] = [v[0].decode() if v and isinstance(v[0], bytes) else (v[0] if v else None) for v in values]
+    return pa.table(columns)
+
+
+def _servable_outputs(model_dir: str, table: pa.Table) -> dict:
+    from kubetfx.components.predictor import table_check
+
+    servable = executor.load_model(model_dir)
+    columns, good, _ = table_check.check(servable.rules, pa.RecordBatch.from_pydict(table.to_pydict()))
+    assert good.all()
+    return servable.run(columns)
+
+
+def test_a_split_gives_prediction_logs_and_a_table_that_match_the_model(tmp_path, penguin_model,
+                                                                        penguin_pipeline_artifacts, eval_table):
+    blessing = str(tmp_path / "blessing")
+    write_blessing(blessing, True, ["test"])
+    result = executor.run(penguin_model["model"], penguin_pipeline_artifacts["examples"], str(tmp_path / "result"),
+                          split="eval", model_blessing_dir=blessing, model_name="penguin")
+    assert result["rows"] == result["scored"] == eval_table.num_rows and result["rejected"] == 0
+    expected = _servable_outputs(penguin_model["model"], eval_table)
+    # TFX's InferenceResult: gzipped TFRecords of PredictionLog protos, read with TensorFlow Serving's own classes.
+    from tensorflow.core.framework import types_pb2
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    records = tfrecord.read_file(str(tmp_path / "result" / layout.prediction_logs_file_name(0, 1)))
+    assert len(records) == eval_table.num_rows
+    logs = [prediction_log_pb2.PredictionLog.FromString(record) for record in records]
+    first = logs[0].predict_log
+    assert first.request.model_spec.name == "penguin" and first.request.model_spec.signature_name == "serving_raw"
+    assert first.request.inputs["island"].string_val == [eval_table.column("island")[0].as_py().encode()]
+    assert first.request.inputs["body_mass_g"].dtype == types_pb2.DT_INT64
+    probabilities = np.array([list(log.predict_log.response.outputs["probabilities"].float_val) for log in logs])
+    np.testing.assert_allclose(probabilities, expected["probabilities"], rtol=1e-6)
+    assert [log.predict_log.response.outputs["class_ids"].int64_val[0] for log in logs] == \
+        expected["class_ids"].reshape(-1).tolist()
+    assert [d.size for d in first.response.outputs["probabilities"].tensor_shape.dim] == [1, len(
+        expected["probabilities"][0])]
+    # The table: every input column, then the predictions.
+    table = pq.read_table(str(tmp_path / "result" / "predictions.parquet"))
+    assert table.column_names[:len(eval_table.column_names)] == eval_table.column_names
+    info = json.load(open(os.path.join(penguin_model["model"], layout.MODEL_INFO_FILE)))
+    names = info["class_names"]
+    assert table.column("predicted_class").to_pylist() == [names[i] for i in expected["class_ids"].reshape(-1)]
+    np.testing.assert_allclose(table.column(f"probability_{names[0]}").to_numpy(), expected["probabilities"][:, 0])
+    assert table.column("species").to_pylist() == eval_table.column("species").to_pylist()
+
+
+def test_an_unblessed_model_scores_nothing(tmp_path, penguin_model, penguin_pipeline_artifacts):
+    blessing = str(tmp_path / "blessing")
+    write_blessing(blessing, False, ["accuracy too low"])
+    result = executor.run(penguin_model["model"], penguin_pipeline_artifacts["examples"], str(tmp_path / "result"),
+                          model_blessing_dir=blessing)
+    assert result["skipped"] and os.listdir(tmp_path / "result") == [layout.INFERENCE_SUMMARY_FILE]
+
+
+def test_bad_rows_are_rejected_with_their_reason_and_the_rest_scored(tmp_path, repository, eval_table, capsys):
+    rows = eval_table.drop(["species"]).to_pylist()
+    rows[1]["bill_length_mm"] = "long"          # a wrong type
+    rows[2]["island"] = "Atlantis"              # not in the training domain
+    rows[3]["body_mass_g"] = 3750.5             # not an integer
+    rows[4]["bill_depth_mm"] = None             # missing (NaN not allowed, as in serving)
+    path = tmp_path / "new.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "scored.csv"
+    code = cli.main(["predict", "--data", str(path), "--model", "penguin", "--repository", repository,
+                     "--out", str(out)])
+    printed, _ = capsys.readouterr()
+    assert code == 0 and f"Scored {len(rows) - 4} of {len(rows)} rows with penguin version 1" in printed
+    with open(tmp_path / "scored.rejects.csv", encoding="utf-8") as handle:
+        rejects = list(csv.DictReader(handle))
+    assert [(int(r["row"]), r["reason"]) for r in rejects] == [
+        (1, "feature 'bill_length_mm': expected a number (got 'long')"),
+        (2, "feature 'island': value not in the training domain (got 'Atlantis')"),
+        (3, "feature 'body_mass_g': expected an integer (got '3750.5')"),
+        (4, "feature 'bill_depth_mm': null (NaN) is not allowed for this feature (got '')")]
+    scored = pacsv.read_csv(str(out))
+    assert scored.num_rows == len(rows) - 4 and "predicted_class" in scored.column_names
+    assert os.path.isfile(tmp_path / f"scored.{layout.prediction_logs_file_name(0, 1)}")
+
+
+def test_a_missing_column_rejects_every_row_without_a_crash(tmp_path, repository, eval_table, capsys):
+    path = tmp_path / "no-island.parquet"
+    pq.write_table(eval_table.drop(["island"]), str(path))
+    code = cli.main(["predict", "--data", str(path), "--model", "penguin:1", "--repository", repository,
+                     "--out", str(tmp_path / "out.parquet")])
+    printed, _ = capsys.readouterr()
+    assert code == 1 and f"Scored 0 of {eval_table.num_rows} rows" in printed
+    with open(tmp_path / "out.rejects.csv", encoding="utf-8") as handle:
+        reasons = {row["reason"] for row in csv.DictReader(handle)}
+    assert reasons == {"feature 'island': missing (no such column)"}
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--data", "/no/such.csv", "--model", "penguin"], "--data /no/such.csv: not found"),
+    (["--model", "penguin:9"], "no version 9 of model 'penguin'"),
+    (["--model", "nosuch"], "no model 'nosuch'"),
+    (["--out", "scores.txt"], "--out scores.txt: name a .parquet or .csv file"),
+])
+def test_predict_usage_errors_are_one_line_and_exit_2(tmp_path, repository, eval_table, capsys, args, words):
+    data = tmp_path / "data.csv"
+    pacsv.write_csv(eval_table, str(data))
+    given = {"--data": str(data), "--model": "penguin", "--out": str(tmp_path / "o.csv")}
+    for flag, value in zip(args[::2], args[1::2]):
+        given[flag] = value
+    argv = ["predict", "--repository", repository] + [x for kv in given.items() for x in kv]
+    code = cli.main(argv)
+    _, err = capsys.readouterr()
+    assert code == 2 and err.startswith("kubetfx: ") and words in err and err.count("\n") == 1
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(("o.", "scores"))]
+
+
+def test_prediction_log_encoding_round_trips_through_the_protos():
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    outputs = {"probabilities": np.array([[0.25, 0.75], [1.0, 0.0]], np.float32),
+               "class_ids": np.array([[1], [300]], np.int64),
+               "classes": np.array([[b"b"], ["\u00e9t\u00e9"]], dtype=object), "value": np.array([1.5, -2.0])}
+    inputs = {"x": np.array([1.0, 2.0], np.float32), "n": np.array([-5, 2 ** 40], np.int64)}
+    records = prediction_logs.encode(inputs, outputs, "m", "serving_raw", version=3).to_pylist()
+    second = prediction_log_pb2.PredictionLog.FromString(records[1]).predict_log
+    assert second.request.model_spec.version.value == 3
+    assert list(second.request.inputs["n"].int64_val) == [2 ** 40]
+    assert list(second.response.outputs["class_ids"].int64_val) == [300]
+    assert list(second.response.outputs["classes"].string_val) == ["\u00e9t\u00e9".encode()]
+    assert list(second.response.outputs["value"].double_val) == [-2.0]
+    assert [d.size for d in second.response.outputs["probabilities"].tensor_shape.dim] == [1, 2]
