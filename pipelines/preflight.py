@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 
+from kubetfx.components.common import module_loader
 from kubetfx.components.common.errors import ConfigError, KubetfxError
 
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
@@ -82,8 +83,6 @@ def coerce_arguments(inputs: dict, arguments: dict, flag: str = "--set") -> dict
 
 
 def _module_path(module_file: str) -> str:
-    from kubetfx.components.common import module_loader
-
     if module_loader.is_file_path(module_file):
         path = os.path.abspath(module_file)
         if not os.path.isfile(path):
@@ -98,12 +97,7 @@ def _module_path(module_file: str) -> str:
 def check_module_file(module_file: str, eval_steps: int, train_steps: int) -> None:
     """Parse the module (not run it): syntax, resolvable imports, preprocessing_fn and run_fn, step counts."""
     path = _module_path(module_file)
-    with open(path, encoding="utf-8") as handle:
-        source = handle.read()
-    try:
-        tree = ast.parse(source, filename=path)
-    except SyntaxError as err:
-        raise ConfigError(f"module_file {path}:{err.lineno}: syntax error: {err.msg}") from None
+    source, tree = module_loader.parse_source(path)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             modules = [(alias.name, node.lineno) for alias in node.names]
@@ -215,11 +209,7 @@ def _label_is_text(input_uri: str, label: str) -> bool:
 
 def _passes_label_through(module_file: str, label: str) -> bool:
     """Whether the module's preprocessing_fn copies ``inputs[<label>]`` unchanged into an output (read, not run)."""
-    from kubetfx.components.common import module_loader
-
-    path = module_loader.source_path(module_file)
-    with open(path, encoding="utf-8") as handle:
-        tree = ast.parse(handle.read(), filename=path)
+    _, tree = module_loader.parse_source(module_loader.source_path(module_file))
     constants = {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
                  and isinstance(node.value, ast.Constant) for target in node.targets if isinstance(target, ast.Name)}
     function = next((node for node in tree.body if isinstance(node, ast.FunctionDef)
@@ -304,8 +294,6 @@ def check(inputs: dict, arguments: dict, flag: str = "--set", require_all: bool 
         elif "hyperparameters" in values:
             hp_lib.parse(values["hyperparameters"])
     if values.get("tune") and values.get("module_file"):
-        from kubetfx.components.common import module_loader
-
         if "tuner_fn" not in module_loader.top_level_functions(values["module_file"]):
             raise ConfigError(f"{flag} tune=true, but module_file {values['module_file']} defines no tuner_fn(fn_args): "
                               "the built-in search space tunes the built-in trainer only; add a tuner_fn (TFX's "

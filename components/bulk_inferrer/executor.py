@@ -194,6 +194,18 @@ def load_model(model_dir: str, allow_nan: bool = False, version: str | None = No
         raise ConfigError(f"model {model_dir}: {err}") from None
 
 
+def _score(servable, files: list, data_format: str, sinks: _Sinks, batch_size: int, model_name: str) -> dict:
+    """:func:`infer` into ``sinks``; the sinks are completed only when every batch was scored (else removed)."""
+    ok = False
+    try:
+        counts = infer(servable, files, data_format, sinks, batch_size, model_name)
+        ok = True
+    finally:
+        sinks.close(ok)
+        servable.close()
+    return counts
+
+
 def run(model_dir: str, data_uri: str, output_dir: str, split: str = "eval", model_blessing_dir: str = "",
         table_format: str = "parquet", batch_size: int = DEFAULT_BATCH, allow_nan: bool = False,
         model_name: str = "model") -> dict:
@@ -211,13 +223,7 @@ def run(model_dir: str, data_uri: str, output_dir: str, split: str = "eval", mod
         sinks = _Sinks(os.path.join(tmp, f"{layout.PREDICTIONS_TABLE_STEM}.{table_format}"),
                        os.path.join(tmp, layout.prediction_logs_file_name(0, 1)),
                        os.path.join(tmp, layout.REJECTS_FILE), table_format)
-        ok = False
-        try:
-            counts = infer(servable, files, data_format, sinks, batch_size, model_name)
-            ok = True
-        finally:
-            sinks.close(ok)
-            servable.close()
+        counts = _score(servable, files, data_format, sinks, batch_size, model_name)
         summary = {"model": servable.location.saved_model_dir, "model_version": servable.version,
                    "data": data_uri, "split": split if data_format == "tfrecord" and os.path.isdir(data_uri) else "",
                    "span": span, "files": len(files), "table_format": table_format, **counts}
@@ -241,12 +247,6 @@ def predict_to_file(model_dir: str, data_uri: str, out_path: str, version: str |
     stem = os.path.splitext(out_path)[0]
     sinks = _Sinks(out_path, f"{stem}.{layout.prediction_logs_file_name(0, 1)}", f"{stem}.{layout.REJECTS_FILE}",
                    table_format)
-    ok = False
-    try:
-        counts = infer(servable, files, data_format, sinks, batch_size, model_name)
-        ok = True
-    finally:
-        sinks.close(ok)
-        servable.close()
+    counts = _score(servable, files, data_format, sinks, batch_size, model_name)
     return {**counts, "table": out_path, "prediction_logs": sinks.paths["logs"], "rejects": sinks.paths["rejects"],
             "model": servable.location.saved_model_dir, "model_version": servable.version}

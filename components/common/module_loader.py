@@ -147,15 +147,21 @@ def source_path(module_file: str, parameter: str = "module_file") -> str:
     return spec.origin
 
 
+def parse_source(path: str, parameter: str = "module_file"):
+    """(the module's source, its syntax tree); a syntax error is one line naming the file and line."""
+    import ast
+
+    with open(path, encoding="utf-8") as handle:
+        source = handle.read()
+    try:
+        return source, ast.parse(source, filename=path)
+    except SyntaxError as err:
+        raise ConfigError(f"{parameter} {path}:{err.lineno}: syntax error: {err.msg}") from None
+
+
 def top_level_functions(module_file: str, parameter: str = "module_file") -> set[str]:
     """The names of the functions the module defines at top level, read from its source (nothing runs)."""
     import ast
 
-    path = source_path(module_file, parameter)
-    with open(path, encoding="utf-8") as handle:
-        source = handle.read()
-    try:
-        tree = ast.parse(source, filename=path)
-    except SyntaxError as err:
-        raise ConfigError(f"{parameter} {path}:{err.lineno}: syntax error: {err.msg}") from None
+    _, tree = parse_source(source_path(module_file, parameter), parameter)
     return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
