@@ -13,7 +13,7 @@ import pytest
 
 from helpers.transform_outputs import assert_same_graph, example_multisets
 from kubetfx.components.transform import executor
-from pipeline_cache import penguin_pipeline
+from helpers.pipeline_cache import penguin_pipeline
 
 
 @pytest.fixture(scope="module")
