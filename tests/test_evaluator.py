@@ -301,7 +301,7 @@ def test_a_module_models_problem_is_read_off_its_label():
                       "island": pa.array([["a"], ["b"], ["a"], ["b"]])})
     assert config_lib.problem_type(custom("species"), batch) == "classification"
     assert config_lib.problem_type(custom("mass"), batch) == "regression"
-    with pytest.raises(ConfigError, match="label 'island' holds strings.*give an eval_config"):
+    with pytest.raises(ConfigError, match="label 'island' holds strings.*give one, e.g. --set eval_config='model_specs"):
         config_lib.problem_type(custom("island"), batch)
     with pytest.raises(ConfigError, match="names no label"):
         config_lib.problem_type(custom(""), batch)

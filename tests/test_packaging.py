@@ -22,7 +22,7 @@ def test_every_package_directory_is_listed_in_pyproject():
 
 # Not pipeline steps: common/ and the libraries several components share (no component.py, no executor.py),
 # and the predictor (a KServe server).
-NOT_COMPONENTS = ("common", "data_validation", "transform_output", "predictor", "__pycache__")
+NOT_COMPONENTS = ("common", "data_validation", "transform_output", "tuning", "predictor", "__pycache__")
 
 
 def test_components_follow_the_component_executor_split():

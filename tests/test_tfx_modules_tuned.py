@@ -69,10 +69,11 @@ def test_a_text_label_passed_through_unchanged_is_stopped_before_any_task(capsys
                      "--set", f"module_file={TFX_MODULE}", "--set", "train_steps=10", "--set", "eval_steps=5"])
     out, err = capsys.readouterr()
     assert code == 2 and not os.path.exists(tmp_path / "root" / "pipeline-root" / "kubetfx-penguins"), out
-    line = err.strip()
-    assert "\n" not in line and line.startswith("kubetfx: eval_config: module_file")
-    assert "passes the text label 'species' through preprocessing_fn unchanged" in line
-    assert "--set eval_config='model_specs { label_key:" in line
+    first, *details = err.strip().splitlines()  # one short first line, the details indented after it
+    assert first.startswith("kubetfx: eval_config: module_file") and all(d.startswith("  ") for d in details)
+    message = " ".join(line.strip() for line in [first, *details])
+    assert "passes the text label 'species' through preprocessing_fn unchanged" in message
+    assert "--set eval_config='model_specs { label_key:" in message
 
 
 def test_tune_true_needs_a_tuner_fn_in_the_module(capsys, tmp_path, named_penguins):

@@ -300,7 +300,10 @@ def test_keras3_module_runs_in_a_fresh_process(penguins, tmp_path):
     module.write_text(KERAS3_MODULE)
     result = executor.run(penguins["transformed"], penguins["transform_graph"], penguins["schema"],
                           str(tmp_path / "model"), str(tmp_path / "run"), module_file=str(module), keras="keras3")
-    assert result["keras"] == "keras3" and result["problem_type"] == "custom"
+    assert result["keras"] == "keras3"
+    # the built-in Transform mapped the label to class ids: the Evaluator is told so (no EvalConfig needed)
+    assert result["problem_type"] == "classification"
+    assert result["label_mapping"] == "transform graph: species -> species"
     assert result["metrics"] == {"train_examples_seen": float(penguins["metadata"]["row_counts"]["train"])}
     line = next(i for i, text in enumerate(KERAS3_MODULE.splitlines(), 1) if "raise RuntimeError" in text)
     with pytest.raises(ConfigError, match=f"run_fn 'run_fn_fails' .* failed at .*keras3_module.py:{line}: "
