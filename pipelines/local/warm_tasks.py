@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 
-TENSORFLOW_TASKS = frozenset({"transform", "trainer", "evaluator", "infra_validator"})
+TENSORFLOW_TASKS = frozenset({"transform", "trainer", "evaluator", "infra_validator", "bulk_inferrer"})
 PRELOAD = ("tensorflow",)
 TASK_STARTS = "kubetfx-warm-task: starts"  # printed by a warm process when its task begins
 _FUNCTION_FLAG = "--function_to_execute"
