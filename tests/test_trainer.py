@@ -67,6 +67,11 @@ def test_model_info_records_the_contract(trained, penguins):
     assert info["raw_features"] == [{"name": n, "dtype": d, "input": n} for n, d in sorted(RAW_INPUTS.items())]
     assert info["transformed_features"] == sorted(RAW_INPUTS)
     assert info["hyperparameters"] == {**hyperparameters.DEFAULTS, "epochs": 30}
+    assert info["schedule"]["sources"]["epochs"] == "given" and info["schedule"]["sources"]["batch_size"] == "default"
+    assert info["schedule"]["steps_per_epoch"] == -(-counts["train"] // 32)
+    with open(trained["report"], encoding="utf-8") as handle:
+        page = handle.read()
+    assert "| epochs | 30 | given |" in page and "| batch_size | 32 | default |" in page
     assert info["seed"] == 42
     assert info["train_examples"] == counts["train"] and info["eval_examples"] == counts["eval"]
     assert 1 <= info["epochs_run"] <= 30 and info["examples_per_second"] > 0
