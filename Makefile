@@ -6,6 +6,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ROOT   ?= kubetfx-local
 BENCH_ROWS ?= 1000000
+# The TFX 1.16 anchor bench-e2e compares with: ANCHOR_DIR=... bash ../shared/anchor-tfx/setup.sh
+ANCHOR_DIR ?= $(abspath ../anchor)
 STAMP  := $(VENV)/.kubetfx-installed
 
 # Image names and tags: images/images.env is the one place that names them.
@@ -53,9 +55,9 @@ bench: install ## benchmarks on 1,000,000 synthetic rows: data validation, Trans
 	$(PY) tests/benchmarks/bench_evaluator.py --rows $(BENCH_ROWS)
 	$(PY) tests/benchmarks/bench_bulk_inferrer.py --rows $(BENCH_ROWS)
 
-bench-e2e: install ## the penguin pipeline, then on BENCH_ROWS synthetic rows, per stage (wall, CPU, imports, peak RSS; median of 3) next to TFX 1.16
-	$(PY) tests/benchmarks/bench_e2e.py --runs 3
-	$(PY) tests/benchmarks/bench_e2e.py --runs 3 --rows $(BENCH_ROWS) --output bench-results/bench_e2e_rows.json
+bench-e2e: install ## TFX 1.16 (ANCHOR_DIR) and kubetfx alternately, same-run ratios: the penguins, then the anchor's 1M-row CSV (3 pairs each; exit 2 without the anchor)
+	$(PY) tests/benchmarks/bench_e2e.py --runs 3 --anchor $(ANCHOR_DIR)
+	$(PY) tests/benchmarks/bench_e2e.py --runs 3 --anchor $(ANCHOR_DIR) --big --output bench-results/bench_e2e_1m.json
 
 # --- containers and clusters ---
 

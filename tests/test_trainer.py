@@ -67,6 +67,11 @@ def test_model_info_records_the_contract(trained, penguins):
     assert info["raw_features"] == [{"name": n, "dtype": d, "input": n} for n, d in sorted(RAW_INPUTS.items())]
     assert info["transformed_features"] == sorted(RAW_INPUTS)
     assert info["hyperparameters"] == {**hyperparameters.DEFAULTS, "epochs": 30}
+    assert info["schedule"]["sources"]["epochs"] == "given" and info["schedule"]["sources"]["batch_size"] == "default"
+    assert info["schedule"]["steps_per_epoch"] == -(-counts["train"] // 32)
+    with open(trained["report"], encoding="utf-8") as handle:
+        page = handle.read()
+    assert "| epochs | 30 | given |" in page and "| batch_size | 32 | default |" in page
     assert info["seed"] == 42
     assert info["train_examples"] == counts["train"] and info["eval_examples"] == counts["eval"]
     assert 1 <= info["epochs_run"] <= 30 and info["examples_per_second"] > 0
@@ -224,12 +229,92 @@ def test_problem_type_from_the_label():
 
 
 def test_schedule_from_train_steps():
-    from kubetfx.components.trainer import default_model
+    from kubetfx.components.trainer import scaling
 
     hp = {**hyperparameters.DEFAULTS, "batch_size": 20}
-    assert default_model.schedule(hp, 220, 0) == (hp["epochs"], 11)
-    assert default_model.schedule(hp, 220, 100) == (10, 11)
-    assert default_model.schedule(hp, 220, 5) == (1, 11)
+    steps = lambda train_steps: (scaling.plan(hp, 220, 110, train_steps).hyperparameters["epochs"],  # noqa: E731
+                                 scaling.plan(hp, 220, 110, train_steps).steps_per_epoch)
+    assert steps(0) == (hp["epochs"], 11)
+    assert steps(100) == (10, 11)  # whole epochs covering the steps
+    assert steps(5) == (1, 5)  # fewer than a pass: one epoch of exactly those steps
+
+
+def test_final_metrics_use_the_traced_forward_with_the_eager_results():
+    import tensorflow as tf
+
+    from kubetfx.components.trainer import default_model, problem
+
+    inputs = [problem.ModelInput("x", "numeric", "float32", 3), problem.ModelInput("c", "categorical", "int64", 1, 4)]
+    kind = problem.Problem(problem.CLASSIFICATION, "y", "y", ["a", "b", "c"], None)
+    model = default_model.build(inputs, kind, hyperparameters.DEFAULTS, seed=1)
+    rng = np.random.default_rng(0)
+    x, c, y = rng.normal(size=(300, 3)).astype("float32"), rng.integers(-1, 5, (300, 1)), rng.integers(0, 3, 300)
+    dataset = tf.data.Dataset.from_tensor_slices(({"x": x, "c": c}, y)).batch(128)  # a short last batch
+    eager = np.concatenate([model(f, training=False).numpy() for f, _ in dataset])
+    traced = np.concatenate([default_model.forward(model)(f).numpy() for f, _ in dataset])
+    np.testing.assert_array_equal(np.argmax(traced, axis=1), np.argmax(eager, axis=1))
+    np.testing.assert_allclose(traced, eager, rtol=1e-6, atol=1e-7)
+    metrics = default_model.evaluate(model, dataset, kind, "eval")
+    assert metrics["eval_accuracy"] == pytest.approx(float(np.mean(np.argmax(eager, axis=1) == y)))
+    assert metrics["eval_loss"] == pytest.approx(float(-np.mean(np.log(eager[np.arange(300), y]))), rel=1e-6)
+
+
+def test_small_data_keeps_the_defaults():
+    from kubetfx.components.trainer import scaling
+
+    for rows in (1, 222, 32 * (scaling.STEP_BUDGET // 40)):  # 40 epochs fit the step budget
+        plan = scaling.plan({}, rows, rows // 2)
+        assert plan.hyperparameters == hyperparameters.DEFAULTS, rows
+        assert set(plan.sources.values()) == {"default"}
+        assert plan.steps_per_epoch == -(-rows // 32)
+    assert scaling.plan({}, 222, 111).eval_steps == 4  # the whole eval split
+
+
+def test_defaults_scale_with_the_rows():
+    from kubetfx.components.trainer import scaling
+
+    sizes = [10_000, 16_001, 100_000, 666_667, 10_000_000]
+    plans = [scaling.plan({}, rows, rows // 2) for rows in sizes]
+    batches = [p.hyperparameters["batch_size"] for p in plans]
+    assert batches == sorted(batches) and batches[0] == 32 and batches[1] == 64 and batches[-1] == scaling.MAX_BATCH
+    for rows, plan in zip(sizes, plans):
+        hp = plan.hyperparameters
+        pass_steps = -(-rows // hp["batch_size"])
+        assert pass_steps <= scaling.PASS_STEPS or hp["batch_size"] == scaling.MAX_BATCH, rows
+        assert plan.steps_per_epoch == min(pass_steps, scaling.PASS_STEPS)
+        assert 1 <= hp["epochs"] <= 40 and plan.steps_per_epoch * hp["epochs"] <= scaling.STEP_BUDGET, rows
+        assert scaling.MIN_PATIENCE <= hp["early_stopping_patience"] <= max(scaling.MIN_PATIENCE, hp["epochs"] // 4)
+        assert plan.eval_steps == min(-(-(rows // 2) // hp["batch_size"]), scaling.VALIDATION_STEPS)
+        assert plan.sources["batch_size"] == ("default" if hp["batch_size"] == 32 else "scaled")
+        assert plan.sources["epochs"] == "scaled" and plan.sources["hidden_units"] == "default"
+    big = plans[sizes.index(666_667)]
+    assert (big.hyperparameters["batch_size"], big.steps_per_epoch, big.hyperparameters["epochs"]) == (1024, 500, 6)
+
+
+def test_given_values_win_over_scaling():
+    from kubetfx.components.trainer import scaling
+
+    plan = scaling.plan({"batch_size": 32, "epochs": 2, "early_stopping_patience": 0}, 1_000_000, 500_000)
+    assert {k: plan.hyperparameters[k] for k in scaling.SCALED} == {"batch_size": 32, "epochs": 2,
+                                                                     "early_stopping_patience": 0}
+    assert plan.steps_per_epoch == 31_250  # a given epochs count means whole passes
+    assert {plan.sources[k] for k in scaling.SCALED} == {"given"}
+    assert scaling.plan({"epochs": 30}, 222, 111).hyperparameters["early_stopping_patience"] == 8
+    only_batch = scaling.plan({"batch_size": 4096}, 1_000_000, 500_000)
+    assert only_batch.steps_per_epoch == 245 and only_batch.hyperparameters["epochs"] == 12
+    assert scaling.plan({}, 1_000_000, 500_000, eval_steps=7).eval_steps == 7
+    steps = scaling.plan({}, 1_000_000, 500_000, train_steps=200)
+    assert (steps.steps_per_epoch, steps.hyperparameters["epochs"], steps.sources["epochs"]) == (200, 1, "train_steps")
+
+
+def test_params_shows_the_scaled_defaults(capsys):
+    from kubetfx.pipelines.cli import main
+
+    assert main.main(["params"]) == 0
+    out = capsys.readouterr().out
+    assert "scaled: batch_size 32, doubled while" in out
+    row = next(line.split() for line in out.splitlines() if line.strip().startswith("1,000,000"))
+    assert row == ["1,000,000", "1024", "6", "500", "3000", "2"]
 
 
 # --------------------------------------------------------------------------- TFX module files

@@ -9,16 +9,15 @@ exports the SavedModel. Returns what kubetfx_model.json records.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from kubetfx.components.common.errors import InputDataError
-from kubetfx.components.trainer import data, default_model, distributed, export, problem as problem_lib
+from kubetfx.components.trainer import data, default_model, distributed, export, problem as problem_lib, scaling
 
-EVALUATE_BATCH = 1024  # final metrics: large batches, the model is called eagerly per batch
+EVALUATE_BATCH = 4096  # final metrics: large batches through one traced forward call
 
 
 def strategy_and_devices(cluster: distributed.Cluster | None = None):
@@ -55,6 +54,11 @@ class Prepared:
     train_labels: object
     eval_labels: object
 
+    def plan(self, fn_args, given: dict) -> scaling.Plan:
+        """The hyperparameters and schedule for these splits: ``given`` values, the others scaled to the data."""
+        return scaling.plan(given, int(self.train_labels.size), int(self.eval_labels.size), fn_args.train_steps or 0,
+                            fn_args.eval_steps or 0)
+
     def datasets(self, fn_args, batch: int, seed: int):
         """(train, eval) tf.data datasets of (features, target) batches."""
         train = data.training_dataset(fn_args, fn_args.train_files, self.schema, self.problem, self.names, batch,
@@ -78,8 +82,10 @@ def prepare(fn_args, label: str, label_vocabulary: str | None = None, problem_ty
     return Prepared(tfo, schema, problem, inputs, [i.name for i in inputs], train_labels, eval_labels)
 
 
-def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None, problem_type: str = "auto",
+def run(fn_args, label: str, given: dict, label_vocabulary: str | None = None, problem_type: str = "auto",
         cluster: distributed.Cluster | None = None) -> dict:
+    """Train on ``fn_args``' data; ``given``: the hyperparameters the user (or the Tuner) set, the others
+    scaled to the data (scaling.py)."""
     strategy, strategy_name, devices = strategy_and_devices(cluster)
     seed = fn_args.seed
     set_seeds(seed)
@@ -87,15 +93,16 @@ def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None, prob
     tfo, schema, problem, inputs, names = (prepared.tfo, prepared.schema, prepared.problem, prepared.inputs,
                                            prepared.names)
     train_labels, eval_labels = prepared.train_labels, prepared.eval_labels
-    batch = hp["batch_size"]
+    plan = prepared.plan(fn_args, given)
+    hp, steps_per_epoch, eval_steps = plan.hyperparameters, plan.steps_per_epoch, plan.eval_steps
+    epochs, batch = hp["epochs"], hp["batch_size"]
+    print(f"Trainer: {plan.describe()}", flush=True)
     train_ds, eval_ds = prepared.datasets(fn_args, batch, seed)
     if cluster is not None:
         train_ds, eval_ds = distributed.shard_by_data(train_ds), distributed.shard_by_data(eval_ds)
-    epochs, steps_per_epoch = default_model.schedule(hp, int(train_labels.size), fn_args.train_steps or 0)
 
     with strategy.scope():
         model = default_model.build(inputs, problem, hp, seed)
-    eval_steps = fn_args.eval_steps or math.ceil(eval_labels.size / batch)
     if cluster is None:
         fitted = default_model.fit(model, train_ds, eval_ds, hp, epochs, steps_per_epoch, eval_steps,
                                    fn_args.model_run_dir)
@@ -104,16 +111,16 @@ def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None, prob
 
         fitted = multi_worker_fit.fit(model, strategy, train_ds, eval_ds, problem, hp, epochs, steps_per_epoch,
                                       eval_steps)
-    metrics = {}
+    metrics, call = {}, default_model.forward(model)
     for split, files in (("train", fn_args.train_files), ("eval", fn_args.eval_files)):
         dataset = data.training_dataset(fn_args, files, schema, problem, names, max(batch, EVALUATE_BATCH), False,
                                         seed)
-        metrics.update(default_model.evaluate(model, dataset, problem, split))
+        metrics.update(default_model.evaluate(model, dataset, problem, split, call))
 
     input_specs = {i.name: tfo.transformed_feature_spec()[i.name] for i in inputs}
     export.save(fn_args.serving_model_dir, model, tfo, problem, input_specs)
     raw_spec = tfo.raw_feature_spec()
-    examples_seen = int(train_labels.size) * fitted["epochs_run"]
+    examples_seen = min(int(train_labels.size), steps_per_epoch * batch) * fitted["epochs_run"]
     return {
         "problem_type": problem.kind,
         "label": label,
@@ -128,6 +135,8 @@ def run(fn_args, label: str, hp: dict, label_vocabulary: str | None = None, prob
         "epochs_run": fitted["epochs_run"],
         "best_epoch": fitted["best_epoch"],
         "steps_per_epoch": steps_per_epoch,
+        "hyperparameters": hp,
+        "schedule": plan.as_dict(),
         "fit_seconds": round(fitted["fit_seconds"], 3),
         "examples_per_second": round(examples_seen / fitted["fit_seconds"], 1) if fitted["fit_seconds"] else None,
         "devices": devices,

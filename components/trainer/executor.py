@@ -151,7 +151,8 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
     eval_steps = inputs.non_negative_int("eval_steps", eval_steps)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed: expected an int, got {type(seed).__name__} {seed!r}")
-    hp = hp_lib.parse(hyperparameters) if not module_file else inputs.json_dict("hyperparameters", hyperparameters)
+    # The built-in trainer: only the given values; the others are scaled to the data (scaling.py).
+    hp = hp_lib.given(hyperparameters) if not module_file else inputs.json_dict("hyperparameters", hyperparameters)
     tuned_config, tuning = tuning_artifact.read(best_hyperparameters_dir)
     if tuned_config is not None:
         if module_file:
@@ -191,10 +192,10 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         _check_finite(info)
         from kubetfx.components.trainer import export
 
+        info.setdefault("hyperparameters", hp)  # the built-in trainer's: the values it trained with
         info.update(
-            module_file=module_file, run_fn=run_fn if module_file else "builtin",
-            hyperparameters=hp, seed=seed, tuning=_tuning_record(tuned_config, tuning), train_steps=train_steps,
-            eval_steps=eval_steps,
+            module_file=module_file, run_fn=run_fn if module_file else "builtin", seed=seed,
+            tuning=_tuning_record(tuned_config, tuning), train_steps=train_steps, eval_steps=eval_steps,
             keras="tf_keras" if module_file and keras_mode.effective_legacy() else "keras3",
             serving_model_dir=layout.SERVING_MODEL_DIR,
             training_input=TRANSFORMED_INPUT if transformed else RAW_INPUT,

@@ -1,5 +1,8 @@
 """Hyperparameters of the built-in trainer: defaults and type validation (no TensorFlow).
 
+``DEFAULTS`` are the small-data values; scaling.py scales batch_size, epochs and early stopping to
+the data for the values the user did not give.
+
 Every problem raises a ConfigError naming the parameter, the expected type and
 what was given, e.g. ``hyperparameters.learning_rate: expected a number (float),
 got str 'fast'``.
@@ -59,23 +62,29 @@ def _int(name: str, value, minimum: int):
 
 def parse(hyperparameters) -> dict:
     """Defaults overlaid with ``hyperparameters`` (a dict or a JSON object string), validated."""
+    return {**DEFAULTS, **given(hyperparameters)}
+
+
+def given(hyperparameters) -> dict:
+    """Only the values ``hyperparameters`` (a dict or a JSON object string) sets, validated; scaling.py
+    scales the defaults of the others to the data."""
     if hyperparameters is None or hyperparameters == "":
-        given = {}
+        values = {}
     elif isinstance(hyperparameters, str):
         try:
-            given = json.loads(hyperparameters)
+            values = json.loads(hyperparameters)
         except json.JSONDecodeError as err:
             raise ConfigError(f"hyperparameters: not a valid JSON object ({err})") from None
     else:
-        given = hyperparameters
-    if not isinstance(given, dict):
-        raise ConfigError(f"hyperparameters: expected a dict (JSON object), got {_type_name(given)}")
-    unknown = sorted(set(given) - set(DEFAULTS))
+        values = hyperparameters
+    if not isinstance(values, dict):
+        raise ConfigError(f"hyperparameters: expected a dict (JSON object), got {_type_name(values)}")
+    unknown = sorted(set(values) - set(DEFAULTS))
     if unknown:
         raise ConfigError(f"hyperparameters: unknown parameter(s) {', '.join(unknown)}; "
                           f"the built-in trainer takes: {', '.join(DEFAULTS)}")
-    result = dict(DEFAULTS)
-    for name, value in given.items():
+    result = {}
+    for name, value in values.items():
         if name == "hidden_units":
             if not isinstance(value, (list, tuple)) or not value or \
                     not all(_is_number(v) and float(v).is_integer() and v >= 1 for v in value):

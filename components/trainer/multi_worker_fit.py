@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kubetfx.components.trainer import default_model
 from kubetfx.components.trainer.problem import CLASSIFICATION
 
 
@@ -73,7 +74,8 @@ def fit(model, strategy, train_ds, eval_ds, problem, hp: dict, epochs: int, step
     classification = problem.kind == CLASSIFICATION
     train_step, eval_step = _step_functions(model, strategy, problem)
     train_iterator = iter(strategy.experimental_distribute_dataset(train_ds.repeat()))
-    eval_iterator = iter(strategy.experimental_distribute_dataset(eval_ds.repeat()))
+    validation = default_model.validation_batches(eval_ds, eval_steps)
+    eval_iterator = iter(strategy.experimental_distribute_dataset(validation))
     patience = hp["early_stopping_patience"]
     history: dict[str, list[float]] = {}
     best_loss, best_epoch, best_weights, waited = np.inf, None, None, 0

@@ -9,6 +9,20 @@ def _tensors(mapping: dict) -> str:
     return ", ".join(f"`{name}` {info['dtype']} {info['shape']}" for name, info in mapping.items()) or "–"
 
 
+def _hyperparameters(info: dict) -> list[str]:
+    """The values trained with; for the built-in trainer where each came from and the schedule they made."""
+    schedule = info.get("schedule") or {}
+    sources = schedule.get("sources") or {}
+    if not sources:
+        return [report.table(["name", "value"], [[k, str(v)] for k, v in info["hyperparameters"].items()]), ""]
+    rows = [[k, str(v), sources.get(k, "–")] for k, v in info["hyperparameters"].items()]
+    return [report.table(["name", "value", "from"], rows), "",
+            f"Schedule: {report.fmt(schedule.get('steps_per_epoch'))} steps an epoch, at most "
+            f"{report.fmt(schedule.get('total_steps'))} training steps, {report.fmt(schedule.get('validation_steps'))} "
+            f"validation steps an epoch. `scaled`: a default scaled to the {report.fmt(info.get('train_examples'))} "
+            "train examples (`kubetfx params` shows the rule); `given`: set by `hyperparameters` or the Tuner.", ""]
+
+
 def render(info: dict) -> str:
     kind = info.get("problem_type")
     source = (f"module `{info['module_file']}`, function `{info['run_fn']}`" if info.get("module_file")
@@ -29,8 +43,7 @@ def render(info: dict) -> str:
         lines += ["## Metrics", "", report.table(["metric", "value"], [[k, report.fmt(float(v))] for k, v in
                                                                       sorted(info["metrics"].items())]), ""]
     if info.get("hyperparameters"):
-        lines += ["## Hyperparameters", "", report.table(["name", "value"], [[k, str(v)] for k, v in
-                                                                            info["hyperparameters"].items()]), ""]
+        lines += ["## Hyperparameters", ""] + _hyperparameters(info)
     if info.get("tuning"):
         tuning = info["tuning"]
         best = tuning.get("best_trial") or {}

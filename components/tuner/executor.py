@@ -93,7 +93,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, best_hype
                          f"tune=false and the module file defines no {tuner_fn}")
     elif not tune:
         return _skip(best_hyperparameters_dir, tuner_results_dir, report_path, "tune=false and no module file")
-    base_hp = hp_lib.parse(hyperparameters) if not module_file else None
+    base_hp = hp_lib.given(hyperparameters) if not module_file else None  # the others: scaled to the data
     schema = tfmd.read_schema(schema_path)
     schema_file = tfmd.schema_path(schema_path) if os.path.isdir(schema_path) else schema_path
     summary = inputs.transform_summary(transform_graph_dir)

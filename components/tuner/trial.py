@@ -47,9 +47,9 @@ def run(workspace: str, values: dict, trial_seed: int | None = None, log=print) 
     prepared = builtin.prepare(fn_args, label, summary.get("label_vocabulary"), settings.get("problem_type", "auto"))
     metric, direction = search.OBJECTIVES[prepared.problem.kind]
     sign = 1.0 if direction == "max" else -1.0
-    base_hp = hp_lib.parse(settings.get("hyperparameters"))
+    base_hp = hp_lib.given(settings.get("hyperparameters"))
     builtin.set_seeds(seed)
-    train_ds, eval_ds = prepared.datasets(fn_args, base_hp["batch_size"], seed)
+    train_ds, eval_ds = prepared.datasets(fn_args, prepared.plan(fn_args, base_hp).hyperparameters["batch_size"], seed)
 
     def on_epoch(epoch: int, logs: dict) -> bool:
         if logs.get(metric) is not None:

@@ -58,11 +58,11 @@ def train_trial(fn_args, prepared, train_ds, eval_ds, base_hp: dict, values: dic
 
     from kubetfx.components.trainer import builtin, default_model
 
-    hp = {**base_hp, **space.to_builtin(values)}
+    plan = prepared.plan(fn_args, {**base_hp, **space.to_builtin(values)})
+    hp, epochs, steps_per_epoch, eval_steps = (plan.hyperparameters, plan.hyperparameters["epochs"],
+                                               plan.steps_per_epoch, plan.eval_steps)
     builtin.set_seeds(seed)
     model = default_model.build(prepared.inputs, prepared.problem, hp, seed)
-    epochs, steps_per_epoch = default_model.schedule(hp, int(prepared.train_labels.size), fn_args.train_steps or 0)
-    eval_steps = fn_args.eval_steps or math.ceil(prepared.eval_labels.size / hp["batch_size"])
     callbacks = []
     if epoch_callback is not None:
         class _Report(keras.callbacks.Callback):
@@ -101,7 +101,8 @@ def run(fn_args, prepared, base_hp: dict, max_trials: int, seed: int, parallel_t
             return pruned["flag"]
 
         builtin.set_seeds(seed)  # the datasets' shuffle seeds derive from the global seed at their creation
-        train_ds, eval_ds = prepared.datasets(fn_args, base_hp["batch_size"], seed)
+        train_ds, eval_ds = prepared.datasets(fn_args, prepared.plan(fn_args, base_hp).hyperparameters["batch_size"],
+                                              seed)
         fitted = train_trial(fn_args, prepared, train_ds, eval_ds, base_hp, values, seed, on_epoch)
         value = objective_of(fitted["history"], metric, direction)
         state = "PRUNED" if pruned["flag"] else ("COMPLETE" if value is not None else "FAIL")

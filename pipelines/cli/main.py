@@ -280,6 +280,11 @@ def _cmd_params(args, parser) -> int:
         default = "(required)" if spec.default is None else json.dumps(spec.default)
         print(f"  {name:<{width}}  {spec.type:<7}  {default}")
         print(f"  {'':<{width}}  {help_text.get(name, '')}")
+        if name == "hyperparameters":
+            from kubetfx.components.trainer import scaling
+
+            for line in scaling.defaults_table():
+                print(f"  {'':<{width}}    {line}")
     return 0
 
 

@@ -52,13 +52,16 @@ PARAMETER_HELP = {
     "module_file": "a TFX-style module with preprocessing_fn and run_fn (file path or import path; "
                    "empty: the built-ins)",
     "hyperparameters": "built-in trainer: hidden_units, learning_rate, batch_size, epochs, dropout, "
-                       "early_stopping_patience (JSON object); module files: passed as fn_args.hyperparameters",
+                       "early_stopping_patience (JSON object; those not given: defaults, batch_size, epochs and "
+                       "early stopping scaled to the train rows, see `kubetfx params`); module files: passed as "
+                       "fn_args.hyperparameters",
     "tune": "search hyperparameters before training: the built-in space (width, depth, learning rate, dropout) "
             "for the built-in trainer; a module file's tuner_fn runs whenever it has one (TFX's Tuner)",
     "max_trials": "built-in search: trials to run (each trains the model, with early stopping and pruning)",
     "parallel_trials": "built-in search: trials at once, never more than the cores the task has (1: reproducible)",
-    "train_steps": "training steps (TFX TrainArgs.num_steps; 0: the built-in trainer's epochs)",
-    "eval_steps": "evaluation steps per epoch for module files (TFX EvalArgs.num_steps; 0: the whole eval split)",
+    "train_steps": "training steps (TFX TrainArgs.num_steps; 0: the built-in trainer's epochs and step budget)",
+    "eval_steps": "evaluation steps per epoch (TFX EvalArgs.num_steps; 0: the whole eval split for module files, "
+                  "at most 100 batches for the built-in trainer)",
     "seed": "random seed of the model's initialisation and training (recorded with the model)",
     "eval_config": "TFMA EvalConfig (text proto, JSON or a file path; empty: derived from the problem type)",
     "inference_data": "BulkInferrer: new data to score once the model is blessed (file, directory, glob or {SPAN} "

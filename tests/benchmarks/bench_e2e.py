@@ -1,12 +1,15 @@
-"""Benchmark: the whole penguin pipeline on the embedded default, per stage, next to TFX 1.16.
+"""Benchmark: the whole penguin pipeline on the embedded default, per stage, side by side with TFX 1.16.
 
-Runs `kubetfx run penguin` (kfp.local SubprocessRunner, every task a fresh process, as on a
-cluster) with kfp.local's subprocess launcher wrapped to measure each task: wall time, CPU
-time (user + system), peak RSS, and the time spent importing modules (`-X importtime`, the
-top-level imports' cumulative time). The TFX anchor cannot be installed next to us (it needs
-Python 3.10 and protobuf 4): its numbers, measured on this machine kind, are printed beside ours.
+Runs the TFX anchor (``tfx_anchor.py``: ../shared/anchor-tfx set up in ``ANCHOR_DIR``) and
+`kubetfx run penguin` alternately in the same run, on the same machine, and prints the ratios of
+each pair (only same-run ratios mean anything on a shared machine). kubetfx's tasks run as
+kfp.local subprocesses (every task a fresh process, as on a cluster) with the launcher wrapped to
+measure each: wall time, CPU time (user + system), peak RSS, the time spent importing modules
+(`-X importtime`, the top-level imports' cumulative time). ``--big``: both on the anchor's
+1,000,000-row penguin-like CSV, kubetfx with its no-code defaults (`kubetfx run --data`).
+Without a set-up anchor it says so in one line and exits 2.
 
-Usage: python tests/benchmarks/bench_e2e.py [--runs 3] [--rows N] [--parallelism P] [--output bench-results/bench_e2e.json]
+Usage: python tests/benchmarks/bench_e2e.py [--runs 3] [--big] [--anchor DIR] [--parallelism P] [--output FILE]
 """
 
 import argparse
@@ -18,13 +21,8 @@ import sys
 import tempfile
 import time
 
-# TFX 1.16 LocalDagRunner, penguin pipeline, caching off, same machine kind (issue #11's table), seconds.
-TFX_PENGUIN = {"example-gen": 1.2, "statistics-gen": 4.6, "schema-gen + example-validator": 0.1, "transform": 28.0,
-               "trainer": 27.0, "evaluator": 5.1, "whole process": (79 + 108) / 2}
-# The same on 1,000,000 penguin-like rows (333k eval rows; TFX's Trainer ran 200 steps).
-TFX_1M = {"example-gen": 230.0, "statistics-gen": 38.0, "schema-gen + example-validator": 0.1, "transform": 132.0,
-          "trainer": 32.0, "evaluator": 181.0, "whole process": 628.0}
-BIG_HYPERPARAMETERS = {"epochs": 1, "batch_size": 512}
+import tfx_anchor
+
 _IMPORT_LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
 _FUNCTION = "--function_to_execute"
 
@@ -65,8 +63,17 @@ def measured_subprocess(full_command, env_vars=None) -> int:
     return process.returncode
 
 
+def _evaluator_metrics(root: str) -> dict:
+    """Our Evaluator's overall metrics (executor_output.json of the run under ``root``)."""
+    for folder, _, files in os.walk(root):
+        if os.path.basename(folder) == "evaluator" and "executor_output.json" in files:
+            with open(os.path.join(folder, "executor_output.json"), encoding="utf-8") as handle:
+                return json.load(handle)["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    return {}
+
+
 def run_once(root: str, parallelism: int | None = None, data: str | None = None) -> dict:
-    """One run of the penguin pipeline, or of the tabular pipeline on ``data`` (a CSV of synthetic rows)."""
+    """One run of the penguin pipeline, or of the tabular pipeline with its defaults on ``data`` (a CSV)."""
     from kfp.local import subprocess_task_handler
 
     from kubetfx.pipelines.local import runner as local_runner
@@ -76,39 +83,62 @@ def run_once(root: str, parallelism: int | None = None, data: str | None = None)
     os.environ["PYTHONPROFILEIMPORTTIME"] = "1"  # every task process, warm ones too, reports its imports
     MEASURED.clear()
     started = _RUN_STARTED[0] = time.time()
-    if data:
-        entry = registry.for_data(data, "species", name="penguin-synthetic")
-        code = local_runner.run(entry, root=root, parallelism=parallelism,
-                                overrides={"hyperparameters": BIG_HYPERPARAMETERS})
-    else:
-        code = local_runner.run(registry.PIPELINES["penguin"], root=root, parallelism=parallelism)
+    entry = registry.for_data(data, "species", name="penguin-1m") if data else registry.PIPELINES["penguin"]
+    code = local_runner.run(entry, root=root, parallelism=parallelism)
     whole = time.time() - started
     if code != local_runner.EXIT_PUSHED:
         sys.exit(f"the pipeline did not push a model (exit code {code})")
-    return {"tasks": list(MEASURED), "whole_s": whole}
+    metrics = _evaluator_metrics(root)
+    return {"tasks": list(MEASURED), "whole_s": whole, "accuracy": metrics.get("sparse_categorical_accuracy"),
+            "examples": metrics.get("example_count")}
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _cell(value, digits: int = 1) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="pairs: TFX then kubetfx, alternately")
+    parser.add_argument("--big", action="store_true", help="the anchor's 1,000,000-row CSV instead of the penguins")
+    parser.add_argument("--anchor", default=None, help="the set-up TFX anchor (default: $ANCHOR_DIR, else ../anchor)")
     parser.add_argument("--output", default=os.path.join("bench-results", "bench_e2e.json"))
-    parser.add_argument("--rows", type=int, default=0,
-                        help="run the tabular pipeline on this many synthetic penguin-like rows instead of the "
-                             f"penguins (Trainer: {BIG_HYPERPARAMETERS}); TFX's 1M-row numbers beside ours")
     parser.add_argument("--parallelism", type=int, default=None,
                         help="tasks at once (default: kubetfx run's; 1: one at a time, like kfp.local)")
     args = parser.parse_args()
-    runs, data_dir = [], tempfile.TemporaryDirectory(prefix="kubetfx-bench-e2e-data-")
-    data, anchors = None, TFX_PENGUIN
-    if args.rows:
-        from kubetfx.pipelines.synthetic import penguins
-
-        data, anchors = penguins.write_csv(os.path.join(data_dir.name, "penguins.csv"), args.rows), TFX_1M
+    anchor = tfx_anchor.locate(args.anchor)
+    if anchor is None:
+        wanted = os.path.abspath(args.anchor or os.environ.get("ANCHOR_DIR") or tfx_anchor.DEFAULT_DIR)
+        print(f"bench-e2e: the TFX anchor is not set up in {wanted}: run `ANCHOR_DIR={wanted} bash "
+              "../shared/anchor-tfx/setup.sh` (~4 min), or give --anchor/ANCHOR_DIR", file=sys.stderr)
+        sys.exit(2)
+    dataset = tfx_anchor.PENGUINS_1M if args.big else tfx_anchor.PENGUINS
+    data = tfx_anchor.data_csv(anchor, dataset) if args.big else None
+    pairs = []
     for index in range(args.runs):
-        with tempfile.TemporaryDirectory(prefix="kubetfx-bench-e2e-") as root:
-            print(f"\n=== run {index + 1} of {args.runs}", flush=True)
-            runs.append(run_once(root, args.parallelism, data))
-    data_dir.cleanup()
+        with tempfile.TemporaryDirectory(prefix="kubetfx-bench-e2e-tfx-") as tfx_root, \
+                tempfile.TemporaryDirectory(prefix="kubetfx-bench-e2e-") as root:
+            load = os.getloadavg()[0]
+            print(f"\n=== pair {index + 1} of {args.runs}: TFX 1.16 anchor ({dataset}; load {load:.2f})", flush=True)
+            tfx = tfx_anchor.run(anchor, dataset, tfx_root)
+            print(f"TFX: {tfx['whole_s']:.1f} s, eval accuracy {_cell(tfx.get('accuracy'), 4)}", flush=True)
+            print(f"=== pair {index + 1} of {args.runs}: kubetfx (load {os.getloadavg()[0]:.2f})", flush=True)
+            ours = run_once(root, args.parallelism, data)
+            pairs.append({"tfx": tfx, "kubetfx": ours, "load_before": load, "load_after": os.getloadavg()[0]})
+    report(pairs, "the anchor's 1,000,000-row CSV" if args.big else "the penguins", args.output)
+
+
+def _trainer_s(run: dict) -> float:
+    return sum(t["wall_s"] for t in run["tasks"] if t["task"] == "trainer")
+
+
+def report(pairs: list[dict], what: str, output: str) -> None:
+    runs = [p["kubetfx"] for p in pairs]
     tasks = [t["task"] for t in runs[0]["tasks"]]
     table = {}
     for task in tasks:
@@ -116,30 +146,33 @@ def main() -> None:
         table[task] = {key: statistics.median(row[key] for row in rows)
                        for key in ("wall_s", "cpu_s", "peak_rss_mb", "import_s", "start_s", "end_s")}
         table[task]["warm"] = sum(row["warm"] for row in rows) > len(rows) / 2
-    whole = statistics.median(run["whole_s"] for run in runs)
-    what = f"{args.rows:,} synthetic penguin rows" if args.rows else "Penguin pipeline"
-    print(f"\n{what}, kfp.local SubprocessRunner, median of {len(runs)} runs (seconds, MB); "
-          "start/end: since the run began (tasks side by side overlap)")
+        table[task]["tfx_s"] = _median(tfx_anchor.stage(p["tfx"]["components"], task) for p in pairs)
+    print(f"\n{what}: kubetfx (kfp.local SubprocessRunner) and TFX 1.16 (LocalDagRunner, caching off) alternately "
+          f"in this run, median of {len(pairs)} pairs (seconds, MB); start/end: since the run began")
     print(f"{'stage':<20}{'wall':>8}{'CPU':>8}{'imports':>9}{'peak RSS':>10}{'start':>8}{'end':>8}{'TFX 1.16':>10}"
           "  warm")
     for task, row in table.items():
-        anchor = anchors.get(task)
         print(f"{task:<20}{row['wall_s']:>8.1f}{row['cpu_s']:>8.1f}{row['import_s']:>9.1f}"
               f"{row['peak_rss_mb']:>10.0f}{row['start_s']:>8.1f}{row['end_s']:>8.1f}"
-              f"{anchor if anchor is not None else '':>10}  {'yes' if row['warm'] else ''}")
-    ratio = whole / anchors["whole process"]
-    print(f"{'whole process':<20}{whole:>8.1f}{'':>43}{anchors['whole process']:>10.1f}"
-          f"   ({ratio:.2f}x TFX's time)")
-    without = statistics.median(run["whole_s"] - sum(t["wall_s"] for t in run["tasks"] if t["task"] == "trainer")
-                                for run in runs)
-    anchor_without = anchors["whole process"] - anchors["trainer"]
-    print(f"{'whole minus Trainer':<20}{without:>8.1f}{'':>43}{anchor_without:>10.1f}"
-          f"   ({without / anchor_without:.2f}x TFX's time)")
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as handle:
-        json.dump({"rows": args.rows or "penguins", "median": table, "whole_s": whole, "whole_minus_trainer_s": without,
-                   "runs": runs, "tfx_anchor": anchors}, handle, indent=2)
-    print(f"\nwritten: {args.output}")
+              f"{_cell(row['tfx_s']):>10}  {'yes' if row['warm'] else ''}")
+    ratios = {
+        "whole process": [p["kubetfx"]["whole_s"] / p["tfx"]["whole_s"] for p in pairs],
+        "whole minus Trainer": [(p["kubetfx"]["whole_s"] - _trainer_s(p["kubetfx"]))
+                                / (p["tfx"]["whole_s"] - (p["tfx"]["components"].get("trainer") or 0)) for p in pairs],
+        "Trainer": [_trainer_s(p["kubetfx"]) / p["tfx"]["components"]["trainer"] for p in pairs
+                    if p["tfx"]["components"].get("trainer")],
+    }
+    print(f"\nsame-run ratios, kubetfx / TFX (per pair; median):")
+    for name, values in ratios.items():
+        print(f"  {name:<20}{' '.join(f'{v:.2f}x' for v in values):<30} median {_cell(_median(values), 2)}x")
+    for p in pairs:
+        print(f"  pair: kubetfx {p['kubetfx']['whole_s']:.1f} s (eval accuracy {_cell(p['kubetfx']['accuracy'], 4)}), "
+              f"TFX {p['tfx']['whole_s']:.1f} s (eval accuracy {_cell(p['tfx'].get('accuracy'), 4)}); "
+              f"load average {p['load_before']:.2f} before, {p['load_after']:.2f} after")
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w", encoding="utf-8") as handle:
+        json.dump({"data": what, "median": table, "ratios": ratios, "pairs": pairs}, handle, indent=2)
+    print(f"\nwritten: {output}")
 
 
 if __name__ == "__main__":

@@ -58,8 +58,8 @@ def run_kerastuner(fn_args, prepared, base_hp, trials: int, seed: int, kind: str
     from kubetfx.components.tuning import space
 
     train_ds, eval_ds = prepared.datasets(fn_args, base_hp["batch_size"], seed)
-    epochs, steps = default_model.schedule(base_hp, int(prepared.train_labels.size), 0)
-    eval_steps = -(-int(prepared.eval_labels.size) // base_hp["batch_size"])
+    plan = prepared.plan(fn_args, base_hp)
+    epochs, steps, eval_steps = base_hp["epochs"], plan.steps_per_epoch, plan.eval_steps
 
     def build(hp):
         values = {}
