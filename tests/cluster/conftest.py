@@ -59,6 +59,17 @@ class Cluster:
         return subprocess.run([sys.executable, "-m", "kubetfx.pipelines", *args], capture_output=True, text=True,
                               env={**self.env, **(env or {})}, cwd=REPO, timeout=300)
 
+    def wait_established(self, crd_names: list[str], timeout_s: float = 60.0) -> None:
+        """Wait until every CRD is Established (right after creation .status.conditions may not exist yet, and
+        ``kubectl wait`` then fails at once instead of waiting: retry)."""
+        deadline = time.monotonic() + timeout_s
+        for name in crd_names:
+            while self.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=10s",
+                               check=False).returncode != 0:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"CRD {name} not Established in {timeout_s:.0f} s")
+                time.sleep(0.5)
+
     def delete_namespace(self, name: str, wait: bool = True, timeout_s: float = 90.0) -> None:
         self.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=false")
         deadline = time.monotonic() + timeout_s
@@ -120,13 +131,7 @@ def kserve_crds(cluster, tmp_path_factory) -> list[str]:
             names += [doc["metadata"]["name"] for doc in yaml.safe_load_all(text) if doc]
     if "kserve" not in local_cluster.layers():
         cluster.kubectl("apply", "--server-side", "--field-manager=kubetfx-tests", "-f", str(folder))
-    deadline = time.monotonic() + 60
-    for name in names:  # right after creation .status.conditions may not exist yet: retry
-        while cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=10s",
-                              check=False).returncode != 0:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"CRD {name} not Established in 60 s")
-            time.sleep(0.5)
+    cluster.wait_established(names)
     return names
 
 

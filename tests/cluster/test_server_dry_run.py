@@ -87,7 +87,7 @@ def flink_crd(cluster):
             with gzip.open(os.path.join(folder, name), "rt", encoding="utf-8") as handle:
                 cluster.kubectl("apply", "--server-side", "--field-manager=kubetfx-tests", "-f", "-",
                                 input_text=handle.read())
-    cluster.kubectl("wait", "--for=condition=Established", "crd/flinkdeployments.flink.apache.org", "--timeout=60s")
+    cluster.wait_established(["flinkdeployments.flink.apache.org"])
 
 
 @pytest.mark.parametrize("component", ["flink-engine", "spark-engine"])

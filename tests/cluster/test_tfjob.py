@@ -20,7 +20,7 @@ def tfjob_crd(cluster):
         text = handle.read()
     cluster.kubectl("apply", "--server-side", "--field-manager=kubetfx-tests", "-f", "-", input_text=text)
     name = yaml.safe_load(text)["metadata"]["name"]
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    cluster.wait_established([name])
     return name
 
 
