@@ -73,9 +73,9 @@ def _tfrecord_batches(path: str) -> Iterator[pa.RecordBatch]:
 
 
 def batches(files: list[str], data_format: str) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """(file, batch) in file order."""
+    """(file, batch of at most ``BATCH_ROWS`` rows, never empty) in file order."""
     reader = {"csv": _csv_batches, "parquet": _parquet_batches, "tfrecord": _tfrecord_batches}[data_format]
     for path in files:
         for batch in reader(path):
-            if batch.num_rows:
-                yield path, batch
+            for start in range(0, batch.num_rows, BATCH_ROWS):  # a CSV block holds more: memory per batch, bounded
+                yield path, batch.slice(start, BATCH_ROWS)
