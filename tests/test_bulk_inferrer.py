@@ -236,3 +236,20 @@ def test_a_failing_writer_thread_fails_the_job_and_leaves_no_files(tmp_path, pen
     with pytest.raises(OSError, match="disk full"):
         executor.predict_to_file(penguin_model["model"], str(data), str(tmp_path / "out.parquet"))
     assert sorted(os.listdir(tmp_path)) == ["data.csv"]
+
+
+def test_a_column_of_numbers_reads_as_the_per_row_rules_read_it(penguin_model):
+    """All numbers: parsed at once; one bad value: per row. The good rows' values are the same."""
+    from kubetfx.components.predictor import table_check
+
+    rules = executor.load_model(penguin_model["model"]).rules
+    rows = {"island": ["Biscoe"] * 4, "sex": ["male"] * 4, "bill_length_mm": ["39.1", "+.5", "1e2", "40"],
+            "bill_depth_mm": ["18.7"] * 4, "flipper_length_mm": ["181", "190", "2e2", "195"],
+            "body_mass_g": ["3750"] * 4, "year": ["2007"] * 4}
+    columns, good, reasons = table_check.check(rules, pa.RecordBatch.from_pydict(rows))
+    assert good.all() and not reasons
+    rows = {name: values + ["nan" if name == "bill_length_mm" else values[0]] for name, values in rows.items()}
+    slow, good, reasons = table_check.check(rules, pa.RecordBatch.from_pydict(rows))
+    assert good.tolist() == [True] * 4 + [False] and list(reasons) == [4]
+    for name, values in columns.items():
+        np.testing.assert_array_equal(values, slow[name])
