@@ -253,3 +253,13 @@ def test_a_column_of_numbers_reads_as_the_per_row_rules_read_it(penguin_model):
     assert good.tolist() == [True] * 4 + [False] and list(reasons) == [4]
     for name, values in columns.items():
         np.testing.assert_array_equal(values, slow[name])
+
+
+def test_small_csv_blocks_are_joined_into_whole_batches_in_order():
+    from kubetfx.components.bulk_inferrer import reading
+
+    blocks = [pa.record_batch({"a": pa.array([str(i) for i in range(start, start + size)], pa.string())})
+              for start, size in ((0, 5), (5, 0), (5, 3), (8, 9), (17, 1))]
+    batches = list(reading._rebatch(iter(blocks), 4))  # noqa: SLF001
+    assert [batch.num_rows for batch in batches] == [4, 4, 4, 4, 2]
+    assert [v for batch in batches for v in batch.column(0).to_pylist()] == [str(i) for i in range(18)]
