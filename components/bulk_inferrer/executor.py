@@ -11,8 +11,10 @@ they never stop the job.
 Outputs (TFX's ``InferenceResult`` layout plus kubetfx's files): ``prediction_logs-*.gz``
 (TFRecords of TensorFlow Serving ``PredictionLog``), ``predictions.parquet`` (or ``.csv``: the
 input's columns and the predictions), ``rejects.csv``, ``kubetfx_inference.json`` (counts,
-rows/s). Streaming: one batch in memory at a time. A model whose blessing is negative is not
-used: the output then says so, as TFX's BulkInferrer skips it.
+rows/s). Streaming: batches of at most 64k rows; while one is read, checked and scored, the earlier
+ones' outputs are written on threads with bounded queues, so a few batches are in memory, whatever
+the input's size. A model whose blessing is negative is not used: the output then says so, as
+TFX's BulkInferrer skips it.
 """
 
 from __future__ import annotations

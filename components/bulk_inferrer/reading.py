@@ -3,7 +3,7 @@
 A file, directory, glob or ``{SPAN}`` pattern (the newest span) is resolved as ExampleGen resolves
 it. CSV is read with every column as text, so a value of the wrong type is the row's problem (the
 table check rejects it with a reason), never the whole file's; Parquet keeps its types; tf.Examples
-are decoded per chunk. Only one batch is in memory at a time, whatever the input's size.
+are decoded per chunk. Batches hold at most ``BATCH_ROWS`` rows, whatever the input's size.
 """
 
 from __future__ import annotations
