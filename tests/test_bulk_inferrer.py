@@ -166,3 +166,100 @@ def test_prediction_log_encoding_round_trips_through_the_protos():
     assert list(second.response.outputs["classes"].string_val) == ["\u00e9t\u00e9".encode()]
     assert list(second.response.outputs["value"].double_val) == [-2.0]
     assert [d.size for d in second.response.outputs["probabilities"].tensor_shape.dim] == [1, 2]
+
+
+def test_framing_many_records_at_once_gives_the_reference_bytes():
+    rng = np.random.default_rng(7)
+    records = [bytes(rng.integers(0, 256, int(size), dtype=np.uint8)) for size in rng.integers(0, 300, 500)]
+    records += [b"", b"x" * 70_000]
+    column = pa.array([b"skipped"] + records, type=pa.large_binary()).slice(1)  # an offset into the buffers
+    assert bytes(tfrecord.frame(column)) == tfrecord.encode_records(records)
+    assert bytes(tfrecord.frame(pa.array([], pa.large_binary()))) == b""
+
+
+def test_prediction_logs_are_the_bytes_protobuf_itself_writes():
+    """Constant outputs (class names), few distinct strings (a category), many distinct ones, several values
+    per row, every dtype: each record is what ``SerializeToString(deterministic=True)`` gives for its parse."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    n = 300
+    rng = np.random.default_rng(3)
+    categories = np.array(["Biscoe", "Dream", "\u00e9t\u00e9"], dtype=object)
+    outputs = {"class_names": np.tile(np.array([[b"Adelie", b"Gentoo"]], dtype=object), (n, 1)),
+               "classes": categories[rng.integers(0, 3, n)], "text": np.array([f"t{i}" * (i % 5) for i in range(n)],
+                                                                                  dtype=object),
+               "pairs": categories[rng.integers(0, 3, (n, 2))], "probabilities": rng.random((n, 2), dtype=np.float32),
+               "constant": np.ones((n, 2)), "ids": rng.integers(-2 ** 40, 2 ** 40, (n, 1)),
+               "flag": rng.random(n) > 0.5}
+    inputs = {"x": rng.random(n).astype(np.float32), "island": categories[rng.integers(0, 2, n)],
+              "year": np.full(n, 2009)}
+    # Without a version: with one, ModelSpec's fields come as name, signature_name, version (any order parses).
+    records = prediction_logs.encode(inputs, outputs, "m", "serving_raw").to_pylist()
+    for index, record in enumerate(records):
+        log = prediction_log_pb2.PredictionLog.FromString(record)
+        assert log.SerializeToString(deterministic=True) == record
+        response = log.predict_log.response.outputs
+        assert list(response["class_names"].string_val) == [b"Adelie", b"Gentoo"]
+        assert list(response["pairs"].string_val) == [v.encode() for v in outputs["pairs"][index]]
+        assert response["text"].string_val[0] == outputs["text"][index].encode()
+        assert list(response["ids"].int64_val) == outputs["ids"][index].tolist()
+        assert log.predict_log.request.inputs["island"].string_val[0] == inputs["island"][index].encode()
+
+
+def test_many_batches_through_the_writer_threads_give_the_same_files(tmp_path, penguin_model, eval_table,
+                                                                     monkeypatch):
+    from kubetfx.components.bulk_inferrer import reading
+
+    data = tmp_path / "data.csv"
+    pacsv.write_csv(eval_table.drop(["species"]), str(data))
+    model_dir = penguin_model["model"]
+    one = executor.predict_to_file(model_dir, str(data), str(tmp_path / "one.parquet"))
+    monkeypatch.setattr(reading, "BATCH_ROWS", 7)
+    assert [len(batch) for _, batch in reading.batches([str(data)], "csv")] == \
+        [7] * (eval_table.num_rows // 7) + ([eval_table.num_rows % 7] if eval_table.num_rows % 7 else [])
+    many = executor.predict_to_file(model_dir, str(data), str(tmp_path / "many.parquet"))
+    assert one["scored"] == many["scored"] == eval_table.num_rows
+    logs = [(tmp_path / f"{stem}.{layout.prediction_logs_file_name(0, 1)}").read_bytes() for stem in ("one", "many")]
+    assert logs[0] == logs[1]  # one gzip stream: the same bytes however the rows were batched
+    assert pq.read_table(str(tmp_path / "one.parquet")).equals(pq.read_table(str(tmp_path / "many.parquet")))
+
+
+def test_a_failing_writer_thread_fails_the_job_and_leaves_no_files(tmp_path, penguin_model, eval_table,
+                                                                   monkeypatch):
+    data = tmp_path / "data.csv"
+    pacsv.write_csv(eval_table.drop(["species"]), str(data))
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(prediction_logs, "encode", broken)
+    with pytest.raises(OSError, match="disk full"):
+        executor.predict_to_file(penguin_model["model"], str(data), str(tmp_path / "out.parquet"))
+    assert sorted(os.listdir(tmp_path)) == ["data.csv"]
+
+
+def test_a_column_of_numbers_reads_as_the_per_row_rules_read_it(penguin_model):
+    """All numbers: parsed at once; one bad value: per row. The good rows' values are the same."""
+    from kubetfx.components.predictor import table_check
+
+    rules = executor.load_model(penguin_model["model"]).rules
+    rows = {"island": ["Biscoe"] * 4, "sex": ["male"] * 4, "bill_length_mm": ["39.1", "+.5", "1e2", "40"],
+            "bill_depth_mm": ["18.7"] * 4, "flipper_length_mm": ["181", "190", "2e2", "195"],
+            "body_mass_g": ["3750"] * 4, "year": ["2007"] * 4}
+    columns, good, reasons = table_check.check(rules, pa.RecordBatch.from_pydict(rows))
+    assert good.all() and not reasons
+    rows = {name: values + ["nan" if name == "bill_length_mm" else values[0]] for name, values in rows.items()}
+    slow, good, reasons = table_check.check(rules, pa.RecordBatch.from_pydict(rows))
+    assert good.tolist() == [True] * 4 + [False] and list(reasons) == [4]
+    for name, values in columns.items():
+        np.testing.assert_array_equal(values, slow[name])
+
+
+def test_small_csv_blocks_are_joined_into_whole_batches_in_order():
+    from kubetfx.components.bulk_inferrer import reading
+
+    blocks = [pa.record_batch({"a": pa.array([str(i) for i in range(start, start + size)], pa.string())})
+              for start, size in ((0, 5), (5, 0), (5, 3), (8, 9), (17, 1))]
+    batches = list(reading._rebatch(iter(blocks), 4))  # noqa: SLF001
+    assert [batch.num_rows for batch in batches] == [4, 4, 4, 4, 2]
+    assert [v for batch in batches for v in batch.column(0).to_pylist()] == [str(i) for i in range(18)]

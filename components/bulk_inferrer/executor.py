@@ -11,8 +11,10 @@ they never stop the job.
 Outputs (TFX's ``InferenceResult`` layout plus kubetfx's files): ``prediction_logs-*.gz``
 (TFRecords of TensorFlow Serving ``PredictionLog``), ``predictions.parquet`` (or ``.csv``: the
 input's columns and the predictions), ``rejects.csv``, ``kubetfx_inference.json`` (counts,
-rows/s). Streaming: one batch in memory at a time. A model whose blessing is negative is not
-used: the output then says so, as TFX's BulkInferrer skips it.
+rows/s). Streaming: batches of at most 64k rows; while one is read, checked and scored, the earlier
+ones' outputs are written on threads with bounded queues, so a few batches are in memory, whatever
+the input's size. A model whose blessing is negative is not used: the output then says so, as
+TFX's BulkInferrer skips it.
 """
 
 from __future__ import annotations
@@ -55,15 +57,20 @@ def _output_columns(spec, outputs: dict, class_names: list[str]) -> dict:
 
 
 class _Sinks:
-    """The table, the PredictionLogs and the rejects, written batch by batch to temporary names."""
+    """The table, the PredictionLogs and the rejects, written batch by batch to temporary names. The logs are
+    encoded on one thread, framed and compressed on another (``prediction_logs.Writer``), the table built and
+    written on a third (each a :class:`background.Stage`), while the next batch is read, checked and scored."""
 
     def __init__(self, table_path: str, logs_path: str, rejects_path: str, table_format: str):
         from kubetfx.components.bulk_inferrer import prediction_logs
+        from kubetfx.components.common import background
 
         self.paths = {"table": table_path, "logs": logs_path, "rejects": rejects_path}
         self.temp = {key: fileio.temp_sibling(path) for key, path in self.paths.items()}
         self.table_format = table_format
         self.logs = prediction_logs.Writer(self.temp["logs"])
+        self.encoding = background.Stage("kubetfx-bulk-encoding")
+        self.tables = background.Stage("kubetfx-bulk-table")
         self._table_writer = None
         self._schema = None
         self._rejects_handle = open(self.temp["rejects"], "w", newline="", encoding="utf-8")
@@ -87,16 +94,35 @@ class _Sinks:
             table = table.cast(self._schema)
         self._table_writer.write_table(table if isinstance(table, pa.Table) else pa.Table.from_batches([table]))
 
+    def _close_table(self) -> None:
+        writer, self._table_writer = self._table_writer, None
+        if writer is not None:
+            writer.close()
+
+    def _closers(self) -> tuple:
+        return self.encoding.close, self.logs.close, self.tables.close, self._close_table, self._rejects_handle.close
+
+    def finish(self) -> None:
+        """Wait until every submitted batch is written and the files are complete (raises a writer's error)."""
+        for closer in self._closers():
+            closer()
+
     def close(self, ok: bool) -> None:
-        self.logs.close()
-        self._rejects_handle.close()
-        if self._table_writer is not None:
-            self._table_writer.close()
+        """Every file closed, whatever fails first; then they get their names (``ok``) or are removed. A
+        writer's error is raised unless the caller is already failing (``ok`` false)."""
+        failure = None
+        for closer in self._closers():
+            try:
+                closer()
+            except BaseException as err:  # noqa: BLE001 - the first one is raised below
+                failure = failure or err
         for key, temp in self.temp.items():
-            if ok and os.path.exists(temp):
+            if ok and failure is None and os.path.exists(temp):
                 os.replace(temp, self.paths[key])
             elif os.path.exists(temp):
                 os.remove(temp)
+        if ok and failure is not None:
+            raise failure
 
 
 def _table(batch, good: np.ndarray, columns: dict, rules, predictions: dict):
@@ -128,13 +154,24 @@ def _table(batch, good: np.ndarray, columns: dict, rules, predictions: dict):
     return pa.table(arrays, names=names)
 
 
+def _write_outputs(sinks: _Sinks, servable, batch, good: np.ndarray, columns: dict, outputs: dict,
+                   log_spec: tuple) -> None:
+    """One scored batch's PredictionLogs and table rows, handed to the sinks' threads."""
+    from kubetfx.components.bulk_inferrer import prediction_logs
+
+    spec = servable.spec
+    inputs = {feature.argument: columns[feature.name] for feature in spec.features}
+    sinks.encoding.submit(lambda: sinks.logs.write(prediction_logs.encode(inputs, outputs, *log_spec)))
+    sinks.tables.submit(lambda: sinks.write_table(_table(batch, good, columns, servable.rules,
+                                                         _output_columns(spec, outputs, servable.class_names))))
+
+
 def infer(servable, files: list[str], data_format: str, sinks: _Sinks, batch_size: int, model_name: str,
           log=print) -> dict:
     """Score every row of ``files``; returns the counts and timings."""
-    from kubetfx.components.bulk_inferrer import prediction_logs
     from kubetfx.components.predictor import table_check
 
-    spec, rules = servable.spec, servable.rules
+    rules = servable.rules
     signature_name = "serving_default" if servable._examples_argument else "serving_raw"  # noqa: SLF001
     version = int(servable.version) if str(servable.version).isdigit() else None
     counts = {"rows": 0, "scored": 0, "rejected": 0}
@@ -157,13 +194,11 @@ def infer(servable, files: list[str], data_format: str, sinks: _Sinks, batch_siz
                     outputs.setdefault(name, []).append(array)
             outputs = {name: np.concatenate(parts) for name, parts in outputs.items()}
             model_seconds += time.perf_counter() - call
-            inputs = {feature.argument: columns[feature.name] for feature in spec.features}
-            sinks.logs.write(prediction_logs.encode(inputs, outputs, model_name, signature_name, version))
-            sinks.write_table(_table(batch, good, columns, rules, _output_columns(spec, outputs,
-                                                                                   servable.class_names)))
+            _write_outputs(sinks, servable, batch, good, columns, outputs, (model_name, signature_name, version))
         counts["rows"] += batch.num_rows
         counts["scored"] += n
         counts["rejected"] += batch.num_rows - n
+    sinks.finish()
     seconds = time.perf_counter() - started
     counts.update(seconds=round(seconds, 3), model_seconds=round(model_seconds, 3),
                   rows_per_second=round(counts["rows"] / seconds, 1) if seconds else None,

@@ -86,19 +86,38 @@ def _strings(flat: np.ndarray) -> pa.Array:
     return values
 
 
+def _string_fields(values: pa.Array) -> pa.Array:
+    """Per value, its ``string_val`` field (tag, length, the bytes). A column of few distinct values (a
+    category, a class name) builds each distinct field once and takes them, instead of joining every row's."""
+    if len(values) > 1:
+        encoded = pc.dictionary_encode(values)
+        if 2 * len(encoded.dictionary) <= len(values):
+            return _string_fields(encoded.dictionary).take(encoded.indices)
+    lengths = pc.binary_length(values).to_numpy(zero_copy_only=False).astype(np.int64)
+    header, _ = protowire.delimited(_key(8, 2), lengths)
+    return protowire.join(header + [values])
+
+
+def _same_rows(array: np.ndarray) -> bool:
+    """Whether every row equals the first (bitwise for numbers: a NaN row is never the same)."""
+    return len(array) > 1 and bool(np.all(array[1:] == array[:1]))
+
+
 def _tensor(array: np.ndarray) -> tuple[list, np.ndarray]:
-    """Per row, the TensorProto of ``array[i:i+1]``: (parts, sizes)."""
+    """Per row, the TensorProto of ``array[i:i+1]``: (parts, sizes). An output that is the same in every
+    row (a model's class names) is encoded once."""
     n = len(array)
+    if _same_rows(array):
+        parts, size = _tensor(array[:1])
+        return [_join(parts, 1)[0].as_py()], np.full(n, int(size[0]), dtype=np.int64)
     per_row = int(np.prod(array.shape[1:], dtype=np.int64)) if array.ndim > 1 else 1
     flat = array.reshape(n * per_row) if n else array.reshape(0)
     if array.dtype == object or array.dtype.kind in "SU":
         dtype = DT_STRING
-        values = _strings(flat)
-        lengths = pc.binary_length(values).to_numpy(zero_copy_only=False).astype(np.int64)
-        header, sizes = protowire.delimited(_key(8, 2), lengths)  # string_val, one field per value
-        payload = _regroup(protowire.join(header + [values]), per_row)
+        fields = _string_fields(_strings(flat))  # string_val, one field per value
+        sizes = pc.binary_length(fields).to_numpy(zero_copy_only=False).astype(np.int64)
         size = sizes.reshape(n, per_row).sum(axis=1) if n else np.zeros(0, np.int64)
-        parts = [payload]
+        parts = [_regroup(fields, per_row)]
     elif array.dtype.kind == "f":
         dtype, tag, width = (DT_DOUBLE, 6, 8) if array.dtype == np.float64 else (DT_FLOAT, 5, 4)
         raw = np.ascontiguousarray(flat.astype("<f8" if width == 8 else "<f4")).view(np.uint8)
@@ -147,42 +166,25 @@ def encode(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], model_
 
 
 class Writer:
-    """Gzipped TFRecords of PredictionLogs, written as batches arrive. Compressing and writing happen on a
-    thread (zlib releases the GIL) while the next batch is scored; at most two batches wait, so memory
+    """Gzipped TFRecords of PredictionLogs, written as batches arrive. Framing, compressing and writing happen
+    on a thread (zlib releases the GIL) while the next batch is scored; at most two batches wait, so memory
     stays bounded whatever the input's size."""
 
     def __init__(self, path: str):
-        import queue
-        import threading
+        from kubetfx.components.common import background
 
         self._raw = open(path, "wb")
         self._file = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, compresslevel=GZIP_LEVEL, mtime=0)
-        self._queue: queue.Queue = queue.Queue(maxsize=2)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, name="kubetfx-prediction-logs", daemon=True)
-        self._thread.start()
+        self._stage = background.Stage("kubetfx-prediction-logs")
         self.records = 0
 
-    def _drain(self) -> None:
-        while True:
-            chunk = self._queue.get()
-            if chunk is None:
-                return
-            try:
-                self._file.write(chunk)
-            except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
-                self._error = err
-
     def write(self, records: pa.Array) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(tfrecord.frame(records))
+        self._stage.submit(lambda: self._file.write(tfrecord.frame(records)))
         self.records += len(records)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        self._file.close()
-        self._raw.close()
-        if self._error is not None:
-            raise self._error
+        try:
+            self._stage.close()
+        finally:
+            self._file.close()
+            self._raw.close()

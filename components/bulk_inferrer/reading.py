@@ -3,7 +3,7 @@
 A file, directory, glob or ``{SPAN}`` pattern (the newest span) is resolved as ExampleGen resolves
 it. CSV is read with every column as text, so a value of the wrong type is the row's problem (the
 table check rejects it with a reason), never the whole file's; Parquet keeps its types; tf.Examples
-are decoded per chunk. Only one batch is in memory at a time, whatever the input's size.
+are decoded per chunk. Batches hold at most ``BATCH_ROWS`` rows, whatever the input's size.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from kubetfx.components.common import examples, layout, storage, tfrecord
 from kubetfx.components.common.errors import ConfigError, InputDataError
 
 BATCH_ROWS = 65536
-CSV_BLOCK_BYTES = 8 << 20
+# Arrow's CSV reader reads ~40 blocks ahead of a slower consumer: small blocks keep that bounded (~40 MB),
+# joined into batches of BATCH_ROWS. A row may not be longer than a block.
+CSV_BLOCK_BYTES = 1 << 20
 
 
 def resolve(data_uri: str, split: str = "") -> tuple[list[str], str, int | None]:
@@ -38,6 +40,21 @@ def resolve(data_uri: str, split: str = "") -> tuple[list[str], str, int | None]
     return files, detect_format(files, "auto"), span
 
 
+def _rebatch(batches, rows: int) -> Iterator[pa.RecordBatch]:
+    """Batches of one schema joined (copied once) into batches of ``rows`` rows; the last may be shorter."""
+    pending, count = [], 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            merged = pa.concat_batches(pending)
+            whole = count - count % rows
+            yield from (merged.slice(start, rows) for start in range(0, whole, rows))
+            pending, count = [merged.slice(whole)], count - whole
+    if count:
+        yield pa.concat_batches(pending)
+
+
 def _csv_batches(path: str) -> Iterator[pa.RecordBatch]:
     import pyarrow.csv as csv
 
@@ -50,8 +67,7 @@ def _csv_batches(path: str) -> Iterator[pa.RecordBatch]:
                               parse_options=csv.ParseOptions(delimiter=delimiter),
                               convert_options=csv.ConvertOptions(column_types={n: pa.string() for n in header},
                                                                  strings_can_be_null=False))
-        for batch in reader:
-            yield batch
+        yield from _rebatch(reader, BATCH_ROWS)
     except pa.ArrowInvalid as err:
         raise InputDataError(f"{path}: not a readable CSV file ({str(err).splitlines()[0][:200]})") from None
 
@@ -73,9 +89,9 @@ def _tfrecord_batches(path: str) -> Iterator[pa.RecordBatch]:
 
 
 def batches(files: list[str], data_format: str) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """(file, batch) in file order."""
+    """(file, batch of at most ``BATCH_ROWS`` rows, never empty) in file order."""
     reader = {"csv": _csv_batches, "parquet": _parquet_batches, "tfrecord": _tfrecord_batches}[data_format]
     for path in files:
         for batch in reader(path):
-            if batch.num_rows:
-                yield path, batch
+            for start in range(0, batch.num_rows, BATCH_ROWS):  # a CSV block holds more: memory per batch, bounded
+                yield path, batch.slice(start, BATCH_ROWS)

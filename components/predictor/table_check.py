@@ -32,11 +32,26 @@ def scalar(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return first, many
 
 
+def _all_numbers(text: pa.Array) -> np.ndarray | None:
+    """float64 values of a text column whose every value Arrow parses as a number, none of them NaN (the
+    common case, without the regex); None when any is not, so the per-row rules below decide."""
+    if text.null_count:
+        return None
+    try:
+        values = text.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return None if np.isnan(values).any() else values
+
+
 def _numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(float64 values, null mask, not-a-number mask) of a text or numeric column."""
     n = len(column)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_binary(column.type):
         text = column.cast(pa.string())
+        values = _all_numbers(text)
+        if values is not None:
+            return values, np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
         is_null = pc.or_(pc.is_null(text), pc.is_in(text, value_set=pa.array(NUMERIC_NULLS))).to_numpy(
             zero_copy_only=False)
         bad = ~is_null & ~pc.fill_null(pc.match_substring_regex(text, _NUMBER, ignore_case=True), False).to_numpy(
@@ -108,5 +123,6 @@ def check(rules: RequestSchema, batch: pa.RecordBatch) -> tuple[dict, np.ndarray
                  "infinite (or beyond the float32 range) is not allowed for this feature")
         converted[rule.name] = values.astype(np.float32)
     good = ~bad
-    columns = {name: values[good] for name, values in converted.items() if values is not None}
+    every = not bad.any()  # the common case: no copy
+    columns = {name: values if every else values[good] for name, values in converted.items() if values is not None}
     return columns, good, reasons
