@@ -13,6 +13,7 @@ import time
 import keras
 import numpy as np
 
+from kubetfx.components.common.errors import InputDataError
 from kubetfx.components.common.feature_names import safe_name
 from kubetfx.components.trainer.problem import CLASSIFICATION, ModelInput, Problem
 
@@ -85,16 +86,34 @@ def forward(model: keras.Model):
     return tf.function(lambda features: model(features, training=False), reduce_retracing=True)
 
 
+def _count_non_finite(features, counts: dict) -> None:
+    """Add each floating feature's count of NaN/infinite values in this batch to ``counts``."""
+    if not isinstance(features, dict):
+        return
+    for name, value in features.items():
+        if hasattr(value, "numpy") and getattr(value.dtype, "is_floating", False):
+            array = value.numpy()
+            counts[name] = counts.get(name, 0) + int(array.size - np.count_nonzero(np.isfinite(array)))
+
+
 def evaluate(model: keras.Model, dataset, problem: Problem, prefix: str, call=None) -> dict:
     """Loss and accuracy (classification) or MAE/RMSE in label units (regression) on ``dataset``;
     ``call``: :func:`forward` of the model (traced once for several datasets)."""
     call = call or forward(model)
-    targets, outputs = [], []
+    targets, outputs, non_finite = [], [], {}
     for features, target in dataset:
+        _count_non_finite(features, non_finite)
         outputs.append(call(features).numpy())
         targets.append(target.numpy())
     if not targets:
         return {}
+    if any(non_finite.values()):
+        # The traced (fused) graph may turn a NaN input into a finite output, so the loss alone would hide it.
+        found = ", ".join(f"'{name}' ({count} value{'s' if count > 1 else ''})"
+                          for name, count in sorted(non_finite.items()) if count)
+        raise InputDataError(f"NaN or infinite values in the transformed feature(s) {found} of the {prefix} split: "
+                             "the model's loss and metrics are not defined; the data holds non-finite cells "
+                             "(ExampleValidator reports FLOAT_TYPE_HAS_INF) or the preprocessing makes them")
     y, out = np.concatenate(targets), np.concatenate(outputs)
     if problem.kind == CLASSIFICATION:
         probabilities = np.clip(out, 1e-7, 1.0)
