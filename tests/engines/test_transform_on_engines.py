@@ -12,6 +12,7 @@ import os
 import pytest
 
 from helpers.transform_outputs import assert_same_graph, example_multisets
+from kubetfx.components.common import layout
 from kubetfx.components.transform import executor
 from helpers.pipeline_cache import penguin_pipeline
 
@@ -35,4 +36,4 @@ def test_transform_on_the_engine_equals_the_local_run(reference, engine, materia
         assert sorted(ours) == ["Split-eval", "Split-train"]
         assert ours == theirs, f"{name}: the transformed examples differ from the local run's"
     else:
-        assert os.listdir(transformed) == [executor.NOT_MATERIALIZED_FILE]
+        assert os.listdir(transformed) == [layout.NOT_MATERIALIZED_FILE]
