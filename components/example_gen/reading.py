@@ -14,12 +14,11 @@ import codecs
 import csv
 import dataclasses
 import io
-import json
 import os
 
 import pyarrow as pa
 
-from kubetfx.components.common import layout, provenance, storage, tfrecord
+from kubetfx.components.common import layout, params, provenance, storage, tfrecord
 from kubetfx.components.common.errors import ConfigError, InputDataError
 
 INPUT_FORMATS = ("auto", "csv", "parquet", "tfrecord")
@@ -51,15 +50,9 @@ def parse_null_values(value, name: str, default: tuple[str, ...]) -> tuple[str, 
     if value is None or (isinstance(value, str) and not value.strip()):
         return tuple(default)
     if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"{name}: not a valid JSON list of strings ({err}); "
-                                  f"example: '[\"\", \"NA\"]'") from None
-        else:
-            value = [token.strip() for token in text.split(",")]
+        value = params.json_list_or_split(value, name, lambda text: [token.strip() for token in text.split(",")],
+                                          "{name}: not a valid JSON list of strings ({reason}); "
+                                          "example: '[\"\", \"NA\"]'")
     if not isinstance(value, (list, tuple)) or not all(isinstance(token, str) for token in value):
         raise ConfigError(f"{name} must be a JSON list of strings like '[\"\", \"NA\"]' or comma-separated "
                           f"tokens like ',NA' (an empty item is the empty field), got {value!r}")

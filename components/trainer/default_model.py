@@ -67,9 +67,9 @@ def fit(model: keras.Model, train_ds, eval_ds, hp: dict, epochs: int, steps_per_
                                                        restore_best_weights=True))
     callbacks += extra_callbacks or []
     start = time.perf_counter()
-    history = model.fit(train_ds.repeat(), steps_per_epoch=steps_per_epoch, validation_data=validation_batches(eval_ds, eval_steps),
-                        validation_steps=eval_steps, epochs=epochs, callbacks=callbacks, shuffle=False,
-                        verbose=verbose)  # the dataset shuffles
+    history = model.fit(train_ds.repeat(), steps_per_epoch=steps_per_epoch,
+                        validation_data=validation_batches(eval_ds, eval_steps), validation_steps=eval_steps,
+                        epochs=epochs, callbacks=callbacks, shuffle=False, verbose=verbose)  # the dataset shuffles
     seconds = time.perf_counter() - start
     losses = history.history.get("val_loss", [])
     return {"epochs_run": len(history.history.get("loss", [])),
