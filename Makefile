@@ -89,10 +89,10 @@ deploy: install ## apply manifests/overlays/ENV server-side (field manager kubet
 # --- a real Kubernetes control plane on 127.0.0.1 (cluster/: pinned in cluster/kubernetes/go.mod) ---
 CLUSTER := $(PY) cluster/local_cluster.py
 
-cluster-build: install ## build the pinned Kubernetes release from Go source once per machine (into ~/.cache/kubetfx)
+cluster-build: install ## build the pinned Kubernetes, containerd, Knative, Traefik and KServe from Go source once per machine (into ~/.cache/kubetfx)
 	$(CLUSTER) build
 
-cluster-up: install ## start etcd, kube-apiserver, controller-manager, scheduler on 127.0.0.1 (RBAC on); a no-op when up
+cluster-up: install ## start the local cluster (control plane with RBAC, node, Knative + ingress, KServe) on 127.0.0.1; a no-op when up
 	$(CLUSTER) up
 
 cluster-down: install ## stop the local cluster's processes by their PIDs and delete its state

@@ -1,14 +1,15 @@
 """The control plane layer: etcd, kube-apiserver, kube-controller-manager and kube-scheduler, with RBAC on.
 
 All four run in the cluster's network namespace (network.py); the API server also listens on the
-node's address there, so pods reach it through the ``kubernetes`` Service. The host reaches it on
-127.0.0.1:<port> through the forwarder. The service CIDR is a setting: nothing routes to it.
+node's address there, so pods reach it through the ``kubernetes`` Service (kube-proxy, in the node
+layer, routes service addresses inside the namespace only). The host reaches it on 127.0.0.1:<port>
+through the forwarder.
 """
 
 import os
 import ssl
-import sys
 
+import forward
 import network
 from pki import Pki
 from processes import Processes, http_ok
@@ -88,14 +89,9 @@ def kubeconfig_for(pki: Pki, state: str, user: str) -> str:
 
 def start(processes: Processes, bin_dir: str, pki: Pki, state: str) -> dict:
     """Start what is not running, in order, each once the one before answers; return timings."""
-    socket_path = os.path.join(state, "run", "apiserver.sock")
-    forward = os.path.join(os.path.dirname(os.path.abspath(__file__)), "forward.py")
     processes.start("etcd", _etcd(bin_dir, state))
     processes.start("kube-apiserver", _apiserver(bin_dir, pki))
-    processes.start("apiserver-forward-inside", [sys.executable, forward, "listen-unix", socket_path, "127.0.0.1",
-                                                 str(PORTS["apiserver"])])
-    processes.start("apiserver-forward-host", [sys.executable, forward, "listen-tcp", "127.0.0.1",
-                                               str(PORTS["apiserver"]), socket_path], inside=False)
+    forward.start_pair(processes, "apiserver", PORTS["apiserver"], state)
     ready_s = processes.wait("ready", lambda: ready(pki), "kube-apiserver")
     processes.start("kube-controller-manager", _controller_manager(bin_dir, pki, kubeconfig_for(
         pki, state, "controller-manager")))

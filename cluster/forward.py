@@ -11,6 +11,17 @@ import os
 import sys
 
 
+def start_pair(processes, name: str, port: int, state: str) -> None:
+    """Both halves for 127.0.0.1:``port`` on the host -> 127.0.0.1:``port`` in the cluster's namespace, as the
+    processes ``<name>-forward-inside`` and ``<name>-forward-host``."""
+    socket_path = os.path.join(state, "run", f"{name}.sock")
+    script = os.path.abspath(__file__)
+    processes.start(f"{name}-forward-inside", [sys.executable, script, "listen-unix", socket_path, "127.0.0.1",
+                                               str(port)])
+    processes.start(f"{name}-forward-host", [sys.executable, script, "listen-tcp", "127.0.0.1", str(port),
+                                             socket_path], inside=False)
+
+
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while data := await reader.read(65536):

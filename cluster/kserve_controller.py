@@ -12,11 +12,9 @@ import base64
 import copy
 import json
 import os
-import subprocess
-
-import yaml
 
 import gobuild
+import kube_objects
 import network
 from pki import Pki
 from processes import Processes, http_ok
@@ -43,35 +41,25 @@ CONFIG_CHANGES = {
 
 def agent_image() -> str:
     return AGENT_IMAGE.format(version=gobuild.required_version("kserve", MODULE))
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def module_dir() -> str:
     """KServe's source at the pinned version, in Go's module cache (downloaded by the build)."""
-    cache = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True).stdout.strip()
-    return os.path.join(cache, f"{MODULE}@{gobuild.required_version('kserve', MODULE)}")
-
-
-def _documents(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [doc for doc in yaml.load_all(handle, Loader=_LOADER) if doc]
+    return kube_objects.module_dir(MODULE, gobuild.required_version("kserve", MODULE))
 
 
 CRD_FOLDERS = ("", "clusterstoragecontainer")  # of config/crd/full: what the v1beta1 controller reads
 
 
 def crd_documents() -> list[dict]:
-    documents = []
-    for sub in CRD_FOLDERS:
-        folder = os.path.join(module_dir(), "config", "crd", "full", sub)
-        documents += [doc for name in sorted(os.listdir(folder)) if name.endswith(".yaml")
-                      for doc in _documents(os.path.join(folder, name)) if doc.get("kind") == "CustomResourceDefinition"]
-    return documents
+    folders = [os.path.join(module_dir(), "config", "crd", "full", sub) for sub in CRD_FOLDERS]
+    return [doc for folder in folders for doc in kube_objects.folder_documents(folder)
+            if doc.get("kind") == "CustomResourceDefinition"]
 
 
 def _config_map() -> dict:
-    (config,) = [d for d in _documents(os.path.join(module_dir(), "config", "configmap", "inferenceservice.yaml"))
-                 if d.get("kind") == "ConfigMap"]
+    path = os.path.join(module_dir(), "config", "configmap", "inferenceservice.yaml")
+    (config,) = [d for d in kube_objects.documents(path) if d.get("kind") == "ConfigMap"]
     config = copy.deepcopy(config)
     config["metadata"] = {"name": config["metadata"]["name"], "namespace": NAMESPACE}
     config["data"].pop("_example", None)
@@ -84,7 +72,7 @@ def _config_map() -> dict:
 
 def _rbac() -> list[dict]:
     folder = os.path.join(module_dir(), "config", "rbac")
-    objects = [d for d in _documents(os.path.join(folder, "role.yaml")) if d.get("kind") == "ClusterRole"]
+    objects = [d for d in kube_objects.documents(os.path.join(folder, "role.yaml")) if d.get("kind") == "ClusterRole"]
     objects.append({"apiVersion": "v1", "kind": "ServiceAccount",
                     "metadata": {"name": SERVICE_ACCOUNT, "namespace": NAMESPACE}})
     for role in [o for o in objects if o["kind"] == "ClusterRole"]:
@@ -100,7 +88,7 @@ def _webhooks(pki: Pki) -> list[dict]:
     """KServe's webhook configurations, calling the manager by URL (it runs as a process, not behind a Service)."""
     with open(pki.path("ca.crt"), "rb") as handle:
         bundle = base64.b64encode(handle.read()).decode()
-    configs = _documents(os.path.join(module_dir(), "config", "webhook", "manifests.yaml"))
+    configs = kube_objects.documents(os.path.join(module_dir(), "config", "webhook", "manifests.yaml"))
     for config in configs:
         config["metadata"].pop("creationTimestamp", None)
         for hook in config["webhooks"]:
@@ -109,34 +97,9 @@ def _webhooks(pki: Pki) -> list[dict]:
     return configs
 
 
-def _kubectl(kubeconfig: str, *args: str, text: str | None = None) -> str:
-    result = subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", *args], input=text, capture_output=True,
-                            text=True, timeout=300)
-    if result.returncode != 0:
-        raise SystemExit(f"cluster: kubectl {' '.join(args[:3])} failed: {result.stderr.strip()}")
-    return result.stdout
-
-
-def _apply(kubeconfig: str, objects: list[dict]) -> None:
-    _kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "--field-manager=kubetfx-cluster", "-f", "-",
-             text=yaml.safe_dump_all(objects, sort_keys=False))
-
-
 def install_crds(kubeconfig: str) -> list[str]:
     """KServe's CRDs at the pinned version, Established (KServe's controller watches all of these kinds)."""
-    import time
-
-    documents = crd_documents()
-    _apply(kubeconfig, documents)
-    names = [doc["metadata"]["name"] for doc in documents]
-    deadline = time.monotonic() + 60
-    for name in names:
-        while subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", "wait", "--for=condition=Established",
-                              f"crd/{name}", "--timeout=10s"], capture_output=True).returncode != 0:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"cluster: CRD {name} not Established after 60 s")
-            time.sleep(0.5)
-    return names
+    return kube_objects.install_crds(kubeconfig, crd_documents())
 
 
 def start(processes: Processes, bins: dict, pki: Pki, state: str, log=print) -> dict:
@@ -151,9 +114,9 @@ def start(processes: Processes, bins: dict, pki: Pki, state: str, log=print) -> 
     node_runtime.import_archive(bins["node"], state, node_runtime.binary_image_archive(  # always: a rebuild
         os.path.join(bins["kserve"], "kserve-agent"), agent_image(), user="1000:1000"))  # keeps its tag
     install_crds(admin)
-    _apply(admin, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}])
-    _apply(admin, _rbac() + [_config_map()])
-    token = _kubectl(admin, "create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=48h").strip()
+    kube_objects.apply(admin, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}])
+    kube_objects.apply(admin, _rbac() + [_config_map()])
+    token = kube_objects.service_account_token(admin, SERVICE_ACCOUNT, NAMESPACE)
     kubeconfig = os.path.join(state, "kserve-manager.kubeconfig")
     import control_plane
 
@@ -173,7 +136,7 @@ def start(processes: Processes, bins: dict, pki: Pki, state: str, log=print) -> 
         env={"KUBECONFIG": kubeconfig, "TMPDIR": temp, "POD_NAMESPACE": NAMESPACE})
     processes.wait("ready", lambda: network.call_inside(processes.netns, http_ok,
                                                         f"http://127.0.0.1:{PROBE_PORT}/readyz"), "kserve-manager")
-    _apply(admin, _webhooks(pki))
+    kube_objects.apply(admin, _webhooks(pki))
     log(f"cluster: KServe {gobuild.required_version('kserve', MODULE)} controller ready in "
         f"{time.monotonic() - started:.1f} s (RawDeployment, webhooks on 127.0.0.1:{WEBHOOK_PORT})")
     return {"kserve_ready_s": round(time.monotonic() - started, 2)}

@@ -1,7 +1,8 @@
 """A real Kubernetes cluster on this machine: ``make cluster-up``, ``cluster-down``, ``cluster-status``.
 
 Layers, each on the one before: ``control-plane`` (etcd, kube-apiserver, controller-manager,
-scheduler; control_plane.py), ``node`` (containerd and a kubelet; node_runtime.py) and ``kserve``
+scheduler; control_plane.py), ``node`` (containerd, a kubelet and kube-proxy; node_runtime.py),
+``knative`` (Knative Serving as pods and Traefik as its ingress; knative_serving.py) and ``kserve``
 (KServe's controller manager and webhooks; kserve_controller.py). ``KUBETFX_CLUSTER_LAYERS`` picks how far up to go
 (default: all). Everything runs in the cluster's own network namespace (network.py) with its state in
 ``kubetfx-local/cluster`` (``KUBETFX_CLUSTER_DIR``): certificates, etcd's data, logs, PID files and
@@ -27,7 +28,7 @@ from processes import Processes  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KUBERNETES_MODULE = "k8s.io/kubernetes"
-LAYERS = ("control-plane", "node", "kserve")
+LAYERS = ("control-plane", "node", "knative", "kserve")
 
 
 def state_dir() -> str:
@@ -72,6 +73,9 @@ def build(wanted: tuple[str, ...]) -> dict:
     bins = {"kubernetes": gobuild.build("kubernetes", kubernetes_ldflags())}
     if "node" in wanted:
         bins["node"] = gobuild.build("node")
+    if "knative" in wanted:
+        bins["knative"] = gobuild.build("knative")
+        bins["ingress"] = gobuild.build("ingress")
     if "kserve" in wanted:
         bins["kserve"] = gobuild.build("kserve")
     return bins
@@ -83,6 +87,10 @@ def _layer_modules(wanted: tuple[str, ...]) -> list:
         import node_runtime
 
         modules.append(node_runtime)
+    if "knative" in wanted:
+        import knative_serving
+
+        modules.append(knative_serving)
     if "kserve" in wanted:
         import kserve_controller
 

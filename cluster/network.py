@@ -44,6 +44,12 @@ def ensure(netns: str) -> None:
         _ip("-n", netns, "link", "set", link, "up")
 
 
+def route_services(netns: str, service_cidr: str) -> None:
+    """A route for the service addresses to the node's own link, so that processes of the namespace (not only
+    pods) reach ClusterIPs: kube-proxy's OUTPUT rules rewrite them to a pod or the node before they leave."""
+    _ip("-n", netns, "route", "replace", service_cidr, "dev", NODE_LINK, "src", NODE_IP)
+
+
 def remove(netns: str) -> None:
     if exists(netns):
         _ip("netns", "del", netns, check=False)

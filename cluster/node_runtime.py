@@ -18,10 +18,10 @@ import urllib.request
 
 import network
 from pki import Pki
-from processes import Processes
+from processes import Processes, http_ok
 
 LAYER = "node"
-NAMES = ("containerd", "kubelet")
+NAMES = ("containerd", "kubelet", "kube-proxy")
 NODE_NAME = "kubetfx-node"
 PAUSE_IMAGE = "localhost/kubetfx-pause:1"
 K8S_NAMESPACE = "k8s.io"  # containerd's namespace for CRI images
@@ -45,6 +45,56 @@ KUBELET_CONFIG = {
     "authorization": {"mode": "Webhook"},
     "clusterDomain": "cluster.local",
 }
+
+
+KUBE_PROXY_PORTS = {"healthz": 10256, "metrics": 10249}
+# kube-proxy in iptables mode, inside the namespace: service addresses route only there. No conntrack
+# sysctls (the namespace cannot set the host's), and no NodePorts on 127.0.0.1 (route_localnet).
+KUBE_PROXY_CONFIG = {
+    "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+    "kind": "KubeProxyConfiguration",
+    "mode": "iptables",
+    "clusterCIDR": network.POD_CIDR,
+    "hostnameOverride": NODE_NAME,
+    "healthzBindAddress": f"127.0.0.1:{KUBE_PROXY_PORTS['healthz']}",
+    "metricsBindAddress": f"127.0.0.1:{KUBE_PROXY_PORTS['metrics']}",
+    "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
+    "iptables": {"localhostNodePorts": False},
+}
+
+
+def endpoint_slice(service: str, namespace: str, ports: list[dict], address: str = network.NODE_IP) -> dict:
+    """An EndpointSlice pointing a selector-less Service at a process on the node's address (kube-proxy routes
+    the Service's ClusterIP to it): the API server, or a process of a layer that does not run as a pod."""
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{service}-node", "namespace": namespace,
+                         "labels": {"kubernetes.io/service-name": service,
+                                    "endpointslice.kubernetes.io/managed-by": "kubetfx-cluster"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [address], "conditions": {"ready": True}, "nodeName": NODE_NAME}],
+            "ports": [{"name": p["name"], "port": p["port"], "protocol": "TCP"} for p in ports]}
+
+
+def _start_kube_proxy(processes: Processes, bins: dict, pki: Pki, state: str) -> float:
+    """kube-proxy as ``system:kube-proxy`` (the built-in node-proxier role); pods reach the API server through
+    the ``kubernetes`` Service, whose endpoint (the apiserver runs with no endpoint reconciler) is set here."""
+    import control_plane
+    import kube_objects
+    import yaml
+
+    pki.issue("kube-proxy", "system:kube-proxy", usages=(_client_usage(),))
+    kubeconfig = os.path.join(state, "kube-proxy.kubeconfig")
+    pki.kubeconfig(kubeconfig, control_plane.server_url(), "kube-proxy")
+    config_path = os.path.join(_paths(state)["base"], "kube-proxy.yaml")
+    _write(config_path, yaml.safe_dump(dict(KUBE_PROXY_CONFIG, clientConnection={"kubeconfig": kubeconfig}),
+                                       sort_keys=False))
+    kube_objects.apply(os.path.join(state, "admin.kubeconfig"), [endpoint_slice(
+        "kubernetes", "default", [{"name": "https", "port": control_plane.PORTS["apiserver"]}])])
+    network.route_services(processes.netns, control_plane.SERVICE_CIDR)
+    processes.start("kube-proxy", [os.path.join(bins["kubernetes"], "kube-proxy"), f"--config={config_path}"])
+    return processes.wait("serving", lambda: network.call_inside(
+        processes.netns, http_ok, f"http://127.0.0.1:{KUBE_PROXY_PORTS['healthz']}/healthz"), "kube-proxy",
+        timeout_s=60)
 
 
 def _paths(state: str) -> dict:
@@ -236,11 +286,17 @@ def start(processes: Processes, bins: dict, pki: Pki, state: str, log=print) -> 
                     env=env)
     ready_s = processes.wait("Ready", lambda: _node_ready(pki), "kubelet", timeout_s=120)
     log(f"cluster: node {NODE_NAME} Ready {ready_s:.1f} s after the kubelet started")
-    return {"node_ready_s": round(time.monotonic() - started, 2)}
+    timings = {"node_ready_s": round(time.monotonic() - started, 2)}
+    proxy_s = _start_kube_proxy(processes, bins, pki, state)
+    log(f"cluster: kube-proxy serving {proxy_s:.1f} s after it started (iptables, inside the namespace)")
+    return {**timings, "kube_proxy_ready_s": round(proxy_s, 2)}
 
 
 def stop(processes: Processes, state: str, log=print) -> None:
-    """The kubelet, then every container still running (containerd's shims outlive it), then containerd."""
+    """kube-proxy, the kubelet, then every container still running (containerd's shims outlive it), then
+    containerd."""
+    if processes.stop("kube-proxy"):
+        log("cluster: stopped kube-proxy")
     if processes.stop("kubelet"):
         log("cluster: stopped kubelet")
     bin_dir = _bin_dir_of(processes)

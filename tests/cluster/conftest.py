@@ -157,3 +157,57 @@ def runner_api(cluster):
 
     return _api
 
+
+
+def serving_layers_up() -> None:
+    """Skip unless the node, Knative and KServe layers are up (the serving tests' pods need all three)."""
+    if "kserve" not in local_cluster.layers():
+        pytest.skip("the node, Knative and KServe layers are not up (KUBETFX_CLUSTER_LAYERS)")
+
+
+@pytest.fixture(scope="session")
+def component_image(cluster):
+    """The component image in the node's containerd (copied from podman, which `make image` built)."""
+    import gobuild
+    import node_runtime
+    from kubetfx.components.common import image
+
+    serving_layers_up()
+    name = image.component_image()
+    if not node_runtime.load_podman_image(gobuild.bin_dir("node"), local_cluster.state_dir(), name):
+        pytest.fail(f"image {name} is not built: run `make image` (CI runs make e2e first)")
+    return name
+
+
+def _host_path_volume(name: str, path: str, namespace: str, claim: str) -> dict:
+    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {"capacity": {"storage": "50Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "",
+                     "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": path, "type": "Directory"},
+                     "claimRef": {"namespace": namespace, "name": claim}}}
+
+
+@pytest.fixture(scope="session")
+def deployed(cluster, component_image, tmp_path_factory):
+    """The dev overlay applied once for the serving tests, its two claims bound to hostPath volumes on the node
+    ({claim: folder}); each test serves its own InferenceService in it."""
+    from helpers.cluster_serving import MODEL_REPOSITORY_CLAIM, NAMESPACE, PREDICTION_LOG_CLAIM
+
+    cluster.delete_namespace(NAMESPACE)
+    root = tmp_path_factory.mktemp("volumes")
+    folders = {}
+    for claim in (MODEL_REPOSITORY_CLAIM, PREDICTION_LOG_CLAIM):
+        folder = root / claim
+        folder.mkdir()
+        os.chmod(folder, 0o777)  # the pods run as uid 1000
+        folders[claim] = str(folder)
+    volumes = [_host_path_volume(f"{NAMESPACE}-{claim}", path, NAMESPACE, claim) for claim, path in folders.items()]
+    cluster.kubectl("delete", "pv", *[v["metadata"]["name"] for v in volumes], "--ignore-not-found")
+    cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(volumes))
+    result = cluster.kubetfx("deploy", "--env", "dev")
+    assert result.returncode == 0, result.stderr
+    for claim in folders:
+        cluster.kubectl("wait", "--for=jsonpath={.status.phase}=Bound", f"pvc/{claim}", "-n", NAMESPACE,
+                        "--timeout=60s")
+    yield folders
+    cluster.delete_namespace(NAMESPACE)
+    cluster.kubectl("delete", "pv", *[v["metadata"]["name"] for v in volumes], "--ignore-not-found")

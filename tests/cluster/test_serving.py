@@ -6,7 +6,8 @@ overlay's claim), then KServe's controller makes the Deployment and Service, the
 image, imported into the node's containerd) loads the model from the volume with no storage
 initializer, and V1 and V2 requests through `kubectl port-forward` are answered by it. A second push
 rolls out version 2; the Pusher's rollback puts version 1 back; the response's model_version says
-which one answers. Needs `make cluster-up` with all layers (make test-cluster) and `make image`.
+which one answers. Needs `make cluster-up` with all layers (make test-cluster) and `make image`. This is RawDeployment mode;
+test_serverless_canary.py is the Serverless one, with the canary split.
 """
 
 import json
@@ -16,76 +17,13 @@ import subprocess
 import time
 import urllib.request
 
-import pytest
-
-import gobuild
 import local_cluster
-import node_runtime
-from kubetfx.components.common import blessing, image
+from helpers.cluster_serving import INSTANCES, MODEL_REPOSITORY_CLAIM, NAMESPACE, dev_deploy_settings
+from helpers.cluster_serving import model_repository_base, push
 from kubetfx.components.pusher import executor as pusher
 from kubetfx.components.pusher import rollout
-from kubetfx.pipelines import config as pipeline_config
-from kubetfx.pipelines.cluster import kustomize, serving_template
 
-NAMESPACE = "kubetfx-dev"
 READY_TIMEOUT_S = 300
-
-
-def _layers_up():
-    if "kserve" not in local_cluster.layers():
-        pytest.skip("the node and KServe layers are not up (KUBETFX_CLUSTER_LAYERS)")
-
-
-@pytest.fixture(scope="module")
-def component_image(cluster):
-    """The component image in the node's containerd (copied from podman, which `make image` built)."""
-    _layers_up()
-    name = image.component_image()
-    bin_dir = gobuild.bin_dir("node")
-    if not node_runtime.load_podman_image(bin_dir, local_cluster.state_dir(), name):
-        pytest.fail(f"image {name} is not built: run `make image` (CI runs make e2e first)")
-    return name
-
-
-def _volume(name: str, path: str, claim: str) -> dict:
-    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
-            "spec": {"capacity": {"storage": "50Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "",
-                     "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": path, "type": "Directory"},
-                     "claimRef": {"namespace": NAMESPACE, "name": claim}}}
-
-
-@pytest.fixture(scope="module")
-def deployed(cluster, component_image, tmp_path_factory):
-    """The dev overlay applied, its two claims bound to hostPath volumes on the node."""
-    import yaml
-
-    cluster.delete_namespace(NAMESPACE)
-    root = tmp_path_factory.mktemp("volumes")
-    folders = {}
-    for claim in ("kubetfx-model-repository", "kubetfx-prediction-log"):
-        folder = root / claim
-        folder.mkdir()
-        os.chmod(folder, 0o777)  # the pods run as uid 1000
-        folders[claim] = str(folder)
-    volumes = [_volume(f"{NAMESPACE}-{claim}", path, claim) for claim, path in folders.items()]
-    cluster.kubectl("delete", "pv", *[v["metadata"]["name"] for v in volumes], "--ignore-not-found")
-    cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(volumes))
-    result = cluster.kubetfx("deploy", "--env", "dev")
-    assert result.returncode == 0, result.stderr
-    for claim in folders:
-        cluster.kubectl("wait", "--for=jsonpath={.status.phase}=Bound", f"pvc/{claim}", "-n", NAMESPACE,
-                        "--timeout=60s")
-    yield folders
-    cluster.delete_namespace(NAMESPACE)
-    cluster.kubectl("delete", "pv", *[v["metadata"]["name"] for v in volumes], "--ignore-not-found")
-
-
-def _push(tmp_path, model_dir: str, repository: str, api, deploy: dict, index: int) -> dict:
-    verdict = str(tmp_path / f"blessing-{index}")
-    blessing.write_blessing(verdict, True, ["accuracy above the threshold"])
-    return pusher.run(model_dir=model_dir, model_blessing_dir=verdict, infra_blessing_dir=None,
-                      push_destination=repository, model_name="penguin",
-                      pushed_model_dir=str(tmp_path / f"pushed-{index}"), deploy=deploy, kube_api=api)
 
 
 def _wait_serving(cluster, version: int) -> str:
@@ -132,14 +70,6 @@ class PortForward:
         self.process.wait(timeout=10)
 
 
-INSTANCES = [  # two penguins as a client sends them (the penguin data's own columns)
-    {"island": "Torgersen", "bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181,
-     "body_mass_g": 3750, "sex": "male", "year": 2007},
-    {"island": "Biscoe", "bill_length_mm": 46.1, "bill_depth_mm": 13.2, "flipper_length_mm": 211,
-     "body_mass_g": 4500, "sex": "female", "year": 2007},
-]
-
-
 def _v2(features: list[dict]) -> dict:
     datatypes = {"float32": "FP32", "int64": "INT64", "string": "BYTES"}
     return {"inputs": [{"name": f["name"], "shape": [len(INSTANCES)], "datatype": datatypes[f["dtype"]],
@@ -148,18 +78,15 @@ def _v2(features: list[dict]) -> dict:
 
 def test_the_pushers_inference_service_is_served_by_a_pod_that_answers(cluster, deployed, penguin_model,
                                                                           runner_api, tmp_path):
-    config = pipeline_config.load_environment("dev")
-    deploy = serving_template.deploy_settings(kustomize.render(config.serving_template_path()), model_name="penguin",
-                                              storage_uri_base=config.model_repository.storage_uri_base(),
-                                              apply=True, where="dev")
+    deploy = dev_deploy_settings("penguin")
     api = runner_api(NAMESPACE, tmp_path)
-    repository = deployed["kubetfx-model-repository"]
+    repository = deployed[MODEL_REPOSITORY_CLAIM]
     model = penguin_model["model"]
     with open(os.path.join(model, "kubetfx_model.json"), encoding="utf-8") as handle:
         features = [f for f in json.load(handle)["raw_features"] if f["name"] in INSTANCES[0]]
 
     timings, started = {}, time.monotonic()
-    assert _push(tmp_path, model, repository, api, deploy, 1)["version"] == 1
+    assert push(tmp_path, model, repository, api, deploy, 1, "penguin")["version"] == 1
     pod = _wait_serving(cluster, 1)
     timings["push_to_serving_v1_s"] = round(time.monotonic() - started, 1)
     with PortForward(cluster, pod) as forward:
@@ -175,13 +102,13 @@ def test_the_pushers_inference_service_is_served_by_a_pod_that_answers(cluster, 
     assert not volumes.get("initContainers"), "a storage initializer ran: the model should come from the volume"
 
     started = time.monotonic()
-    assert _push(tmp_path, model, repository, api, deploy, 2)["version"] == 2  # a second push rolls out v2
+    assert push(tmp_path, model, repository, api, deploy, 2, "penguin")["version"] == 2  # a second push rolls out v2
     second = _wait_serving(cluster, 2)
     timings["push_to_serving_v2_s"] = round(time.monotonic() - started, 1)
     with PortForward(cluster, second) as forward:
         assert forward.post("/v1/models/penguin:predict", {"instances": INSTANCES})["model_version"] == "2"
 
-    base = config.model_repository.storage_uri_base()
+    base = model_repository_base()
     decision = rollout.RolloutDecision("rollback", "version 2 failed its check",
                                        rollout.rollback_patch(f"{base}/penguin/1", "1", "version 2 failed its check"))
     settings = pusher.deploy_settings.parse_settings(deploy, "penguin")
