@@ -119,7 +119,6 @@ def run(fn_args, label: str, given: dict, label_vocabulary: str | None = None, p
 
     input_specs = {i.name: tfo.transformed_feature_spec()[i.name] for i in inputs}
     export.save(fn_args.serving_model_dir, model, tfo, problem, input_specs)
-    raw_spec = tfo.raw_feature_spec()
     examples_seen = min(int(train_labels.size), steps_per_epoch * batch) * fitted["epochs_run"]
     return {
         "problem_type": problem.kind,
@@ -128,7 +127,6 @@ def run(fn_args, label: str, given: dict, label_vocabulary: str | None = None, p
         "class_names": problem.class_names,
         "label_normalization": None if problem.kind == problem_lib.CLASSIFICATION
         else {"mean": problem.label_mean, "std": problem.label_std},
-        "raw_features": export.raw_feature_entries(raw_spec, label),
         "transformed_features": names,
         "train_examples": int(train_labels.size),
         "eval_examples": int(eval_labels.size),

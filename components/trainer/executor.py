@@ -87,12 +87,14 @@ def _label_mapping(saved_model_dir: str, transform_graph_dir: str, label: str, s
             "label_mapping": f"transform graph: {label} -> {mapping['transformed_label']}"}
 
 
-def _raw_features(transform_graph_dir: str, label: str) -> list[dict]:
+def _raw_features(transform_graph_dir: str, label: str, summary: dict) -> list[dict]:
+    """The request features (kubetfx_model.json's ``raw_features``); those Transform imputes may be null."""
     import tensorflow_transform as tft
 
     from kubetfx.components.trainer import export
 
-    return export.raw_feature_entries(tft.TFTransformOutput(transform_graph_dir).raw_feature_spec(), label)
+    return export.raw_feature_entries(tft.TFTransformOutput(transform_graph_dir).raw_feature_spec(), label,
+                                      imputed=frozenset(summary.get("imputation") or {}))
 
 
 @contextlib.contextmanager
@@ -181,8 +183,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
                                       model_run_dir=run_tmp)
         if module_file:
             info = _run_user_module(fn_args, module_file, run_fn, raw_examples=not transformed)
-            info.update(label=label, raw_features=_raw_features(transform_graph_dir, label),
-                        train_examples=(summary.get("row_counts") or {}).get(TRAIN_SPLIT),
+            info.update(label=label, train_examples=(summary.get("row_counts") or {}).get(TRAIN_SPLIT),
                         eval_examples=(summary.get("row_counts") or {}).get(EVAL_SPLIT))
             info.update(_label_mapping(fn_args.serving_model_dir, transform_graph_dir, label, schema))
         else:
@@ -192,6 +193,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         _check_finite(info)
         from kubetfx.components.trainer import export
 
+        info["raw_features"] = _raw_features(transform_graph_dir, label, summary)
         info.setdefault("hyperparameters", hp)  # the built-in trainer's: the values it trained with
         info.update(
             module_file=module_file, run_fn=run_fn if module_file else "builtin", seed=seed,
