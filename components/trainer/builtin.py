@@ -54,10 +54,11 @@ class Prepared:
     train_labels: object
     eval_labels: object
 
-    def plan(self, fn_args, given: dict) -> scaling.Plan:
-        """The hyperparameters and schedule for these splits: ``given`` values, the others scaled to the data."""
+    def plan(self, fn_args, given: dict, tuned=()) -> scaling.Plan:
+        """The hyperparameters and schedule for these splits: ``given`` values (``tuned``: those the Tuner found),
+        the others scaled to the data."""
         return scaling.plan(given, int(self.train_labels.size), int(self.eval_labels.size), fn_args.train_steps or 0,
-                            fn_args.eval_steps or 0)
+                            fn_args.eval_steps or 0, tuned)
 
     def datasets(self, fn_args, batch: int, seed: int):
         """(train, eval) tf.data datasets of (features, target) batches."""
@@ -83,9 +84,9 @@ def prepare(fn_args, label: str, label_vocabulary: str | None = None, problem_ty
 
 
 def run(fn_args, label: str, given: dict, label_vocabulary: str | None = None, problem_type: str = "auto",
-        cluster: distributed.Cluster | None = None) -> dict:
-    """Train on ``fn_args``' data; ``given``: the hyperparameters the user (or the Tuner) set, the others
-    scaled to the data (scaling.py)."""
+        cluster: distributed.Cluster | None = None, tuned=()) -> dict:
+    """Train on ``fn_args``' data; ``given``: the hyperparameters the user (or the Tuner: the names in
+    ``tuned``) set, the others scaled to the data (scaling.py)."""
     strategy, strategy_name, devices = strategy_and_devices(cluster)
     seed = fn_args.seed
     set_seeds(seed)
@@ -93,7 +94,7 @@ def run(fn_args, label: str, given: dict, label_vocabulary: str | None = None, p
     tfo, schema, problem, inputs, names = (prepared.tfo, prepared.schema, prepared.problem, prepared.inputs,
                                            prepared.names)
     train_labels, eval_labels = prepared.train_labels, prepared.eval_labels
-    plan = prepared.plan(fn_args, given)
+    plan = prepared.plan(fn_args, given, tuned)
     hp, steps_per_epoch, eval_steps = plan.hyperparameters, plan.steps_per_epoch, plan.eval_steps
     epochs, batch = hp["epochs"], hp["batch_size"]
     print(f"Trainer: {plan.describe()}", flush=True)

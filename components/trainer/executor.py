@@ -156,11 +156,13 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
     # The built-in trainer: only the given values; the others are scaled to the data (scaling.py).
     hp = hp_lib.given(hyperparameters) if not module_file else inputs.json_dict("hyperparameters", hyperparameters)
     tuned_config, tuning = tuning_artifact.read(best_hyperparameters_dir)
+    tuned = {}
     if tuned_config is not None:
         if module_file:
             hp = tuned_config  # TFX: fn_args.hyperparameters is the Tuner's KerasTuner config
         else:
-            hp = {**hp, **space.to_builtin(tuned_config["values"])}
+            tuned = space.to_builtin(tuned_config["values"])
+            hp = {**hp, **tuned}
     config = inputs.json_dict("custom_config", custom_config)
     train_dir, transformed = inputs.training_examples(examples_dir, raw_examples_dir, summary)
     patterns = inputs.split_patterns(train_dir)
@@ -189,7 +191,8 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         else:
             from kubetfx.components.trainer import builtin
 
-            info = builtin.run(fn_args, label, hp, summary.get("label_vocabulary"), problem_type, cluster)
+            info = builtin.run(fn_args, label, hp, summary.get("label_vocabulary"), problem_type, cluster,
+                               tuned=frozenset(tuned))
         _check_finite(info)
         from kubetfx.components.trainer import export
 
