@@ -252,7 +252,7 @@ def wine(tmp_path_factory) -> dict:
     chain["model"] = str(root / "model")
     trainer.run(chain["transformed"], chain["transform_graph"], chain["schema"], chain["model"], str(root / "run"),
                 hyperparameters={"epochs": 2}, seed=7)
-    chain["frame"] = frame
+    chain["frame"], chain["csv"] = frame, str(root / "wine.csv")
     return chain
 
 
@@ -282,6 +282,8 @@ def test_wine_bulk_inferrer_imputes_blank_magnesium_as_training_did(wine, tmp_pa
     scored = pq.read_table(str(tmp_path / "result" / "predictions.parquet"))
     blank = np.isnan(scored.column("magnesium").to_numpy(zero_copy_only=False))
     assert blank.sum() > 0  # eval rows without magnesium, scored
+    from_csv = bulk_inferrer.predict_to_file(wine["model"], wine["csv"], str(tmp_path / "wine-predictions.csv"))
+    assert from_csv["rejected"] == 0 and from_csv["scored"] == len(wine["frame"])  # `kubetfx predict --data wine.csv`
 
     inputs = scored.select(wine["frame"].columns.tolist()).to_pandas()
     mean = wine["transform"]["imputation"]["magnesium"]["value"]
