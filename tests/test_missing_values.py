@@ -6,6 +6,8 @@ SchemaGen -> ExampleValidator -> Transform (-> Trainer), the real executors on r
   (``data_description.txt``), ``NA`` in ``LotFrontage`` a missing number.
 * Palmer Penguins as the ``palmerpenguins`` package ships it (``penguins.csv``, 344 rows):
   ``NA`` means missing everywhere, in the measurements and in ``sex``.
+* scikit-learn's wine data written through pandas with blank ``magnesium`` cells: the model
+  imputes them at batch inference and serving as Transform did in training.
 """
 
 import os
@@ -228,3 +230,108 @@ def test_a_label_with_missing_values_names_split_and_count(tmp_path):
     assert message.startswith("label_column 'species' has no value in ")
     assert "examples of split '" in message and "cannot impute a label" in message
     assert "Drop (or fill in) the rows without a label before ExampleGen" in message
+
+
+# --------------------------------------------------------------------------- imputed at inference and serving
+
+WINE_LABEL = "Cultivar Class"
+
+
+@pytest.fixture(scope="module")
+def wine(tmp_path_factory) -> dict:
+    """scikit-learn's wine data with every 15th ``magnesium`` cell blank (12), through Transform and the Trainer."""
+    from sklearn.datasets import load_wine
+
+    from kubetfx.components.trainer import executor as trainer
+
+    root = tmp_path_factory.mktemp("wine")
+    frame = load_wine(as_frame=True).frame.rename(columns={"target": WINE_LABEL})
+    frame.loc[frame.index[::15], "magnesium"] = np.nan
+    frame.to_csv(root / "wine.csv", index=False)
+    chain = run_chain(root, str(root / "wine.csv"), WINE_LABEL)
+    chain["model"] = str(root / "model")
+    trainer.run(chain["transformed"], chain["transform_graph"], chain["schema"], chain["model"], str(root / "run"),
+                hyperparameters={"epochs": 2}, seed=7)
+    chain["frame"], chain["csv"] = frame, str(root / "wine.csv")
+    return chain
+
+
+def _prediction_columns(table) -> dict:
+    return {name: table.column(name).to_numpy() for name in table.column_names
+            if name.startswith(("probability_", "predicted_", "prediction"))}
+
+
+def test_wine_model_lets_only_the_imputed_feature_be_null(wine):
+    import json
+
+    from kubetfx.components.common import layout
+
+    assert set(wine["transform"]["imputation"]) == {"magnesium"}
+    info = json.load(open(os.path.join(wine["model"], layout.MODEL_INFO_FILE)))
+    assert {f["name"] for f in info["raw_features"] if f.get("allow_nan")} == {"magnesium"}
+    assert len(info["raw_features"]) == len(wine["frame"].columns) - 1
+
+
+def test_wine_bulk_inferrer_imputes_blank_magnesium_as_training_did(wine, tmp_path):
+    import pyarrow.parquet as pq
+
+    from kubetfx.components.bulk_inferrer import executor as bulk_inferrer
+
+    result = bulk_inferrer.run(wine["model"], wine["examples"], str(tmp_path / "result"), split="eval")
+    assert result["rejected"] == 0 and result["scored"] == result["rows"]
+    scored = pq.read_table(str(tmp_path / "result" / "predictions.parquet"))
+    blank = np.isnan(scored.column("magnesium").to_numpy(zero_copy_only=False))
+    assert blank.sum() > 0  # eval rows without magnesium, scored
+    from_csv = bulk_inferrer.predict_to_file(wine["model"], wine["csv"], str(tmp_path / "wine-predictions.csv"))
+    assert from_csv["rejected"] == 0 and from_csv["scored"] == len(wine["frame"])  # `kubetfx predict --data wine.csv`
+
+    inputs = scored.select(wine["frame"].columns.tolist()).to_pandas()
+    mean = wine["transform"]["imputation"]["magnesium"]["value"]
+    outputs = {}
+    for fill in (mean, 0.0):
+        path = str(tmp_path / f"filled-{fill}.parquet")
+        inputs.fillna({"magnesium": fill}).to_parquet(path, index=False)
+        bulk_inferrer.predict_to_file(wine["model"], path, str(tmp_path / f"predictions-{fill}.parquet"))
+        outputs[fill] = _prediction_columns(pq.read_table(str(tmp_path / f"predictions-{fill}.parquet")))
+    for name, values in _prediction_columns(scored).items():
+        if values.dtype.kind == "f":
+            np.testing.assert_allclose(values, outputs[mean][name], rtol=1e-6, err_msg=name)
+        else:
+            np.testing.assert_array_equal(values, outputs[mean][name], err_msg=name)
+    assert any(not np.allclose(values[blank], outputs[0.0][name][blank])
+               for name, values in outputs[mean].items() if name.startswith("probability_"))
+
+
+def test_wine_predictor_answers_null_magnesium_and_refuses_other_nulls(wine, tmp_path):
+    from helpers.predictor import Server, push_model
+
+    from kubetfx.components.bulk_inferrer import executor as bulk_inferrer
+    from kubetfx.components.common import tfmd
+    from kubetfx.components.predictor.schema_check import RequestError
+
+    mean = wine["transform"]["imputation"]["magnesium"]["value"]
+    row = wine["frame"].drop(columns=[WINE_LABEL]).iloc[1].to_dict()
+    blank, filled = {**row, "magnesium": None}, {**row, "magnesium": mean}
+
+    servable = bulk_inferrer.load_model(wine["model"])
+    with pytest.raises(RequestError, match="instance 0: feature 'magnesium': infinite"):
+        servable.rules.from_instances([{**row, "magnesium": float("inf")}])  # imputed means missing, not any value
+    servable.close()
+
+    repository = str(tmp_path / "repository")
+    push_model(wine["model"], repository, "wine", schema=tfmd.schema_path(wine["schema"]))
+    server = Server(["--model_repository", repository, "--model_name", "wine"], str(tmp_path / "wine.log"),
+                    model="wine")
+    try:
+        server.wait_ready()
+        status, answer = server.predict([blank, filled])
+        assert status == 200, answer
+        first, second = answer["predictions"]
+        assert first["class"] == second["class"]
+        np.testing.assert_allclose(list(first["probabilities"].values()), list(second["probabilities"].values()),
+                                   rtol=1e-6)
+        status, answer = server.predict([{**row, "alcohol": None}])
+        assert status == 400
+        assert answer["error"] == "instance 0: feature 'alcohol': null (NaN) is not allowed for this feature (got null)"
+    finally:
+        server.stop()

@@ -299,6 +299,9 @@ def test_given_values_win_over_scaling():
                                                                      "early_stopping_patience": 0}
     assert plan.steps_per_epoch == 31_250  # a given epochs count means whole passes
     assert {plan.sources[k] for k in scaling.SCALED} == {"given"}
+    tuned = scaling.plan({"epochs": 2, "learning_rate": 0.01}, 222, 111, tuned=frozenset({"learning_rate"}))
+    assert (tuned.sources["epochs"], tuned.sources["learning_rate"], tuned.sources["dropout"]) == \
+        ("given", "tuner", "default")
     assert scaling.plan({"epochs": 30}, 222, 111).hyperparameters["early_stopping_patience"] == 8
     only_batch = scaling.plan({"batch_size": 4096}, 1_000_000, 500_000)
     assert only_batch.steps_per_epoch == 245 and only_batch.hyperparameters["epochs"] == 12

@@ -66,6 +66,7 @@ def test_the_builtin_search_beats_the_defaults_where_they_are_poor(checkerboard,
     # The Trainer trained with the best trial's values, and says where they came from.
     assert tuned["hyperparameters"]["hidden_units"] == space.to_builtin(searched["best_values"])["hidden_units"]
     assert tuned["tuning"]["values"] == searched["best_values"]
+    assert {tuned["schedule"]["sources"][name] for name in space.to_builtin(searched["best_values"])} == {"tuner"}
     assert tuned["tuning"]["seed"] == 42 and tuned["tuning"]["search_space"] == space.describe()
     # TFX's format: best_hyperparameters.txt is a KerasTuner HyperParameters config.
     import keras_tuner

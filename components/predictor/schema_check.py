@@ -10,7 +10,9 @@ present, ``schema.pbtxt`` beside ``kubetfx_model.json`` (string domains, ``float
   as ``3750.0`` are accepted), strings for string features; no booleans;
 * strings inside the training domain when one is known;
 * no NaN/±Inf in float features (JSON ``null`` in a float feature means NaN), unless the predictor
-  runs with ``allow_nan`` and the schema does not set ``disallow_nan``/``disallow_inf``.
+  runs with ``allow_nan`` and the schema does not set ``disallow_nan``/``disallow_inf``; a feature
+  whose ``raw_features`` entry says ``allow_nan`` (the Trainer writes it for a float feature the
+  transform graph imputes) takes NaN/null, which the model imputes, but not ±Inf.
 
 V1 instances and V2 JSON inputs (:meth:`RequestSchema.from_v2_json`) get the same value checks and
 messages; V2 tensors that arrive typed (gRPC, binary REST) are checked as numpy arrays. A violation
@@ -390,8 +392,7 @@ def build(features: list[Feature], info: dict | None = None, schema_path: str | 
         if feature.dtype != "string":
             domain = None
         disallow_nan, disallow_inf = nan_rules.get(feature.name, (False, False))
-        feature_allow = bool(extra.get("allow_nan", allow_nan))
         rules.append(_Rule(feature, [str(v) for v in domain] if domain else None,
-                           allow_nan=feature_allow and not disallow_nan,
-                           allow_inf=feature_allow and not disallow_inf))
+                           allow_nan=bool(extra.get("allow_nan", allow_nan)) and not disallow_nan,
+                           allow_inf=allow_nan and not disallow_inf))
     return RequestSchema(rules, label=str(info.get("label") or label), source=source)

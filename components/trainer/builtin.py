@@ -54,10 +54,11 @@ class Prepared:
     train_labels: object
     eval_labels: object
 
-    def plan(self, fn_args, given: dict) -> scaling.Plan:
-        """The hyperparameters and schedule for these splits: ``given`` values, the others scaled to the data."""
+    def plan(self, fn_args, given: dict, tuned=()) -> scaling.Plan:
+        """The hyperparameters and schedule for these splits: ``given`` values (``tuned``: those the Tuner found),
+        the others scaled to the data."""
         return scaling.plan(given, int(self.train_labels.size), int(self.eval_labels.size), fn_args.train_steps or 0,
-                            fn_args.eval_steps or 0)
+                            fn_args.eval_steps or 0, tuned)
 
     def datasets(self, fn_args, batch: int, seed: int):
         """(train, eval) tf.data datasets of (features, target) batches."""
@@ -83,9 +84,9 @@ def prepare(fn_args, label: str, label_vocabulary: str | None = None, problem_ty
 
 
 def run(fn_args, label: str, given: dict, label_vocabulary: str | None = None, problem_type: str = "auto",
-        cluster: distributed.Cluster | None = None) -> dict:
-    """Train on ``fn_args``' data; ``given``: the hyperparameters the user (or the Tuner) set, the others
-    scaled to the data (scaling.py)."""
+        cluster: distributed.Cluster | None = None, tuned=()) -> dict:
+    """Train on ``fn_args``' data; ``given``: the hyperparameters the user (or the Tuner: the names in
+    ``tuned``) set, the others scaled to the data (scaling.py)."""
     strategy, strategy_name, devices = strategy_and_devices(cluster)
     seed = fn_args.seed
     set_seeds(seed)
@@ -93,7 +94,7 @@ def run(fn_args, label: str, given: dict, label_vocabulary: str | None = None, p
     tfo, schema, problem, inputs, names = (prepared.tfo, prepared.schema, prepared.problem, prepared.inputs,
                                            prepared.names)
     train_labels, eval_labels = prepared.train_labels, prepared.eval_labels
-    plan = prepared.plan(fn_args, given)
+    plan = prepared.plan(fn_args, given, tuned)
     hp, steps_per_epoch, eval_steps = plan.hyperparameters, plan.steps_per_epoch, plan.eval_steps
     epochs, batch = hp["epochs"], hp["batch_size"]
     print(f"Trainer: {plan.describe()}", flush=True)
@@ -119,7 +120,6 @@ def run(fn_args, label: str, given: dict, label_vocabulary: str | None = None, p
 
     input_specs = {i.name: tfo.transformed_feature_spec()[i.name] for i in inputs}
     export.save(fn_args.serving_model_dir, model, tfo, problem, input_specs)
-    raw_spec = tfo.raw_feature_spec()
     examples_seen = min(int(train_labels.size), steps_per_epoch * batch) * fitted["epochs_run"]
     return {
         "problem_type": problem.kind,
@@ -128,7 +128,6 @@ def run(fn_args, label: str, given: dict, label_vocabulary: str | None = None, p
         "class_names": problem.class_names,
         "label_normalization": None if problem.kind == problem_lib.CLASSIFICATION
         else {"mean": problem.label_mean, "std": problem.label_std},
-        "raw_features": export.raw_feature_entries(raw_spec, label),
         "transformed_features": names,
         "train_examples": int(train_labels.size),
         "eval_examples": int(eval_labels.size),

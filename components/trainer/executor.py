@@ -87,12 +87,14 @@ def _label_mapping(saved_model_dir: str, transform_graph_dir: str, label: str, s
             "label_mapping": f"transform graph: {label} -> {mapping['transformed_label']}"}
 
 
-def _raw_features(transform_graph_dir: str, label: str) -> list[dict]:
+def _raw_features(transform_graph_dir: str, label: str, summary: dict) -> list[dict]:
+    """The request features (kubetfx_model.json's ``raw_features``); those Transform imputes may be null."""
     import tensorflow_transform as tft
 
     from kubetfx.components.trainer import export
 
-    return export.raw_feature_entries(tft.TFTransformOutput(transform_graph_dir).raw_feature_spec(), label)
+    return export.raw_feature_entries(tft.TFTransformOutput(transform_graph_dir).raw_feature_spec(), label,
+                                      imputed=frozenset(summary.get("imputation") or {}))
 
 
 @contextlib.contextmanager
@@ -154,11 +156,13 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
     # The built-in trainer: only the given values; the others are scaled to the data (scaling.py).
     hp = hp_lib.given(hyperparameters) if not module_file else inputs.json_dict("hyperparameters", hyperparameters)
     tuned_config, tuning = tuning_artifact.read(best_hyperparameters_dir)
+    tuned = {}
     if tuned_config is not None:
         if module_file:
             hp = tuned_config  # TFX: fn_args.hyperparameters is the Tuner's KerasTuner config
         else:
-            hp = {**hp, **space.to_builtin(tuned_config["values"])}
+            tuned = space.to_builtin(tuned_config["values"])
+            hp = {**hp, **tuned}
     config = inputs.json_dict("custom_config", custom_config)
     train_dir, transformed = inputs.training_examples(examples_dir, raw_examples_dir, summary)
     patterns = inputs.split_patterns(train_dir)
@@ -181,17 +185,18 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
                                       model_run_dir=run_tmp)
         if module_file:
             info = _run_user_module(fn_args, module_file, run_fn, raw_examples=not transformed)
-            info.update(label=label, raw_features=_raw_features(transform_graph_dir, label),
-                        train_examples=(summary.get("row_counts") or {}).get(TRAIN_SPLIT),
+            info.update(label=label, train_examples=(summary.get("row_counts") or {}).get(TRAIN_SPLIT),
                         eval_examples=(summary.get("row_counts") or {}).get(EVAL_SPLIT))
             info.update(_label_mapping(fn_args.serving_model_dir, transform_graph_dir, label, schema))
         else:
             from kubetfx.components.trainer import builtin
 
-            info = builtin.run(fn_args, label, hp, summary.get("label_vocabulary"), problem_type, cluster)
+            info = builtin.run(fn_args, label, hp, summary.get("label_vocabulary"), problem_type, cluster,
+                               tuned=frozenset(tuned))
         _check_finite(info)
         from kubetfx.components.trainer import export
 
+        info["raw_features"] = _raw_features(transform_graph_dir, label, summary)
         info.setdefault("hyperparameters", hp)  # the built-in trainer's: the values it trained with
         info.update(
             module_file=module_file, run_fn=run_fn if module_file else "builtin", seed=seed,

@@ -6,7 +6,9 @@ inputs, so it stays outside the Keras model: a ``tf.Module`` holds both and its
 
 * ``serving_default``: ``examples`` (tf.string [None], serialized raw tf.Examples) -> outputs
 * ``serving_raw``: one input per raw feature except the label (shape [None], named by the
-  feature's ``safe_name``: "sepal length (cm)" -> ``sepal_length_cm``) -> outputs
+  feature's ``safe_name``: "sepal length (cm)" -> ``sepal_length_cm``) -> outputs; a NaN in a
+  float feature the schema lets be missing (VarLen) is that feature missing, so the transform graph
+  imputes it as it imputes a tf.Example without it
 * ``transform_features``: ``examples`` -> the transformed features (for TFMA)
 
 Outputs: classification ``probabilities`` float32 [None, K], ``class_ids`` int64 [None],
@@ -38,10 +40,13 @@ def _to_raw_feature(value: tf.Tensor, feature):
     if isinstance(feature, tf.io.FixedLenFeature):
         shape = list(feature.shape)
         return tf.reshape(value, [-1] + shape) if shape else value
-    # VarLen / sparse: one value per example.
+    # VarLen / sparse: one value per example; a NaN (a request's null) is no value, imputed by the graph.
     rows = tf.shape(value, out_type=tf.int64)[0]
     indices = tf.stack([tf.range(rows), tf.zeros([rows], tf.int64)], axis=1)
-    return tf.SparseTensor(indices, value, tf.stack([rows, tf.constant(1, tf.int64)]))
+    sparse = tf.SparseTensor(indices, value, tf.stack([rows, tf.constant(1, tf.int64)]))
+    if value.dtype.is_floating:
+        sparse = tf.sparse.retain(sparse, tf.logical_not(tf.math.is_nan(value)))
+    return sparse
 
 
 class _Config:
@@ -115,10 +120,19 @@ def save(path: str, model, tft_output, problem: Problem, input_specs: dict) -> S
     return module
 
 
-def raw_feature_entries(raw_spec: dict, label: str) -> list[dict]:
-    """``kubetfx_model.json``'s ``raw_features``: each request feature's name, dtype and ``serving_raw`` input."""
-    return [{"name": name, "dtype": raw_spec[name].dtype.name, "input": safe_name(name)}
-            for name in sorted(raw_spec) if name != label]
+def raw_feature_entries(raw_spec: dict, label: str, imputed=()) -> list[dict]:
+    """``kubetfx_model.json``'s ``raw_features``: each request feature's name, dtype and ``serving_raw`` input;
+    ``allow_nan`` for a float feature the transform graph imputes (``imputed``: Transform's imputation),
+    so a request's null for it is served as missing."""
+    entries = []
+    for name in sorted(raw_spec):
+        if name == label:
+            continue
+        entry = {"name": name, "dtype": raw_spec[name].dtype.name, "input": safe_name(name)}
+        if name in imputed and raw_spec[name].dtype.is_floating:
+            entry["allow_nan"] = True
+        entries.append(entry)
+    return entries
 
 
 def describe_signatures(saved_model_dir: str) -> dict:

@@ -20,7 +20,8 @@ def _hyperparameters(info: dict) -> list[str]:
             f"Schedule: {report.fmt(schedule.get('steps_per_epoch'))} steps an epoch, at most "
             f"{report.fmt(schedule.get('total_steps'))} training steps, {report.fmt(schedule.get('validation_steps'))} "
             f"validation steps an epoch. `scaled`: a default scaled to the {report.fmt(info.get('train_examples'))} "
-            "train examples (`kubetfx params` shows the rule); `given`: set by `hyperparameters` or the Tuner.", ""]
+            "train examples (`kubetfx params` shows the rule); `given`: set by `hyperparameters`; `tuner`: found by "
+            "the Tuner.", ""]
 
 
 def render(info: dict) -> str:

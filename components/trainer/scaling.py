@@ -43,7 +43,7 @@ class Plan:
     hyperparameters: dict
     steps_per_epoch: int
     eval_steps: int
-    sources: dict  # name -> "given", "default" or "scaled"
+    sources: dict  # name -> "given", "tuner", "default", "scaled" or "train_steps"
 
     def describe(self) -> str:
         hp = self.hyperparameters
@@ -68,10 +68,12 @@ def patience(epochs: int) -> int:
     return min(DEFAULTS["early_stopping_patience"], max(MIN_PATIENCE, epochs // 4))
 
 
-def plan(given: dict, train_examples: int, eval_examples: int, train_steps: int = 0, eval_steps: int = 0) -> Plan:
-    """The plan for ``train_examples`` / ``eval_examples`` rows; ``given``: the user's (or tuned) values."""
+def plan(given: dict, train_examples: int, eval_examples: int, train_steps: int = 0, eval_steps: int = 0,
+         tuned=()) -> Plan:
+    """The plan for ``train_examples`` / ``eval_examples`` rows; ``given``: the user's and the Tuner's values
+    (``tuned``: the names whose value the Tuner found)."""
     hp = {**DEFAULTS, **given}
-    sources = {name: "given" if name in given else "default" for name in DEFAULTS}
+    sources = {name: "tuner" if name in tuned else "given" if name in given else "default" for name in DEFAULTS}
     if "batch_size" not in given:
         hp["batch_size"] = batch_size(train_examples)
     batch = hp["batch_size"]
