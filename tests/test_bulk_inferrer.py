@@ -177,6 +177,16 @@ def test_framing_many_records_at_once_gives_the_reference_bytes():
     assert bytes(tfrecord.frame(pa.array([], pa.large_binary()))) == b""
 
 
+def test_varints_of_one_size_and_of_several_are_protobufs_own():
+    from google.protobuf.internal import encoder
+
+    from kubetfx.components.common import protowire
+
+    for values in ([2009] * 5, [1, 300, 2 ** 40, -1, 0], [127, 128], [-5, -5], [0]):
+        assert protowire.varints(np.array(values)).to_pylist() == \
+            [encoder._VarintBytes(v & (2 ** 64 - 1)) for v in values]  # noqa: SLF001
+
+
 def test_prediction_logs_are_the_bytes_protobuf_itself_writes():
     """Constant outputs (class names), few distinct strings (a category), many distinct ones, several values
     per row, every dtype: each record is what ``SerializeToString(deterministic=True)`` gives for its parse."""

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kubetfx.components.common import protolayout, protowire, tfrecord
-from kubetfx.components.common.protolayout import Delimited, varint
+from kubetfx.components.common.protolayout import Choice, Delimited, varint
 
 # tensorflow.DataType values (tensorflow/core/framework/types.proto).
 DT_FLOAT, DT_DOUBLE, DT_INT32, DT_STRING, DT_INT64, DT_BOOL = 1, 2, 3, 7, 9, 10
@@ -60,13 +60,13 @@ def _strings(flat: np.ndarray) -> pa.Array:
     return values
 
 
-def _string_fields(values: pa.Array) -> pa.Array:
+def _string_fields(values: pa.Array):
     """Per value, its ``string_val`` field (tag, length, the bytes). A column of few distinct values (a
-    category, a class name) builds each distinct field once and takes them, instead of joining every row's."""
+    category, a class name) builds each distinct field once: a ``Choice``."""
     if len(values) > 1:
         encoded = pc.dictionary_encode(values)
         if 2 * len(encoded.dictionary) <= len(values):
-            return _string_fields(encoded.dictionary).take(encoded.indices)
+            return Choice(encoded.indices.to_numpy(zero_copy_only=False), _string_fields(encoded.dictionary))
     lengths = pc.binary_length(values).to_numpy(zero_copy_only=False).astype(np.int64)
     header, _ = protowire.delimited(_key(8, 2), lengths)
     return protowire.join(header + [values])
@@ -87,7 +87,9 @@ def _tensor(array: np.ndarray) -> tuple:
     flat = array.reshape(n * per_row) if n else array.reshape(0)
     if array.dtype == object or array.dtype.kind in "SU":
         dtype = DT_STRING
-        values = (_regroup(_string_fields(_strings(flat)), per_row),)  # string_val, one field per value
+        fields = _string_fields(_strings(flat))  # string_val, one field per value
+        values = (fields if per_row == 1 and isinstance(fields, Choice) else
+                  _regroup(fields.taken() if isinstance(fields, Choice) else fields, per_row),)
     elif array.dtype.kind == "f":
         dtype, tag, width = (DT_DOUBLE, 6, 8) if array.dtype == np.float64 else (DT_FLOAT, 5, 4)
         raw = np.ascontiguousarray(flat.astype("<f8" if width == 8 else "<f4")).view(np.uint8)

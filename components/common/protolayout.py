@@ -2,7 +2,8 @@
 
 A message is a tuple of parts, each ``bytes`` (the same in every row), a 2-D ``uint8`` array (a fixed number
 of bytes per row: packed floats), a ``pa.LargeBinaryArray`` (per-row bytes of any length: varints,
-strings) and :class:`Delimited` (a length-delimited field holding such parts). :func:`joined` builds
+strings), a :class:`Choice` (each row one of a few byte strings: a category) and :class:`Delimited` (a
+length-delimited field holding such parts). :func:`joined` builds
 each row with Arrow's element-wise join (any data). :func:`laid_out` groups the rows by the sizes of
 their per-row parts; in a group every length header is the same, so a row is a template with the
 varying bytes copied into fixed columns: a few numpy slice copies per group instead of a join of every
@@ -28,6 +29,17 @@ class Delimited:
 
     tag: bytes
     parts: tuple
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Per row, ``values[codes[row]]``: a column of few distinct byte strings, each built once."""
+
+    codes: np.ndarray
+    values: pa.Array
+
+    def taken(self) -> pa.Array:
+        return self.values.take(pa.array(self.codes))
 
 
 def varint(value: int) -> bytes:
@@ -73,6 +85,8 @@ def _flat(part, n: int) -> tuple[list, np.ndarray]:
             return parts, size
         header, total = _header(part.tag, size)
         return header + parts, total
+    if isinstance(part, Choice):
+        part = part.taken()
     offsets, _ = _binary_parts(part, n)
     return [part], np.diff(offsets)
 
@@ -94,27 +108,76 @@ def _per_row_parts(message, found: list) -> list:
     if isinstance(message, (Delimited, tuple)):
         for child in (message.parts if isinstance(message, Delimited) else message):
             _per_row_parts(child, found)
-    elif isinstance(message, pa.Array):
+    elif isinstance(message, (pa.Array, Choice, np.ndarray)):
         found.append(message)
     return found
 
 
-def _groups(lengths: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(the rows ordered by group, where each group starts and the end) for the combinations of per-row part
-    lengths; None past ``MAX_GROUPS`` combinations."""
+class _Fixed:
+    """A part of ``width`` bytes in every row (a matrix)."""
+
+    lengths = None
+
+    def __init__(self, matrix: np.ndarray):
+        self.matrix, self.width = matrix, matrix.shape[1]
+
+    def rows(self, rows: np.ndarray | None, width: int) -> np.ndarray:
+        return self.matrix if rows is None else self.matrix[rows]
+
+
+class _Ragged:
+    """Per-row bytes of several lengths (``lengths``): a group's rows, all of one length, gathered."""
+
+    def __init__(self, offsets: np.ndarray, data: np.ndarray):
+        self.first, self.data, self.lengths = offsets[:-1], data, np.diff(offsets)
+
+    def rows(self, rows: np.ndarray | None, width: int) -> np.ndarray:
+        first = self.first if rows is None else self.first[rows]
+        return self.data[first[:, None] + np.arange(width)]
+
+
+class _Chosen:
+    """A :class:`Choice`: the distinct values as rows of a small matrix, each row's code picking one."""
+
+    def __init__(self, choice: Choice):
+        offsets, data = _binary_parts(choice.values, len(choice.values))
+        sizes = np.diff(offsets)
+        self.matrix = np.zeros((len(sizes), int(sizes.max(initial=0))), dtype=np.uint8)
+        self.matrix[np.arange(self.matrix.shape[1]) < sizes[:, None]] = data[offsets[0]:offsets[-1]]
+        self.codes, self.lengths = choice.codes, sizes[choice.codes]
+        if len(self.lengths) and bool((self.lengths == self.lengths[0]).all()):
+            self.width, self.lengths = int(self.lengths[0]), None
+
+    def rows(self, rows: np.ndarray | None, width: int) -> np.ndarray:
+        return self.matrix[self.codes if rows is None else self.codes[rows], :width]
+
+
+def _column(part, n: int):
+    """The per-row part's column: a matrix when every row has as many bytes."""
+    if isinstance(part, np.ndarray):
+        return _Fixed(part)
+    if isinstance(part, Choice):
+        return _Chosen(part)
+    offsets, data = _binary_parts(part, n)
+    width = int(offsets[1] - offsets[0])
+    if bool((np.diff(offsets) == width).all()):
+        return _Fixed(data[offsets[0]:offsets[-1]].reshape(n, width))
+    return _Ragged(offsets, data)
+
+
+def _groups(lengths: list[np.ndarray], n: int) -> list[np.ndarray] | None:
+    """The rows of each combination of per-row part lengths, in order; None past ``MAX_GROUPS`` combinations."""
     key, span = np.zeros(n, dtype=np.int64), 1
     for column in lengths:
         low, high = int(column.min()), int(column.max())
         span *= high - low + 1
-        if span > 1 << 62:
+        if span > 1 << 24:
             return None
         key = key * (high - low + 1) + (column - low)
-    distinct, which = np.unique(key, return_inverse=True)
-    if len(distinct) > MAX_GROUPS:
+    present = np.flatnonzero(np.bincount(key, minlength=span))
+    if len(present) > MAX_GROUPS:
         return None
-    bounds = np.zeros(len(distinct) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(which.reshape(-1)), out=bounds[1:])
-    return (None if len(distinct) == 1 else np.argsort(which.reshape(-1), kind="stable")), bounds
+    return [np.flatnonzero(key == value) for value in present.tolist()]
 
 
 def _place(part, sizes: dict, start: int, template: bytearray, varying: list) -> int:
@@ -132,9 +195,9 @@ def _place(part, sizes: dict, start: int, template: bytearray, varying: list) ->
         head = part.tag + varint(_content_size(part, sizes))
         template[start:start + len(head)] = head
         return len(head) + _place(part.parts, sizes, start + len(head), template, varying)
-    width = part.shape[1] if isinstance(part, np.ndarray) else sizes[id(part)]
+    width = sizes[id(part)]
     if width:
-        varying.append((start, width, part))
+        varying.append((start, width, id(part)))
     return width
 
 
@@ -155,74 +218,53 @@ def _measure(part, sizes: dict) -> int:
     if isinstance(part, Delimited):
         size = _content_size(part, sizes)
         return len(part.tag) + len(varint(size)) + size
-    return part.shape[1] if isinstance(part, np.ndarray) else sizes[id(part)]
+    return sizes[id(part)]
 
 
-def _fill(rows: slice, template: np.ndarray, varying: list, columns: dict) -> np.ndarray:
-    """The group's rows (``rows`` of the parts in group order) as one matrix: the template, the per-row bytes
-    copied in."""
-    matrix = np.empty((rows.stop - rows.start, len(template)), dtype=np.uint8)
-    matrix[:] = template
-    for start, width, part in varying:
-        if isinstance(part, np.ndarray):
-            matrix[:, start:start + width] = columns[id(part)][rows]
-        else:
-            first, data = columns[id(part)]
-            matrix[:, start:start + width] = data[first[rows, None] + np.arange(width)]
-    return matrix
-
-
-def _frame_columns(template: bytearray, record_size: int) -> None:
+def _group_matrix(message, columns: dict, rows: np.ndarray | None, n: int, framed: bool) -> np.ndarray:
+    """The group's rows (all ``n`` rows: None) as one matrix: a template row (every constant and length header), the per-row bytes
+    copied into their columns; with ``framed`` the TFRecord length, its CRC and the record's CRC around it."""
     from kubetfx.components.common import tfrecord
 
-    length = record_size.to_bytes(8, "little")
-    template[:12] = length + tfrecord.masked_crc(length).to_bytes(4, "little")
-
-
-def _in_order(array: np.ndarray, order: np.ndarray | None) -> np.ndarray:
-    return array if order is None else array[order]
+    first = 0 if rows is None else int(rows[0])
+    sizes = {key: column.width if column.lengths is None else int(column.lengths[first])
+             for key, column in columns.items()}
+    record_size = _measure(message, sizes)
+    prefix = 12 if framed else 0
+    template, varying = bytearray(prefix + record_size + (4 if framed else 0)), []
+    _place(message, sizes, prefix, template, varying)
+    if framed:
+        length = record_size.to_bytes(8, "little")
+        template[:12] = length + tfrecord.masked_crc(length).to_bytes(4, "little")
+    matrix = np.empty((n if rows is None else len(rows), len(template)), dtype=np.uint8)
+    matrix[:] = np.frombuffer(bytes(template), dtype=np.uint8)
+    for start, width, key in varying:
+        matrix[:, start:start + width] = columns[key].rows(rows, width)
+    if framed:
+        matrix[:, -4:] = tfrecord.masked_row_crcs(matrix[:, 12:-4]).view(np.uint8).reshape(-1, 4)
+    return matrix
 
 
 def laid_out(message, n: int, framed: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
     """(the rows' bytes one after another, each row's size) as :func:`joined` gives them, or TFRecord-framed
     (``framed``: each row is a record). None when the rows have too many distinct layouts."""
-    from kubetfx.components.common import tfrecord
-
     if n == 0:
         return np.zeros(0, np.uint8), np.zeros(0, np.int64)
-    binaries = {id(part): _binary_parts(part, n) for part in _per_row_parts(message, [])}
-    lengths = {key: np.diff(offsets) for key, (offsets, _) in binaries.items()}
-    grouped = _groups(list(lengths.values()), n) if lengths else (None, np.array([0, n]))
-    if grouped is None:
+    columns = {id(part): _column(part, n) for part in _per_row_parts(message, [])}
+    varying = [column.lengths for column in columns.values() if column.lengths is not None]
+    groups = _groups(varying, n) if varying else [None]
+    if groups is None:
         return None
-    order, bounds = grouped
-    columns = {key: (_in_order(offsets[:-1], order), data) for key, (offsets, data) in binaries.items()}
-    lengths = {key: _in_order(column, order) for key, column in lengths.items()}
-    groups = []
-    for first, end in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        sizes = {key: int(column[first]) for key, column in lengths.items()}
-        record_size = _measure(message, sizes)
-        prefix = 12 if framed else 0
-        template, varying = bytearray(prefix + record_size + (4 if framed else 0)), []
-        _place(message, sizes, prefix, template, varying)
-        for _, _, part in varying:
-            if isinstance(part, np.ndarray) and id(part) not in columns:
-                columns[id(part)] = _in_order(part, order)
-        if framed:
-            _frame_columns(template, record_size)
-        matrix = _fill(slice(first, end), np.frombuffer(bytes(template), dtype=np.uint8), varying, columns)
-        if framed:
-            matrix[:, -4:] = tfrecord.masked_row_crcs(matrix[:, 12:-4]).view(np.uint8).reshape(-1, 4)
-        groups.append(matrix)
-    widths = np.repeat([matrix.shape[1] for matrix in groups], np.diff(bounds))
-    if order is None:
-        return groups[0].reshape(-1), widths
+    if groups[0] is None or len(groups) == 1:
+        matrix = _group_matrix(message, columns, None, n, framed)
+        return matrix.reshape(-1), np.full(n, matrix.shape[1], dtype=np.int64)
+    matrices = [_group_matrix(message, columns, rows, n, framed) for rows in groups]
     in_group_order = pa.concat_arrays([protowire.from_lengths(np.full(len(matrix), matrix.shape[1], np.int64),
-                                                              matrix.reshape(-1)) for matrix in groups])
-    offsets, data = _binary_parts(in_group_order.take(pa.array(np.argsort(order))), n)
-    row_sizes = np.empty(n, dtype=np.int64)
-    row_sizes[order] = widths
-    return data[:int(offsets[-1])], row_sizes
+                                                              matrix.reshape(-1)) for matrix in matrices])
+    position = np.empty(n, dtype=np.int64)
+    position[np.concatenate(groups)] = np.arange(n)
+    offsets, data = _binary_parts(in_group_order.take(pa.array(position)), n)
+    return data[:int(offsets[-1])], np.diff(offsets)
 
 
 def records(message, n: int) -> pa.Array:
