@@ -340,7 +340,7 @@ def test_the_laid_out_encoding_gives_the_protobuf_objects_messages_and_bytes():
         assert records == [log.SerializeToString(deterministic=True) for log in expected] == \
             protolayout.joined(message, n).to_pylist()
         framed, count = prediction_logs.encode(inputs, outputs, "m", "serving_raw", 7, framed=True)
-        assert count == n and bytes(framed) == tfrecord.encode_records(records)
+        assert count == n and bytes(framed()) == tfrecord.encode_records(records)
 
 
 def test_scored_rows_read_back_as_the_protobuf_objects_and_bad_rows_as_rejects(tmp_path, penguin_model, eval_table):

@@ -119,14 +119,18 @@ def message(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], model
 
 def encode(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], model_name: str,
            signature_name: str, version: int | None = None, framed: bool = False):
-    """One serialized PredictionLog per row (a ``pa.LargeBinaryArray``), or with ``framed`` the rows as
-    TFRecords (a ``bytes``-like array and the record count), laid out by ``protolayout`` where it can be."""
+    """One serialized PredictionLog per row (a ``pa.LargeBinaryArray``), laid out by ``protolayout`` where it can
+    be. With ``framed``: (a call that gives the rows as TFRecords, the record count); the call does the last
+    steps (the records' CRCs, the rows' order), for :class:`Writer` to run on its own thread."""
     n = len(next(iter(outputs.values())))
     log = message(inputs, outputs, model_name, signature_name, version)
     if not framed:
         return protolayout.records(log, n)
-    laid = protolayout.laid_out(log, n, framed=True)
-    return (tfrecord.frame(protolayout.joined(log, n)) if laid is None else laid[0]), n
+    rows = protolayout.layout(log, n, framed=True)
+    if rows is None:
+        data = tfrecord.frame(protolayout.joined(log, n))
+        return (lambda: data), n
+    return (lambda: rows.bytes()[0]), n
 
 
 def _gzip_file(raw):
@@ -139,9 +143,10 @@ def _gzip_file(raw):
 
 
 class Writer:
-    """Gzipped TFRecords of PredictionLogs, written as batches arrive (already framed: :func:`encode` with
-    ``framed``). Compressing and writing happen on a thread (zlib and ISA-L release the GIL) while the next
-    batch is scored; at most two batches wait, so memory stays bounded whatever the input's size."""
+    """Gzipped TFRecords of PredictionLogs, written as batches arrive (laid out by :func:`encode` with
+    ``framed``). The records' CRCs, compressing and writing happen on a thread (zlib and ISA-L release the
+    GIL) while the next batch is encoded; at most two batches wait, so memory stays bounded whatever the
+    input's size."""
 
     def __init__(self, path: str):
         from kubetfx.components.common import background
@@ -152,9 +157,10 @@ class Writer:
         self.records = 0
 
     def write(self, framed) -> None:
-        """``framed``: (TFRecord bytes, record count), as ``encode(..., framed=True)`` returns them."""
-        data, count = framed
-        self._stage.submit(lambda: self._file.write(data))
+        """``framed``: (a call giving the TFRecord bytes, the record count), as ``encode(..., framed=True)``
+        returns them; the call runs on the writer's thread."""
+        finish, count = framed
+        self._stage.submit(lambda: self._file.write(finish()))
         self.records += count
 
     def close(self) -> None:

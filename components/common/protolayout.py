@@ -223,7 +223,8 @@ def _measure(part, sizes: dict) -> int:
 
 def _group_matrix(message, columns: dict, rows: np.ndarray | None, n: int, framed: bool) -> np.ndarray:
     """The group's rows (all ``n`` rows: None) as one matrix: a template row (every constant and length header), the per-row bytes
-    copied into their columns; with ``framed`` the TFRecord length, its CRC and the record's CRC around it."""
+    copied into their columns; with ``framed`` the TFRecord length and its CRC before it, 4 bytes for the record's
+    CRC after it (:meth:`Layout.bytes` computes them)."""
     from kubetfx.components.common import tfrecord
 
     first = 0 if rows is None else int(rows[0])
@@ -240,31 +241,54 @@ def _group_matrix(message, columns: dict, rows: np.ndarray | None, n: int, frame
     matrix[:] = np.frombuffer(bytes(template), dtype=np.uint8)
     for start, width, key in varying:
         matrix[:, start:start + width] = columns[key].rows(rows, width)
-    if framed:
-        matrix[:, -4:] = tfrecord.masked_row_crcs(matrix[:, 12:-4]).view(np.uint8).reshape(-1, 4)
     return matrix
 
 
-def laid_out(message, n: int, framed: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
-    """(the rows' bytes one after another, each row's size) as :func:`joined` gives them, or TFRecord-framed
-    (``framed``: each row is a record). None when the rows have too many distinct layouts."""
+class Layout:
+    """Rows laid out as one matrix per group; :meth:`bytes` does the rest (the records' CRCs when framed, the rows
+    put back in their order), so that it can run on another thread."""
+
+    def __init__(self, groups: list, matrices: list, n: int, framed: bool):
+        self.groups, self.matrices, self.n, self.framed = groups, matrices, n, framed
+
+    def bytes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the rows' bytes one after another, each row's size)."""
+        from kubetfx.components.common import tfrecord
+
+        if self.framed:
+            for matrix in self.matrices:
+                matrix[:, -4:] = tfrecord.masked_row_crcs(matrix[:, 12:-4]).view(np.uint8).reshape(-1, 4)
+        if len(self.matrices) == 1:
+            matrix = self.matrices[0]
+            return matrix.reshape(-1), np.full(self.n, matrix.shape[1], dtype=np.int64)
+        in_group_order = pa.concat_arrays([protowire.from_lengths(np.full(len(matrix), matrix.shape[1], np.int64),
+                                                                  matrix.reshape(-1)) for matrix in self.matrices])
+        position = np.empty(self.n, dtype=np.int64)
+        position[np.concatenate(self.groups)] = np.arange(self.n)
+        offsets, data = _binary_parts(in_group_order.take(pa.array(position)), self.n)
+        return data[:int(offsets[-1])], np.diff(offsets)
+
+
+def layout(message, n: int, framed: bool = False) -> Layout | None:
+    """The rows of ``message`` (TFRecord-framed: ``framed``) laid out by group; None when they have too many
+    distinct layouts."""
     if n == 0:
-        return np.zeros(0, np.uint8), np.zeros(0, np.int64)
+        return Layout([], [np.zeros((0, 0), dtype=np.uint8)], 0, False)
     columns = {id(part): _column(part, n) for part in _per_row_parts(message, [])}
     varying = [column.lengths for column in columns.values() if column.lengths is not None]
     groups = _groups(varying, n) if varying else [None]
     if groups is None:
         return None
-    if groups[0] is None or len(groups) == 1:
-        matrix = _group_matrix(message, columns, None, n, framed)
-        return matrix.reshape(-1), np.full(n, matrix.shape[1], dtype=np.int64)
-    matrices = [_group_matrix(message, columns, rows, n, framed) for rows in groups]
-    in_group_order = pa.concat_arrays([protowire.from_lengths(np.full(len(matrix), matrix.shape[1], np.int64),
-                                                              matrix.reshape(-1)) for matrix in matrices])
-    position = np.empty(n, dtype=np.int64)
-    position[np.concatenate(groups)] = np.arange(n)
-    offsets, data = _binary_parts(in_group_order.take(pa.array(position)), n)
-    return data[:int(offsets[-1])], np.diff(offsets)
+    if len(groups) == 1:
+        return Layout([], [_group_matrix(message, columns, None, n, framed)], n, framed)
+    return Layout(groups, [_group_matrix(message, columns, rows, n, framed) for rows in groups], n, framed)
+
+
+def laid_out(message, n: int, framed: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+    """(the rows' bytes one after another, each row's size) as :func:`joined` gives them, or TFRecord-framed
+    (``framed``: each row is a record). None when the rows have too many distinct layouts."""
+    rows = layout(message, n, framed)
+    return None if rows is None else rows.bytes()
 
 
 def records(message, n: int) -> pa.Array:
