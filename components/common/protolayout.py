@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from kubetfx.components.common import protowire
+from kubetfx.components.common import protowire, tfrecord
 
 MAX_GROUPS = 64  # more distinct size combinations (free text): the join is as fast
 
@@ -221,13 +221,10 @@ def _measure(part, sizes: dict) -> int:
     return sizes[id(part)]
 
 
-def _group_matrix(message, columns: dict, rows: np.ndarray | None, n: int, framed: bool) -> np.ndarray:
-    """The group's rows (all ``n`` rows: None) as one matrix: a template row (every constant and length header), the per-row bytes
-    copied into their columns; with ``framed`` the TFRecord length and its CRC before it, 4 bytes for the record's
-    CRC after it (:meth:`Layout.bytes` computes them)."""
-    from kubetfx.components.common import tfrecord
-
-    first = 0 if rows is None else int(rows[0])
+def _template(message, columns: dict, first: int, framed: bool) -> tuple[np.ndarray, list]:
+    """The row template of the group of row ``first`` (every constant and length header; with ``framed`` the
+    TFRecord length and its CRC before the record, 4 bytes for the record's CRC after it) and its per-row parts
+    as (start, width, column key)."""
     sizes = {key: column.width if column.lengths is None else int(column.lengths[first])
              for key, column in columns.items()}
     record_size = _measure(message, sizes)
@@ -237,35 +234,35 @@ def _group_matrix(message, columns: dict, rows: np.ndarray | None, n: int, frame
     if framed:
         length = record_size.to_bytes(8, "little")
         template[:12] = length + tfrecord.masked_crc(length).to_bytes(4, "little")
-    matrix = np.empty((n if rows is None else len(rows), len(template)), dtype=np.uint8)
-    matrix[:] = np.frombuffer(bytes(template), dtype=np.uint8)
+    return np.frombuffer(bytes(template), dtype=np.uint8), varying
+
+
+def _fill(matrix: np.ndarray, template: np.ndarray, varying: list, columns: dict, rows: np.ndarray | None) -> None:
+    """The group's rows (all rows: None) into ``matrix``: the template, the per-row bytes copied into their columns
+    (the record CRCs are :meth:`Layout.bytes`'s)."""
+    matrix[:] = template
     for start, width, key in varying:
         matrix[:, start:start + width] = columns[key].rows(rows, width)
-    return matrix
 
 
 class Layout:
-    """Rows laid out as one matrix per group; :meth:`bytes` does the rest (the records' CRCs when framed, the rows
-    put back in their order), so that it can run on another thread."""
+    """Rows laid out as one matrix per group, the matrices one after another in ``data``; :meth:`bytes` does the
+    rest (the records' CRCs when framed, the rows put back in their order), so that it can run on another thread."""
 
-    def __init__(self, groups: list, matrices: list, n: int, framed: bool):
-        self.groups, self.matrices, self.n, self.framed = groups, matrices, n, framed
+    def __init__(self, groups: list, matrices: list, data: np.ndarray, n: int, framed: bool):
+        self.groups, self.matrices, self.data, self.n, self.framed = groups, matrices, data, n, framed
 
     def bytes(self) -> tuple[np.ndarray, np.ndarray]:
         """(the rows' bytes one after another, each row's size)."""
-        from kubetfx.components.common import tfrecord
-
         if self.framed:
             for matrix in self.matrices:
                 matrix[:, -4:] = tfrecord.masked_row_crcs(matrix[:, 12:-4]).view(np.uint8).reshape(-1, 4)
+        widths = np.repeat([matrix.shape[1] for matrix in self.matrices], [len(matrix) for matrix in self.matrices])
         if len(self.matrices) == 1:
-            matrix = self.matrices[0]
-            return matrix.reshape(-1), np.full(self.n, matrix.shape[1], dtype=np.int64)
-        in_group_order = pa.concat_arrays([protowire.from_lengths(np.full(len(matrix), matrix.shape[1], np.int64),
-                                                                  matrix.reshape(-1)) for matrix in self.matrices])
+            return self.data, widths
         position = np.empty(self.n, dtype=np.int64)
         position[np.concatenate(self.groups)] = np.arange(self.n)
-        offsets, data = _binary_parts(in_group_order.take(pa.array(position)), self.n)
+        offsets, data = _binary_parts(protowire.from_lengths(widths, self.data).take(pa.array(position)), self.n)
         return data[:int(offsets[-1])], np.diff(offsets)
 
 
@@ -273,15 +270,24 @@ def layout(message, n: int, framed: bool = False) -> Layout | None:
     """The rows of ``message`` (TFRecord-framed: ``framed``) laid out by group; None when they have too many
     distinct layouts."""
     if n == 0:
-        return Layout([], [np.zeros((0, 0), dtype=np.uint8)], 0, False)
+        return Layout([], [np.zeros((0, 0), dtype=np.uint8)], np.zeros(0, dtype=np.uint8), 0, False)
     columns = {id(part): _column(part, n) for part in _per_row_parts(message, [])}
     varying = [column.lengths for column in columns.values() if column.lengths is not None]
     groups = _groups(varying, n) if varying else [None]
     if groups is None:
         return None
     if len(groups) == 1:
-        return Layout([], [_group_matrix(message, columns, None, n, framed)], n, framed)
-    return Layout(groups, [_group_matrix(message, columns, rows, n, framed) for rows in groups], n, framed)
+        groups = [None]
+    templates = [_template(message, columns, 0 if rows is None else int(rows[0]), framed) for rows in groups]
+    counts = [n if rows is None else len(rows) for rows in groups]
+    data = np.empty(sum(count * len(template) for count, (template, _) in zip(counts, templates)), dtype=np.uint8)
+    matrices, start = [], 0
+    for rows, count, (template, parts) in zip(groups, counts, templates):
+        matrix = data[start:start + count * len(template)].reshape(count, len(template))
+        _fill(matrix, template, parts, columns, rows)
+        matrices.append(matrix)
+        start += matrix.size
+    return Layout([] if groups == [None] else groups, matrices, data, n, framed)
 
 
 def laid_out(message, n: int, framed: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
