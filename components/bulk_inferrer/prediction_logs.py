@@ -65,7 +65,7 @@ def _string_fields(values: pa.Array):
     category, a class name) builds each distinct field once: a ``Choice``."""
     if len(values) > 1:
         encoded = pc.dictionary_encode(values)
-        if 2 * len(encoded.dictionary) <= len(values):
+        if 2 * len(encoded.dictionary) <= len(values) and not encoded.indices.null_count:
             return Choice(encoded.indices.to_numpy(zero_copy_only=False), _string_fields(encoded.dictionary))
     lengths = pc.binary_length(values).to_numpy(zero_copy_only=False).astype(np.int64)
     header, _ = protowire.delimited(_key(8, 2), lengths)
