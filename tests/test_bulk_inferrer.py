@@ -177,6 +177,16 @@ def test_framing_many_records_at_once_gives_the_reference_bytes():
     assert bytes(tfrecord.frame(pa.array([], pa.large_binary()))) == b""
 
 
+def test_varints_of_one_size_and_of_several_are_protobufs_own():
+    from google.protobuf.internal import encoder
+
+    from kubetfx.components.common import protowire
+
+    for values in ([2009] * 5, [1, 300, 2 ** 40, -1, 0], [127, 128], [-5, -5], [0]):
+        assert protowire.varints(np.array(values)).to_pylist() == \
+            [encoder._VarintBytes(v & (2 ** 64 - 1)) for v in values]  # noqa: SLF001
+
+
 def test_prediction_logs_are_the_bytes_protobuf_itself_writes():
     """Constant outputs (class names), few distinct strings (a category), many distinct ones, several values
     per row, every dtype: each record is what ``SerializeToString(deterministic=True)`` gives for its parse."""
@@ -263,3 +273,110 @@ def test_small_csv_blocks_are_joined_into_whole_batches_in_order():
     batches = list(reading._rebatch(iter(blocks), 4))  # noqa: SLF001
     assert [batch.num_rows for batch in batches] == [4, 4, 4, 4, 2]
     assert [v for batch in batches for v in batch.column(0).to_pylist()] == [str(i) for i in range(18)]
+
+
+def _protobuf_logs(inputs: dict, outputs: dict, model_name: str, signature_name: str, version) -> list:
+    """The straightforward path: one PredictionLog object per row, its tensors filled value by value."""
+    from tensorflow.core.framework import types_pb2
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    def fill(tensor, values: np.ndarray) -> None:
+        tensor.tensor_shape.dim.add().size = 1
+        for size in values.shape:
+            tensor.tensor_shape.dim.add().size = size
+        flat = values.reshape(-1)
+        if values.dtype == object:
+            tensor.dtype = types_pb2.DT_STRING
+            tensor.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat)
+        elif values.dtype == np.float32:
+            tensor.dtype = types_pb2.DT_FLOAT
+            tensor.float_val.extend(flat.tolist())
+        elif values.dtype == np.float64:
+            tensor.dtype = types_pb2.DT_DOUBLE
+            tensor.double_val.extend(flat.tolist())
+        elif values.dtype == np.bool_:
+            tensor.dtype = types_pb2.DT_BOOL
+            tensor.bool_val.extend(flat.tolist())
+        else:
+            tensor.dtype = types_pb2.DT_INT64
+            tensor.int64_val.extend(flat.tolist())
+
+    logs = []
+    for row in range(len(next(iter(outputs.values())))):
+        log = prediction_log_pb2.PredictionLog()
+        for model_spec in (log.predict_log.request.model_spec, log.predict_log.response.model_spec):
+            model_spec.name, model_spec.signature_name = model_name, signature_name
+            if version is not None:
+                model_spec.version.value = version
+        for tensors, arrays in ((log.predict_log.request.inputs, inputs), (log.predict_log.response.outputs, outputs)):
+            for name, values in arrays.items():
+                fill(tensors[name], values[row:row + 1].reshape(values.shape[1:]))  # shape [1, ...]
+        logs.append(log)
+    return logs
+
+
+def test_the_laid_out_encoding_gives_the_protobuf_objects_messages_and_bytes():
+    """Rows of one layout, of several (strings of several lengths, varints of several sizes), of too many (free
+    text: the join instead), framed or not: the same bytes as protobuf's objects and as the element-wise join."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from kubetfx.components.common import protolayout
+
+    rng = np.random.default_rng(11)
+    n = 400
+    categories = np.array(["Biscoe", "Dream", "\u00e9t\u00e9", ""], dtype=object)
+    outputs = {"class_names": np.tile(np.array([[b"Adelie", b"Gentoo"]], dtype=object), (n, 1)),
+               "classes": categories[rng.integers(0, 4, n)], "probabilities": rng.random((n, 3), dtype=np.float32),
+               "ids": rng.integers(-2 ** 40, 2 ** 40, (n, 1)), "flag": rng.random(n) > 0.5}
+    same_layout = {"x": rng.random(n).astype(np.float32), "year": np.full(n, 2009)}
+    several = {**same_layout, "island": categories[rng.integers(0, 3, n)], "mass": rng.integers(0, 300, n)}
+    free_text = {**several, "text": np.array([f"t{i}" * (i % 97) for i in range(n)], dtype=object)}
+    for inputs, laid_out in ((same_layout, True), (several, True), (free_text, False)):
+        message = prediction_logs.message(inputs, outputs, "m", "serving_raw", 7)
+        assert (protolayout.laid_out(message, n) is not None) == laid_out
+        records = prediction_logs.encode(inputs, outputs, "m", "serving_raw", 7).to_pylist()
+        expected = _protobuf_logs(inputs, outputs, "m", "serving_raw", 7)
+        assert [prediction_log_pb2.PredictionLog.FromString(record) for record in records] == expected
+        assert records == [log.SerializeToString(deterministic=True) for log in expected] == \
+            protolayout.joined(message, n).to_pylist()
+        framed, count = prediction_logs.encode(inputs, outputs, "m", "serving_raw", 7, framed=True)
+        assert count == n and bytes(framed()) == tfrecord.encode_records(records)
+
+
+def test_scored_rows_read_back_as_the_protobuf_objects_and_bad_rows_as_rejects(tmp_path, penguin_model, eval_table):
+    """A few hundred rows, some bad: the log file, read as TFX's tools read it (tf.data, gzip), holds exactly the
+    PredictionLogs protobuf's own objects give for the good rows, in order; the bad rows are rejects."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from kubetfx.components.predictor import table_check
+
+    rows = (eval_table.drop(["species"]).to_pylist() * 8)[:300]
+    bad = {5: ("bill_length_mm", "long"), 77: ("island", "Atlantis"), 150: ("body_mass_g", 3750.5),
+           299: ("bill_depth_mm", None)}
+    for row, (name, value) in bad.items():
+        rows[row] = {**rows[row], name: value}
+    data = tmp_path / "rows.csv"
+    with open(data, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = executor.predict_to_file(penguin_model["model"], str(data), str(tmp_path / "out.parquet"),
+                                      model_name="penguin")
+    assert (result["scored"], result["rejected"]) == (len(rows) - len(bad), len(bad))
+    with open(result["rejects"], encoding="utf-8") as handle:
+        assert [int(r["row"]) for r in csv.DictReader(handle)] == sorted(bad)
+
+    servable = executor.load_model(penguin_model["model"])
+    batch = pacsv.read_csv(str(data), convert_options=pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in rows[0]}, strings_can_be_null=False)).to_batches()[0]
+    columns, good, _ = table_check.check(servable.rules, batch)
+    assert np.flatnonzero(~good).tolist() == sorted(bad)
+    outputs = servable.run(columns)
+    inputs = {feature.argument: columns[feature.name] for feature in servable.spec.features}
+    signature = "serving_default" if servable._examples_argument else "serving_raw"  # noqa: SLF001
+    version = int(servable.version) if str(servable.version).isdigit() else None
+    expected = _protobuf_logs(inputs, outputs, "penguin", signature, version)
+    records = [record.numpy() for record in tf.data.TFRecordDataset(result["prediction_logs"], compression_type="GZIP")]
+    assert [prediction_log_pb2.PredictionLog.FromString(record) for record in records] == expected
+    assert records == [log.SerializeToString(deterministic=True) for log in expected]

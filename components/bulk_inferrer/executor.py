@@ -58,7 +58,7 @@ def _output_columns(spec, outputs: dict, class_names: list[str]) -> dict:
 
 class _Sinks:
     """The table, the PredictionLogs and the rejects, written batch by batch to temporary names. The logs are
-    encoded on one thread, framed and compressed on another (``prediction_logs.Writer``), the table built and
+    encoded and framed on one thread, compressed on another (``prediction_logs.Writer``), the table built and
     written on a third (each a :class:`background.Stage`), while the next batch is read, checked and scored."""
 
     def __init__(self, table_path: str, logs_path: str, rejects_path: str, table_format: str):
@@ -161,7 +161,7 @@ def _write_outputs(sinks: _Sinks, servable, batch, good: np.ndarray, columns: di
 
     spec = servable.spec
     inputs = {feature.argument: columns[feature.name] for feature in spec.features}
-    sinks.encoding.submit(lambda: sinks.logs.write(prediction_logs.encode(inputs, outputs, *log_spec)))
+    sinks.encoding.submit(lambda: sinks.logs.write(prediction_logs.encode(inputs, outputs, *log_spec, framed=True)))
     sinks.tables.submit(lambda: sinks.write_table(_table(batch, good, columns, servable.rules,
                                                          _output_columns(spec, outputs, servable.class_names))))
 

@@ -33,10 +33,12 @@ def varints(values: np.ndarray) -> pa.Array:
     sizes = varint_sizes(values)
     width = int(sizes.max())
     groups = np.empty((n, width), dtype=np.uint8)
+    same_size = bool((sizes == width).all())  # the common case (years, counts): no mask to apply
     for i in range(width):
         group = ((values >> np.uint64(7 * i)) & np.uint64(0x7F)).astype(np.uint8)
-        groups[:, i] = group | np.where(i < sizes - 1, 0x80, 0).astype(np.uint8)
-    return from_lengths(sizes, groups[np.arange(width) < sizes[:, None]])
+        groups[:, i] = group | (np.uint8(0x80) if same_size and i < width - 1 else
+                                np.where(i < sizes - 1, 0x80, 0).astype(np.uint8))
+    return from_lengths(sizes, groups.reshape(-1) if same_size else groups[np.arange(width) < sizes[:, None]])
 
 
 def constant(value: bytes, n: int) -> pa.Array:

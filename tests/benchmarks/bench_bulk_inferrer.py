@@ -6,13 +6,16 @@ processes. BulkInferrer: ``kubetfx predict``'s engine over a CSV of N synthetic 
 Parquet written), wall time, rows/s and peak RSS, at N/10 and N rows (memory must not grow with N).
 Serving path: the predictor's request handling in process, without HTTP (its upper bound): a V2
 JSON body parsed and checked (``RequestSchema.from_v2_json``), the signature called, the outputs
-turned into response lists, per batch size; its best batch size is the target.
-Usage: python tests/benchmarks/bench_bulk_inferrer.py --rows 1000000
+turned into response lists, per batch size; its best batch size is the target. On a shared machine
+only side-by-side numbers compare: the N-row Parquet run and the serving path alternate ``--rounds``
+times, and the ratio is the median of each round's own.
+Usage: python tests/benchmarks/bench_bulk_inferrer.py --rows 1000000 [--rounds 3]
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -62,6 +65,27 @@ def bulk(model_dir: str, data: str, out: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _bulk_run(model_dir: str, data: str, workdir: str, rows: int, table_format: str) -> dict:
+    out = os.path.join(workdir, f"scored-{rows}.{table_format}")
+    started = time.perf_counter()
+    run = bulk(model_dir, data, out)
+    run["wall_seconds"] = time.perf_counter() - started
+    r = run["result"]
+    print(f"BulkInferrer, {rows} rows -> {table_format}: {r['scored']} scored, {r['rejected']} rejected, "
+          f"{run['wall_seconds']:.1f} s wall ({r['seconds']:.1f} s scoring: {r['rows_per_second']:.0f} "
+          f"rows/s; model calls {r['model_seconds']:.1f} s), peak RSS {run['peak_rss_mb']:.0f} MB", flush=True)
+    return run
+
+
+def _serving_path(model_dir: str, data: str) -> dict:
+    """rows/s of the predictor's request handling in process, per batch size."""
+    serving = subprocess.run([sys.executable, "-c", _SERVING, model_dir, data, json.dumps(BATCH_SIZES)],
+                             capture_output=True, text=True)
+    if serving.returncode != 0:
+        sys.exit(f"serving path failed:\n{serving.stderr[-3000:]}")
+    return {int(batch): rps for batch, rps in json.loads(serving.stdout.strip().splitlines()[-1]).items()}
+
+
 def serving_over_http(model_dir: str, data: str, workdir: str) -> dict:
     """rows/s of the served predictor (V2 REST) per batch size, with hey; {} when hey is not installed."""
     import shutil
@@ -97,6 +121,7 @@ def serving_over_http(model_dir: str, data: str, workdir: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3, help="BulkInferrer (N rows, Parquet) and serving path pairs")
     parser.add_argument("--workdir", default=os.path.join("bench-results", "bulk"))
     args = parser.parse_args()
     from bench_serving import find_or_train_model
@@ -112,23 +137,18 @@ def main() -> None:
         files[rows] = os.path.join(args.workdir, f"penguins-{rows}.csv")
         if not os.path.isfile(files[rows]):
             penguins.write_csv(files[rows], rows)
-    measured = {}
+    measured, rounds = {}, []
     for rows in sizes:
         for table_format in ("parquet", "csv"):
-            out = os.path.join(args.workdir, f"scored-{rows}.{table_format}")
-            started = time.perf_counter()
-            run = bulk(model_dir, files[rows], out)
-            run["wall_seconds"] = time.perf_counter() - started
-            measured[(rows, table_format)] = run
-            r = run["result"]
-            print(f"BulkInferrer, {rows} rows -> {table_format}: {r['scored']} scored, {r['rejected']} rejected, "
-                  f"{run['wall_seconds']:.1f} s wall ({r['seconds']:.1f} s scoring: {r['rows_per_second']:.0f} "
-                  f"rows/s; model calls {r['model_seconds']:.1f} s), peak RSS {run['peak_rss_mb']:.0f} MB", flush=True)
-    serving = subprocess.run([sys.executable, "-c", _SERVING, model_dir, files[sizes[0]], json.dumps(BATCH_SIZES)],
-                             capture_output=True, text=True)
-    if serving.returncode != 0:
-        sys.exit(f"serving path failed:\n{serving.stderr[-3000:]}")
-    path = json.loads(serving.stdout.strip().splitlines()[-1])
+            measured[(rows, table_format)] = _bulk_run(model_dir, files[rows], args.workdir, rows, table_format)
+    for index in range(args.rounds):
+        run = measured[(args.rows, "parquet")] if index == 0 else \
+            _bulk_run(model_dir, files[args.rows], args.workdir, args.rows, "parquet")
+        path = _serving_path(model_dir, files[sizes[0]])
+        rounds.append((run["result"]["rows_per_second"], path))
+        print(f"round {index + 1}: BulkInferrer {rounds[-1][0]:.0f} rows/s, serving path best "
+              f"{max(path.values()):.0f} rows/s: {rounds[-1][0] / max(path.values()):.2f}x", flush=True)
+    path = {batch: statistics.median(p[batch] for _, p in rounds) for batch in rounds[0][1]}
     http = serving_over_http(model_dir, files[sizes[0]], args.workdir)
     best_batch = max(path, key=lambda b: path[b])
     print("\nServing path in process (V2 JSON parse + request checks + model call + response lists), rows/s:")
@@ -136,11 +156,12 @@ def main() -> None:
     if http:
         print("Served predictor over HTTP (V2 REST, hey, concurrency 4), rows/s:")
         print("  " + ", ".join(f"batch {b}: {v:.0f}" for b, v in http.items()))
-    top = measured[(args.rows, "parquet")]["result"]["rows_per_second"]
+    top = statistics.median(bulk for bulk, _ in rounds)
+    ratio = statistics.median(bulk / max(p.values()) for bulk, p in rounds)
     wall = args.rows / measured[(args.rows, "parquet")]["wall_seconds"]
-    print(f"\nAt {args.rows} rows: BulkInferrer {top:.0f} rows/s scoring ({wall:.0f} rows/s with the process start and "
-          f"model load), Parquet + PredictionLogs; the serving path's best in process {path[best_batch]:.0f} rows/s "
-          f"(batch {best_batch}): {top / path[best_batch]:.2f}x"
+    print(f"\nAt {args.rows} rows (medians of {len(rounds)} rounds): BulkInferrer {top:.0f} rows/s scoring "
+          f"({wall:.0f} rows/s with the process start and model load), Parquet + PredictionLogs; the serving path's "
+          f"best in process {path[best_batch]:.0f} rows/s (batch {best_batch}): {ratio:.2f}x (same-round ratios)"
           + (f"; over HTTP {max(http.values()):.0f} rows/s (batch {max(http, key=http.get)}): "
              f"{top / max(http.values()):.2f}x" if http else "") + "; peak RSS "
           + ", ".join(f"{rows} rows {measured[(rows, 'parquet')]['peak_rss_mb']:.0f} MB" for rows in sizes))

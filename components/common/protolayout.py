@@ -1,0 +1,306 @@
+"""Many protobuf messages of one shape serialized at once: rows of equal field sizes laid out as one byte matrix.
+
+A message is a tuple of parts, each ``bytes`` (the same in every row), a 2-D ``uint8`` array (a fixed number
+of bytes per row: packed floats), a ``pa.LargeBinaryArray`` (per-row bytes of any length: varints,
+strings), a :class:`Choice` (each row one of a few byte strings: a category) and :class:`Delimited` (a
+length-delimited field holding such parts). :func:`joined` builds
+each row with Arrow's element-wise join (any data). :func:`laid_out` groups the rows by the sizes of
+their per-row parts; in a group every length header is the same, so a row is a template with the
+varying bytes copied into fixed columns: a few numpy slice copies per group instead of a join of every
+part for every row. It can frame the rows as TFRecords in the same matrix (the length and its CRC are
+the group's too); both give the bytes :func:`joined` gives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from kubetfx.components.common import protowire, tfrecord
+
+MAX_GROUPS = 64  # more distinct size combinations (free text): the join is as fast
+
+
+@dataclass(frozen=True)
+class Delimited:
+    """A length-delimited field: ``tag`` then the varint size of ``parts``, then ``parts``."""
+
+    tag: bytes
+    parts: tuple
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Per row, ``values[codes[row]]``: a column of few distinct byte strings, each built once."""
+
+    codes: np.ndarray
+    values: pa.Array
+
+    def taken(self) -> pa.Array:
+        return self.values.take(pa.array(self.codes))
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _binary_parts(array: pa.Array, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets of each row, the data) of a large_binary array, its slice offset applied."""
+    if array.type != pa.large_binary():
+        array = array.cast(pa.large_binary())
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + n + 1]
+    data = array.buffers()[2]
+    return offsets, (np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8))
+
+
+def _header(tag: bytes, sizes: np.ndarray) -> tuple[list, np.ndarray]:
+    """A length-delimited field's header: constant bytes when every row's payload has the same size."""
+    if len(sizes) and bool((sizes == sizes[0]).all()):
+        head = tag + varint(int(sizes[0]))
+        return [head], sizes + len(head)
+    return protowire.delimited(tag, sizes)
+
+
+def _flat(part, n: int) -> tuple[list, np.ndarray]:
+    """(Arrow-joinable parts, per-row size) of a part."""
+    if isinstance(part, bytes):
+        return [part], np.full(n, len(part), dtype=np.int64)
+    if isinstance(part, np.ndarray):
+        return [protowire.from_lengths(np.full(n, part.shape[1], np.int64), part)], \
+            np.full(n, part.shape[1], dtype=np.int64)
+    if isinstance(part, (Delimited, tuple)):
+        parts, size = [], np.zeros(n, dtype=np.int64)
+        for child in (part.parts if isinstance(part, Delimited) else part):
+            child_parts, child_size = _flat(child, n)
+            parts += child_parts
+            size += child_size
+        if isinstance(part, tuple):
+            return parts, size
+        header, total = _header(part.tag, size)
+        return header + parts, total
+    if isinstance(part, Choice):
+        part = part.taken()
+    offsets, _ = _binary_parts(part, n)
+    return [part], np.diff(offsets)
+
+
+def joined(message, n: int) -> pa.Array:
+    """Each row's message, one element-wise join of every part (a ``pa.LargeBinaryArray``)."""
+    parts, _ = _flat(message, n)
+    merged = []
+    for part in parts:
+        if isinstance(part, bytes) and merged and isinstance(merged[-1], bytes):
+            merged[-1] += part
+        else:
+            merged.append(part)
+    arrays = [protowire.constant(part, n) if isinstance(part, bytes) else part for part in merged]
+    return arrays[0] if len(arrays) == 1 else protowire.join(arrays)
+
+
+def _per_row_parts(message, found: list) -> list:
+    if isinstance(message, (Delimited, tuple)):
+        for child in (message.parts if isinstance(message, Delimited) else message):
+            _per_row_parts(child, found)
+    elif isinstance(message, (pa.Array, Choice, np.ndarray)):
+        found.append(message)
+    return found
+
+
+class _Fixed:
+    """A part of ``width`` bytes in every row (a matrix)."""
+
+    lengths = None
+
+    def __init__(self, matrix: np.ndarray):
+        self.matrix, self.width = matrix, matrix.shape[1]
+
+    def rows(self, rows: np.ndarray | None, width: int) -> np.ndarray:
+        return self.matrix if rows is None else self.matrix[rows]
+
+
+class _Ragged:
+    """Per-row bytes of several lengths (``lengths``): a group's rows, all of one length, gathered."""
+
+    def __init__(self, offsets: np.ndarray, data: np.ndarray):
+        self.first, self.data, self.lengths = offsets[:-1], data, np.diff(offsets)
+
+    def rows(self, rows: np.ndarray | None, width: int) -> np.ndarray:
+        first = self.first if rows is None else self.first[rows]
+        return self.data[first[:, None] + np.arange(width)]
+
+
+class _Chosen:
+    """A :class:`Choice`: the distinct values as rows of a small matrix, each row's code picking one."""
+
+    def __init__(self, choice: Choice):
+        offsets, data = _binary_parts(choice.values, len(choice.values))
+        sizes = np.diff(offsets)
+        self.matrix = np.zeros((len(sizes), int(sizes.max(initial=0))), dtype=np.uint8)
+        self.matrix[np.arange(self.matrix.shape[1]) < sizes[:, None]] = data[offsets[0]:offsets[-1]]
+        self.codes, self.lengths = choice.codes, sizes[choice.codes]
+        if len(self.lengths) and bool((self.lengths == self.lengths[0]).all()):
+            self.width, self.lengths = int(self.lengths[0]), None
+
+    def rows(self, rows: np.ndarray | None, width: int) -> np.ndarray:
+        return self.matrix[self.codes if rows is None else self.codes[rows], :width]
+
+
+def _column(part, n: int):
+    """The per-row part's column: a matrix when every row has as many bytes."""
+    if isinstance(part, np.ndarray):
+        return _Fixed(part)
+    if isinstance(part, Choice):
+        return _Chosen(part)
+    offsets, data = _binary_parts(part, n)
+    width = int(offsets[1] - offsets[0])
+    if bool((np.diff(offsets) == width).all()):
+        return _Fixed(data[offsets[0]:offsets[-1]].reshape(n, width))
+    return _Ragged(offsets, data)
+
+
+def _groups(lengths: list[np.ndarray], n: int) -> list[np.ndarray] | None:
+    """The rows of each combination of per-row part lengths, in order; None past ``MAX_GROUPS`` combinations."""
+    key, span = np.zeros(n, dtype=np.int64), 1
+    for column in lengths:
+        low, high = int(column.min()), int(column.max())
+        span *= high - low + 1
+        if span > 1 << 24:
+            return None
+        key = key * (high - low + 1) + (column - low)
+    present = np.flatnonzero(np.bincount(key, minlength=span))
+    if len(present) > MAX_GROUPS:
+        return None
+    return [np.flatnonzero(key == value) for value in present.tolist()]
+
+
+def _place(part, sizes: dict, start: int, template: bytearray, varying: list) -> int:
+    """Writes ``part`` at ``start`` of the group's row: constants into ``template``, the per-row parts into
+    ``varying`` as (start, width, part); returns the part's size."""
+    if isinstance(part, bytes):
+        template[start:start + len(part)] = part
+        return len(part)
+    if isinstance(part, tuple):
+        position = start
+        for child in part:
+            position += _place(child, sizes, position, template, varying)
+        return position - start
+    if isinstance(part, Delimited):
+        head = part.tag + varint(_content_size(part, sizes))
+        template[start:start + len(head)] = head
+        return len(head) + _place(part.parts, sizes, start + len(head), template, varying)
+    width = sizes[id(part)]
+    if width:
+        varying.append((start, width, id(part)))
+    return width
+
+
+def _content_size(part: Delimited, sizes: dict) -> int:
+    """The size of a field's parts (kept in ``sizes`` by the field's id: each field measured once a group)."""
+    size = sizes.get(id(part))
+    if size is None:
+        size = sizes[id(part)] = _measure(part.parts, sizes)
+    return size
+
+
+def _measure(part, sizes: dict) -> int:
+    """The size of ``part`` in a group whose per-row parts have the ``sizes`` (by id)."""
+    if isinstance(part, bytes):
+        return len(part)
+    if isinstance(part, tuple):
+        return sum(_measure(child, sizes) for child in part)
+    if isinstance(part, Delimited):
+        size = _content_size(part, sizes)
+        return len(part.tag) + len(varint(size)) + size
+    return sizes[id(part)]
+
+
+def _template(message, columns: dict, first: int, framed: bool) -> tuple[np.ndarray, list]:
+    """The row template of the group of row ``first`` (every constant and length header; with ``framed`` the
+    TFRecord length and its CRC before the record, 4 bytes for the record's CRC after it) and its per-row parts
+    as (start, width, column key)."""
+    sizes = {key: column.width if column.lengths is None else int(column.lengths[first])
+             for key, column in columns.items()}
+    record_size = _measure(message, sizes)
+    prefix = 12 if framed else 0
+    template, varying = bytearray(prefix + record_size + (4 if framed else 0)), []
+    _place(message, sizes, prefix, template, varying)
+    if framed:
+        length = record_size.to_bytes(8, "little")
+        template[:12] = length + tfrecord.masked_crc(length).to_bytes(4, "little")
+    return np.frombuffer(bytes(template), dtype=np.uint8), varying
+
+
+def _fill(matrix: np.ndarray, template: np.ndarray, varying: list, columns: dict, rows: np.ndarray | None) -> None:
+    """The group's rows (all rows: None) into ``matrix``: the template, the per-row bytes copied into their columns
+    (the record CRCs are :meth:`Layout.bytes`'s)."""
+    matrix[:] = template
+    for start, width, key in varying:
+        matrix[:, start:start + width] = columns[key].rows(rows, width)
+
+
+class Layout:
+    """Rows laid out as one matrix per group, the matrices one after another in ``data``; :meth:`bytes` does the
+    rest (the records' CRCs when framed, the rows put back in their order), so that it can run on another thread."""
+
+    def __init__(self, groups: list, matrices: list, data: np.ndarray, n: int, framed: bool):
+        self.groups, self.matrices, self.data, self.n, self.framed = groups, matrices, data, n, framed
+
+    def bytes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the rows' bytes one after another, each row's size)."""
+        if self.framed:
+            for matrix in self.matrices:
+                matrix[:, -4:] = tfrecord.masked_row_crcs(matrix[:, 12:-4]).view(np.uint8).reshape(-1, 4)
+        widths = np.repeat([matrix.shape[1] for matrix in self.matrices], [len(matrix) for matrix in self.matrices])
+        if len(self.matrices) == 1:
+            return self.data, widths
+        position = np.empty(self.n, dtype=np.int64)
+        position[np.concatenate(self.groups)] = np.arange(self.n)
+        offsets, data = _binary_parts(protowire.from_lengths(widths, self.data).take(pa.array(position)), self.n)
+        return data[:int(offsets[-1])], np.diff(offsets)
+
+
+def layout(message, n: int, framed: bool = False) -> Layout | None:
+    """The rows of ``message`` (TFRecord-framed: ``framed``) laid out by group; None when they have too many
+    distinct layouts."""
+    if n == 0:
+        return Layout([], [np.zeros((0, 0), dtype=np.uint8)], np.zeros(0, dtype=np.uint8), 0, False)
+    columns = {id(part): _column(part, n) for part in _per_row_parts(message, [])}
+    varying = [column.lengths for column in columns.values() if column.lengths is not None]
+    groups = _groups(varying, n) if varying else [None]
+    if groups is None:
+        return None
+    if len(groups) == 1:
+        groups = [None]
+    templates = [_template(message, columns, 0 if rows is None else int(rows[0]), framed) for rows in groups]
+    counts = [n if rows is None else len(rows) for rows in groups]
+    data = np.empty(sum(count * len(template) for count, (template, _) in zip(counts, templates)), dtype=np.uint8)
+    matrices, start = [], 0
+    for rows, count, (template, parts) in zip(groups, counts, templates):
+        matrix = data[start:start + count * len(template)].reshape(count, len(template))
+        _fill(matrix, template, parts, columns, rows)
+        matrices.append(matrix)
+        start += matrix.size
+    return Layout([] if groups == [None] else groups, matrices, data, n, framed)
+
+
+def laid_out(message, n: int, framed: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+    """(the rows' bytes one after another, each row's size) as :func:`joined` gives them, or TFRecord-framed
+    (``framed``: each row is a record). None when the rows have too many distinct layouts."""
+    rows = layout(message, n, framed)
+    return None if rows is None else rows.bytes()
+
+
+def records(message, n: int) -> pa.Array:
+    """Each row's message (a ``pa.LargeBinaryArray``): laid out by groups when it can be, else joined."""
+    result = laid_out(message, n)
+    if result is None:
+        return joined(message, n)
+    data, sizes = result
+    return protowire.from_lengths(sizes, data)
