@@ -90,7 +90,7 @@ def tools(name: str) -> list[str]:
 
 
 # Modules whose binaries go into one-file images (no libc there): built without cgo, i.e. static.
-STATIC = ("kserve", "knative")
+STATIC = ("kserve", "knative", "dns")
 
 
 def _build_env(name: str) -> dict:

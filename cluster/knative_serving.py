@@ -9,8 +9,6 @@ split, and Traefik (cluster/ingress/go.mod, its Knative provider) serves that sp
   one static binary each, imported into the node's containerd), the ingress class, the queue-proxy
   image, tag resolution skipped for ``localhost/`` images (there is no registry), the PVC features
   KServe's ``pvc://`` models need, and no HorizontalPodAutoscalers (no metrics server).
-- There is no cluster DNS: the activator finds the autoscaler by a host alias to its Service's fixed
-  ClusterIP, which kube-proxy (the node layer) routes.
 - Traefik runs as a process in the cluster's network namespace, as its own ServiceAccount, and listens
   on INGRESS_PORT there; the host reaches it through a forwarder on 127.0.0.1:INGRESS_PORT.
 """
@@ -44,7 +42,6 @@ INGRESS_INTERNAL_PORT = 18091  # cluster-local KIngresses
 INGRESS_PING_PORT = 18092
 INGRESS_SERVICE = "kubetfx-ingress"  # the Service that names Traefik in the KIngress status
 INGRESS_ACCOUNT = "kubetfx-ingress"
-AUTOSCALER_IP = "10.96.200.10"  # a fixed ClusterIP: the activator's host alias for the autoscaler (no cluster DNS)
 DOMAIN = "example.com"  # Knative's and KServe's default domain: hosts are <name>.<namespace>.example.com
 # ConfigMap keys that differ from Knative's defaults here.
 CONFIG_CHANGES = {
@@ -100,7 +97,8 @@ def _with_changes(config: dict) -> dict:
     changes = CONFIG_CHANGES.get(config["metadata"]["name"])
     if changes:
         values = {"queue": image("queue"), "registries": _local_registries()}
-        config["data"] = {**(config.get("data") or {}), **{key: value.format(**values) for key, value in changes.items()}}
+        changed = {key: value.format(**values) for key, value in changes.items()}
+        config["data"] = {**(config.get("data") or {}), **changed}
     return config
 
 
@@ -113,19 +111,13 @@ def _container_images(spec: dict) -> None:
 
 
 def _changed(doc: dict) -> dict:
-    """One of Knative's objects as this cluster runs it (images built here, no DNS, our settings)."""
+    """One of Knative's objects as this cluster runs it (images built here, our settings)."""
     doc = copy.deepcopy(doc)
-    kind, name = doc.get("kind"), doc.get("metadata", {}).get("name")
+    kind = doc.get("kind")
     if kind == "ConfigMap":
         return _with_changes(doc)
     if kind == "Deployment":
-        spec = doc["spec"]["template"]["spec"]
-        _container_images(spec)
-        if name == "activator":
-            spec["hostAliases"] = [{"ip": AUTOSCALER_IP,
-                                    "hostnames": [f"autoscaler.{NAMESPACE}.svc.cluster.local"]}]
-    if kind == "Service" and name == "autoscaler":
-        doc["spec"]["clusterIP"] = AUTOSCALER_IP
+        _container_images(doc["spec"]["template"]["spec"])
     if kind == "Image" and doc["spec"]["image"].startswith("ko://"):
         doc["spec"]["image"] = image("queue")
     return doc

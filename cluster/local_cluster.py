@@ -1,7 +1,7 @@
 """A real Kubernetes cluster on this machine: ``make cluster-up``, ``cluster-down``, ``cluster-status``.
 
 Layers, each on the one before: ``control-plane`` (etcd, kube-apiserver, controller-manager,
-scheduler; control_plane.py), ``node`` (containerd, a kubelet and kube-proxy; node_runtime.py),
+scheduler; control_plane.py), ``node`` (containerd, a kubelet, kube-proxy and CoreDNS; node_runtime.py, cluster_dns.py),
 ``knative`` (Knative Serving as pods and Traefik as its ingress; knative_serving.py) and ``kserve``
 (KServe's controller manager and webhooks; kserve_controller.py). ``KUBETFX_CLUSTER_LAYERS`` picks how far up to go
 (default: all). Everything runs in the cluster's own network namespace (network.py) with its state in
@@ -73,6 +73,7 @@ def build(wanted: tuple[str, ...]) -> dict:
     bins = {"kubernetes": gobuild.build("kubernetes", kubernetes_ldflags())}
     if "node" in wanted:
         bins["node"] = gobuild.build("node")
+        bins["dns"] = gobuild.build("dns")
     if "knative" in wanted:
         bins["knative"] = gobuild.build("knative")
         bins["ingress"] = gobuild.build("ingress")

@@ -16,6 +16,8 @@ import tarfile
 import time
 import urllib.request
 
+import cluster_dns
+import gobuild
 import network
 from pki import Pki
 from processes import Processes, http_ok
@@ -44,6 +46,7 @@ KUBELET_CONFIG = {
     "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True}},
     "authorization": {"mode": "Webhook"},
     "clusterDomain": "cluster.local",
+    "clusterDNS": [cluster_dns.DNS_IP],  # CoreDNS, started with the node
 }
 
 
@@ -260,7 +263,7 @@ def start(processes: Processes, bins: dict, pki: Pki, state: str, log=print) -> 
     bin_dir, paths = bins["node"], _paths(state)
     _write(paths["containerd_config"], _containerd_config(paths, bin_dir))
     _write(os.path.join(paths["cni_conf"], "10-kubetfx-pods.conflist"), json.dumps(_cni_config(paths), indent=2))
-    _write(paths["resolv"], "# pods of the local cluster get no DNS server: nothing leaves its network namespace\n")
+    _write(paths["resolv"], "# no upstream DNS server: CoreDNS answers for cluster.local only\n")
     env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"}
     processes.start("containerd", [os.path.join(bin_dir, "containerd"), "--config", paths["containerd_config"]],
                     env=env)
@@ -289,7 +292,12 @@ def start(processes: Processes, bins: dict, pki: Pki, state: str, log=print) -> 
     timings = {"node_ready_s": round(time.monotonic() - started, 2)}
     proxy_s = _start_kube_proxy(processes, bins, pki, state)
     log(f"cluster: kube-proxy serving {proxy_s:.1f} s after it started (iptables, inside the namespace)")
-    return {**timings, "kube_proxy_ready_s": round(proxy_s, 2)}
+    dns_started = time.monotonic()
+    cluster_dns.start(bins, state)
+    dns_s = time.monotonic() - dns_started
+    log(f"cluster: CoreDNS {gobuild.required_version('dns', cluster_dns.MODULE)} Available in {dns_s:.1f} s "
+        f"(kube-dns {cluster_dns.DNS_IP}, {cluster_dns.CLUSTER_DOMAIN} only)")
+    return {**timings, "kube_proxy_ready_s": round(proxy_s, 2), "dns_ready_s": round(dns_s, 2)}
 
 
 def stop(processes: Processes, state: str, log=print) -> None:

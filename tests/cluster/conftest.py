@@ -172,7 +172,8 @@ def component_image(cluster):
     import node_runtime
     from kubetfx.components.common import image
 
-    serving_layers_up()
+    if "node" not in local_cluster.layers():
+        pytest.skip("the node layer is not up (KUBETFX_CLUSTER_LAYERS)")
     name = image.component_image()
     if not node_runtime.load_podman_image(gobuild.bin_dir("node"), local_cluster.state_dir(), name):
         pytest.fail(f"image {name} is not built: run `make image` (CI runs make e2e first)")
@@ -192,6 +193,7 @@ def deployed(cluster, component_image, tmp_path_factory):
     ({claim: folder}); each test serves its own InferenceService in it."""
     from helpers.cluster_serving import MODEL_REPOSITORY_CLAIM, NAMESPACE, PREDICTION_LOG_CLAIM
 
+    serving_layers_up()
     cluster.delete_namespace(NAMESPACE)
     root = tmp_path_factory.mktemp("volumes")
     folders = {}

@@ -1,5 +1,7 @@
-"""The node layer: a Ready node whose pods run, log and exec, on a network with no way off the machine."""
+"""The node layer: a Ready node whose pods run, log and exec, on a network with no way off the machine;
+Service addresses routed by kube-proxy and Service names resolved by CoreDNS, for cluster names only."""
 
+import json
 import time
 import uuid
 
@@ -53,3 +55,38 @@ def test_a_pod_with_an_image_the_node_lacks_is_never_pulled(cluster, node, names
             return  # the pull failed inside the namespace (no route, no DNS server): nothing left the machine
         time.sleep(1)
     raise AssertionError(f"the pull neither failed nor succeeded in 60 s: {status}")
+
+
+# Run in a pod of the component image: names resolved through kube-dns, the API server's /version through the
+# `kubernetes` Service (its ClusterIP, kube-proxy, the node's address), TLS checked with the pod's own CA bundle.
+_DNS_PROBE = """
+import json, socket, ssl, urllib.request
+def resolve(name):
+    try:
+        return socket.gethostbyname(name)
+    except OSError:
+        return None
+ca = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+with urllib.request.urlopen("https://kubernetes.default.svc/version", context=ssl.create_default_context(cafile=ca),
+                            timeout=10) as response:
+    version = json.load(response)["gitVersion"]
+print(json.dumps({"api": resolve("kubernetes.default.svc.cluster.local"), "short": resolve("kube-dns.kube-system"),
+                  "outside": resolve("example.org"), "version": version}))
+"""
+
+
+def test_pods_resolve_service_names_and_reach_the_api_server_through_its_service(cluster, node, namespace,
+                                                                                   component_image):
+    import cluster_dns
+    import pki
+
+    cluster.kubectl("run", "dns-probe", "-n", namespace, f"--image={component_image}", "--image-pull-policy=Never",
+                    "--restart=Never", "--command", "--", "python3", "-c", _DNS_PROBE)
+    cluster.kubectl("wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/dns-probe", "-n", namespace,
+                    "--timeout=90s", check=False)
+    logs = cluster.kubectl("logs", "dns-probe", "-n", namespace, check=False).stdout
+    answers = json.loads(logs.strip().splitlines()[-1]) if logs.strip() else {}
+    assert answers.get("api") == pki.SERVICE_IP, logs
+    assert answers.get("short") == cluster_dns.DNS_IP, logs  # the pod's search path: <name>.<namespace>
+    assert answers.get("outside") is None, logs  # CoreDNS answers for cluster.local only: no query leaves
+    assert answers.get("version", "").startswith("v1."), logs
