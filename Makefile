@@ -89,7 +89,7 @@ deploy: install ## apply manifests/overlays/ENV server-side (field manager kubet
 # --- a real Kubernetes control plane on 127.0.0.1 (cluster/: pinned in cluster/kubernetes/go.mod) ---
 CLUSTER := $(PY) cluster/local_cluster.py
 
-cluster-build: install ## build the pinned Kubernetes, containerd, Knative, Traefik and KServe from Go source once per machine (into ~/.cache/kubetfx)
+cluster-build: install ## build the pinned Kubernetes, containerd, CoreDNS, Knative, Traefik and KServe from Go source once per machine (into ~/.cache/kubetfx)
 	$(CLUSTER) build
 
 cluster-up: install ## start the local cluster (control plane with RBAC, node, Knative + ingress, KServe) on 127.0.0.1; a no-op when up
