@@ -165,7 +165,8 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
 
 @contextlib.contextmanager
 def _warm_tasks(pipeline_func, containers: bool, parallelism: int):
-    """TensorFlow tasks start in processes that imported it while earlier tasks ran (warm_tasks)."""
+    """TensorFlow tasks run in processes that imported it while earlier tasks ran, several tasks in turn
+    (warm_tasks); KUBETFX_WARM_TASKS=0: every task in a fresh process of its own, as kfp.local runs them."""
     if containers or os.environ.get("KUBETFX_WARM_TASKS", "1") == "0":
         yield
         return
