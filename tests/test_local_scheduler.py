@@ -190,6 +190,39 @@ def test_the_pool_never_warms_more_than_the_tensorflow_tasks_to_come():
         pool.close()
 
 
+def test_a_full_busy_pool_makes_the_next_tensorflow_task_wait_for_a_process_to_come_back():
+    import collections
+    import threading
+
+    from kubetfx.pipelines.local import warm_tasks
+
+    pool = warm_tasks.WarmPool(collections.Counter(["evaluator", "infra_validator"]), size=1)
+    try:
+        env = dict(os.environ)
+        first, reused = pool.take("evaluator", env)
+        assert not reused
+        taken = []
+        waiting = threading.Thread(target=lambda: taken.append(pool.take("infra_validator", env)))
+        waiting.start()
+        waiting.join(timeout=1.0)
+        assert waiting.is_alive() and not taken  # no second import: it waits for the busy process
+        pool.release(first, "evaluator")  # the evaluator's task ended
+        waiting.join(timeout=10)
+        assert taken == [(first, True)] and pool.processes_started == 1
+    finally:
+        pool.close()
+        first.kill()
+        first.wait()
+
+
+def test_small_input_gets_one_warm_process():
+    from kubetfx.pipelines.local import warm_tasks
+
+    assert warm_tasks.pool_size(4, 20_000) == 1
+    assert warm_tasks.pool_size(4, warm_tasks.SMALL_INPUT_BYTES) == 2
+    assert warm_tasks.pool_size(4, None) == 2 and warm_tasks.pool_size(1, None) == 1
+
+
 def test_the_pool_starts_one_process_at_a_time():
     """The second process starts only once the first has imported TensorFlow (they would share the CPUs)."""
     import collections

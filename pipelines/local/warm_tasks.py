@@ -10,16 +10,18 @@ of time, while earlier tasks run: it imports TensorFlow, then waits for a task o
 what the script would (the same source file, arguments and environment, ``executor_main`` as
 ``__main__``). When the task succeeds the process prints ``TASK_ENDS``, resets what a task leaves
 behind in TensorFlow and Keras (op determinism, global seeds, Keras's session) and goes back to the
-pool for the next TensorFlow task: on the penguins Transform, Trainer, Evaluator and BulkInferrer
-share one process (TensorFlow, TFT, Beam and Keras imported once) and write bitwise the same outputs
-as in fresh processes (tests/test_warm_process_reuse.py). A task of ``_ENDS_ITS_PROCESS`` (the
-InfraValidator served a model from it) and a failed task end their process, as they would end the
-script. Anything else (another command shape, ``pip install``, an environment that differs in what
+pool for the next TensorFlow task: on the penguins all five (Transform, Trainer, Evaluator,
+InfraValidator, BulkInferrer) run in one process (TensorFlow, TFT, Beam, Keras and kserve imported
+once) and write bitwise the same outputs as in fresh processes (tests/test_warm_process_reuse.py).
+A failed task ends its process, as it would end the script. Anything else (another command shape, ``pip install``, an environment that differs in what
 TensorFlow reads at import) starts cold, exactly as kfp.local would.
 
 The pool keeps at most ``size`` processes (waiting or running a task) and never more than the
 TensorFlow tasks still to come, and starts one at a time: the next only when the previous one has
 imported TensorFlow, so the first TensorFlow task does not wait for two imports sharing the CPUs.
+When all ``size`` processes are busy, a TensorFlow task waits for the first to come back.
+``pool_size``: one process for small input (``SMALL_INPUT_BYTES``: the Evaluator and InfraValidator
+then take turns, ~1 s each on the penguins, instead of paying a second import), two otherwise.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ import sys
 import threading
 
 TENSORFLOW_TASKS = frozenset({"transform", "trainer", "evaluator", "infra_validator", "bulk_inferrer"})
-_ENDS_ITS_PROCESS = frozenset({"infra_validator"})  # ran a model server in the process: not reused after it
+# Input below this size: each TensorFlow task's own work is shorter than a TensorFlow import, so one process
+# serves them all in turn (tasks the DAG allows side by side take turns) rather than a second one importing.
+SMALL_INPUT_BYTES = 16 * 2**20
 PRELOAD = ("tensorflow",)
 TASK_STARTS = "kubetfx-warm-task: starts"  # printed by a warm process when its task begins
 TASK_ENDS = "kubetfx-warm-task: ends"  # printed by a warm process when its task succeeded; it waits for the next
@@ -141,9 +145,11 @@ class WarmPool:
         self._size = size
         self._idle: list[tuple[subprocess.Popen, dict]] = []  # most recently used first
         self._busy: set[subprocess.Popen] = set()  # running a task they come back from
+        self._import_envs: dict[subprocess.Popen, dict] = {}
         self._importing = False
         self._closed = False
         self._lock = threading.Lock()
+        self._returned = threading.Condition(self._lock)  # a busy process came back or ended
         self.warm_starts = 0
         self.processes_started = 0
         with self._lock:
@@ -161,7 +167,8 @@ class WarmPool:
                                    pass_fds=(ready_write,))
         os.close(ready_write)
         del env[_READY_FD]
-        self._idle.append((process, _import_env(env)))
+        self._import_envs[process] = _import_env(env)
+        self._idle.append((process, self._import_envs[process]))
         self._importing = True
         self.processes_started += 1
         threading.Thread(target=self._await_import, args=(ready_read,), daemon=True).start()
@@ -179,12 +186,17 @@ class WarmPool:
         """(a waiting process for ``function``'s task, whether it ran a task before), or None (start it cold)."""
         if function not in TENSORFLOW_TASKS:
             return None
+        wanted = _import_env(env)
         with self._lock:
+            while True:  # this task stays in _remaining while it waits: a process that comes back is kept for it
+                index = next((i for i, (p, e) in enumerate(self._idle) if e == wanted and p.poll() is None), None)
+                full = len(self._idle) + len(self._busy) >= self._size
+                if index is not None or not (full and self._busy) or self._closed:
+                    break
+                self._returned.wait()  # the pool is full and busy: take the first process that comes back
             self._remaining -= 1
-            wanted = _import_env(env)
-            index = next((i for i, (p, e) in enumerate(self._idle) if e == wanted and p.poll() is None), None)
             process = self._idle.pop(index)[0] if index is not None else None
-            if process is not None and function not in _ENDS_ITS_PROCESS:
+            if process is not None:
                 self._busy.add(process)
             self._top_up()
         if process is None:
@@ -197,9 +209,12 @@ class WarmPool:
         with self._lock:
             self._busy.discard(process)
             process._kubetfx_tasks = getattr(process, "_kubetfx_tasks", 0) + 1
-            keep = not self._closed and function not in _ENDS_ITS_PROCESS and len(self._idle) < self._remaining
+            keep = not self._closed and len(self._idle) < self._remaining
             if keep:
-                self._idle.insert(0, (process, _import_env(dict(os.environ))))
+                self._idle.insert(0, (process, self._import_envs[process]))
+            else:
+                self._import_envs.pop(process, None)
+            self._returned.notify_all()
         if not keep:
             _end(process)
 
@@ -207,12 +222,15 @@ class WarmPool:
         """``process`` ended (its task failed): start another if one is still wanted."""
         with self._lock:
             self._busy.discard(process)
+            self._import_envs.pop(process, None)
             self._top_up()
+            self._returned.notify_all()
 
     def close(self) -> None:
         with self._lock:
             self._closed, self._remaining = True, 0
             idle, self._idle = self._idle, []
+            self._returned.notify_all()
         for process, _ in idle:
             process.kill()
             process.communicate()
@@ -225,6 +243,14 @@ def _end(process: subprocess.Popen) -> None:
     for _ in iter(process.stdout.readline, ""):  # anything it still prints
         pass
     process.wait()
+
+
+def pool_size(parallelism: int, input_bytes: int | None) -> int:
+    """Warm processes for a run: one for input under SMALL_INPUT_BYTES, else up to two side by side
+    (``input_bytes`` None: unknown, e.g. remote input)."""
+    if input_bytes is not None and input_bytes < SMALL_INPUT_BYTES:
+        return 1
+    return min(parallelism, 2)
 
 
 @contextlib.contextmanager
