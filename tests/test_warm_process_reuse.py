@@ -1,7 +1,7 @@
 """Exactness of warm processes that run several TensorFlow tasks in turn: the penguin pipeline run
-with them (all five TensorFlow tasks in one process) and with every task in
-a fresh process of its own (kfp.local's own way) writes the same vocabularies, analyzer values,
-model weights, evaluation metrics and predictions."""
+with them (all five TensorFlow tasks in one process, the six light ones in another) and with every
+task in a fresh process of its own (kfp.local's own way) writes the same examples, statistics,
+schema, anomalies, vocabularies, analyzer values, model weights, evaluation metrics and predictions."""
 
 import glob
 import json
@@ -57,10 +57,23 @@ def penguin_runs(tmp_path_factory):
 
 def test_tensorflow_tasks_share_warm_processes(penguin_runs):
     _, _, started = penguin_runs
-    # Small input: one process, TensorFlow imported once for all five.
-    assert started[0] == ("transform", False), started
-    assert sorted(task for task, was_reused in started if was_reused) == [
+    # Small input: one process, TensorFlow imported once for all five; the light tasks share another.
+    tensorflow = [(task, reused) for task, reused in started if task in warm_tasks.TENSORFLOW_TASKS]
+    assert tensorflow[0] == ("transform", False), started
+    assert sorted(task for task, reused in tensorflow if reused) == [
         "bulk_inferrer", "evaluator", "infra_validator", "trainer"], started
+    light = [(task, reused) for task, reused in started if task in warm_tasks.LIGHT_TASKS]
+    assert light[0] == ("example_gen", False) and len(light) == 6 and all(reused for _, reused in light[1:]), started
+
+
+def test_the_data_artifacts_are_the_same(penguin_runs):
+    shared, fresh, _ = penguin_runs
+    paths = [os.path.relpath(path, shared) for task in ("example-gen", "statistics-gen", "schema-gen", "example-validator")
+             for path in glob.glob(os.path.join(shared, task, "*", "**", "*"), recursive=True)
+             if os.path.isfile(path) and os.path.basename(path) != "report"]
+    assert len(paths) >= 7, paths  # examples, statistics and anomalies per split, the schema
+    for path in paths:
+        assert _read(os.path.join(shared, path)) == _read(os.path.join(fresh, path)), path
 
 
 def test_the_transform_graph_is_the_same(penguin_runs):

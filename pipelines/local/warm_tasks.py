@@ -13,7 +13,9 @@ behind in TensorFlow and Keras (op determinism, global seeds, Keras's session) a
 pool for the next TensorFlow task: on the penguins all five (Transform, Trainer, Evaluator,
 InfraValidator, BulkInferrer) run in one process (TensorFlow, TFT, Beam, Keras and kserve imported
 once) and write bitwise the same outputs as in fresh processes (tests/test_warm_process_reuse.py).
-A failed task ends its process, as it would end the script. Anything else (another command shape, ``pip install``, an environment that differs in what
+A failed task ends its process, as it would end the script. The light tasks (``LIGHT_TASKS``: the
+data tasks, Tuner, Pusher) share one warm process of their own the same way (kfp's executor and
+pyarrow imported ahead; one due while it is busy starts cold). Anything else (another command shape, ``pip install``, an environment that differs in what
 TensorFlow reads at import) starts cold, exactly as kfp.local would.
 
 The pool keeps at most ``size`` processes (waiting or running a task) and never more than the
@@ -39,6 +41,9 @@ TENSORFLOW_TASKS = frozenset({"transform", "trainer", "evaluator", "infra_valida
 # serves them all in turn (tasks the DAG allows side by side take turns) rather than a second one importing.
 SMALL_INPUT_BYTES = 16 * 2**20
 PRELOAD = ("tensorflow",)
+# The data tasks (and the other light ones) share a warm process of their own, with what they all import.
+LIGHT_TASKS = frozenset({"example_gen", "statistics_gen", "schema_gen", "example_validator", "tuner", "pusher"})
+LIGHT_PRELOAD = ("kfp.dsl.executor", "pyarrow")
 TASK_STARTS = "kubetfx-warm-task: starts"  # printed by a warm process when its task begins
 TASK_ENDS = "kubetfx-warm-task: ends"  # printed by a warm process when its task succeeded; it waits for the next
 _READY_FD = "KUBETFX_WARM_READY_FD"  # the pipe a starting process closes once it has imported PRELOAD
@@ -48,7 +53,7 @@ _FUNCTION_FLAG = "--function_to_execute"
 _IMPORT_TIME_ENV = ("TF_", "CUDA", "XLA_", "KERAS", "PYTHON", "LD_", "OMP_", "MKL_")
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-_POOL: "WarmPool | None" = None
+_POOLS: "list[WarmPool]" = []
 
 
 def function_of(full_command: list[str]) -> str | None:
@@ -138,10 +143,15 @@ class TaskRun:
 
 
 class WarmPool:
-    """Processes with TensorFlow imported, serving the TensorFlow tasks still to come."""
+    """Processes with ``preload`` imported (default TensorFlow), serving the ``tasks`` still to come.
 
-    def __init__(self, expected: collections.Counter, size: int = 2):
-        self._remaining = sum(count for name, count in expected.items() if name in TENSORFLOW_TASKS)
+    ``wait_when_full``: a task finding every process busy waits for one to come back (else it starts cold).
+    """
+
+    def __init__(self, expected: collections.Counter, size: int = 2, tasks=TENSORFLOW_TASKS, preload=PRELOAD,
+                 wait_when_full: bool = True):
+        self._tasks, self._preload, self._wait_when_full = frozenset(tasks), tuple(preload), wait_when_full
+        self._remaining = sum(count for name, count in expected.items() if name in self._tasks)
         self._size = size
         self._idle: list[tuple[subprocess.Popen, dict]] = []  # most recently used first
         self._busy: set[subprocess.Popen] = set()  # running a task they come back from
@@ -162,7 +172,8 @@ class WarmPool:
         env = dict(os.environ)
         ready_read, ready_write = os.pipe()
         env[_READY_FD] = str(ready_write)
-        process = subprocess.Popen([sys.executable, "-m", "kubetfx.pipelines.local.warm_tasks"], stdin=subprocess.PIPE,
+        process = subprocess.Popen([sys.executable, "-m", "kubetfx.pipelines.local.warm_tasks", *self._preload],
+                                   stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env,
                                    pass_fds=(ready_write,))
         os.close(ready_write)
@@ -184,14 +195,14 @@ class WarmPool:
 
     def take(self, function: str | None, env: dict) -> tuple[subprocess.Popen, bool] | None:
         """(a waiting process for ``function``'s task, whether it ran a task before), or None (start it cold)."""
-        if function not in TENSORFLOW_TASKS:
+        if function not in self._tasks:
             return None
         wanted = _import_env(env)
         with self._lock:
             while True:  # this task stays in _remaining while it waits: a process that comes back is kept for it
                 index = next((i for i, (p, e) in enumerate(self._idle) if e == wanted and p.poll() is None), None)
                 full = len(self._idle) + len(self._busy) >= self._size
-                if index is not None or not (full and self._busy) or self._closed:
+                if index is not None or not (full and self._busy and self._wait_when_full) or self._closed:
                     break
                 self._returned.wait()  # the pool is full and busy: take the first process that comes back
             self._remaining -= 1
@@ -256,14 +267,18 @@ def pool_size(parallelism: int, input_bytes: int | None) -> int:
 @contextlib.contextmanager
 def warm_pool(expected_functions, size: int = 2):
     """Within this context, TensorFlow tasks (of ``expected_functions``, the run's task functions)
-    start in processes that imported TensorFlow ahead of time."""
-    global _POOL
-    previous, _POOL = _POOL, WarmPool(collections.Counter(expected_functions), size) if size > 0 else None
+    run in up to ``size`` processes that imported TensorFlow ahead of time, the light tasks in one
+    process of their own."""
+    global _POOLS
+    expected = collections.Counter(expected_functions)
+    pools = [WarmPool(expected, size), WarmPool(expected, 1, LIGHT_TASKS, LIGHT_PRELOAD, wait_when_full=False)] \
+        if size > 0 else []
+    previous, _POOLS = _POOLS, pools
     try:
-        yield _POOL
+        yield pools
     finally:
-        pool, _POOL = _POOL, previous
-        if pool is not None:
+        _POOLS = previous
+        for pool in pools:
             pool.close()
 
 
@@ -272,7 +287,11 @@ def start(full_command: list[str], env_vars: dict | None = None) -> TaskRun:
     env = {**os.environ, **(env_vars or {})}
     warm = _warm_command(full_command)
     function = function_of(full_command)
-    taken = _POOL.take(function, env) if (_POOL is not None and warm) else None
+    pool, taken = None, None
+    for pool in _POOLS if warm else ():
+        taken = pool.take(function, env)
+        if taken is not None:
+            break
     if taken is None:
         return TaskRun(subprocess.Popen(full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         bufsize=1, env=env))
@@ -281,7 +300,7 @@ def start(full_command: list[str], env_vars: dict | None = None) -> TaskRun:
     source, arguments = warm
     process.stdin.write(json.dumps({"source": source, "arguments": arguments, "env": env}) + "\n")
     process.stdin.flush()
-    return TaskRun(process, warm=True, reused=reused, function=function, pool=_POOL,
+    return TaskRun(process, warm=True, reused=reused, function=function, pool=pool,
                    cpu_before=usage[0] if usage else 0.0)
 
 
@@ -299,7 +318,7 @@ def _serve_tasks() -> None:
     ``python -m executor_main`` would, until stdin ends or a task fails."""
     import importlib
 
-    for module in PRELOAD:
+    for module in sys.argv[1:]:
         try:
             importlib.import_module(module)
         except Exception:  # noqa: BLE001 - the task imports it again and reports the error itself
