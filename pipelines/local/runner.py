@@ -138,7 +138,8 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
             sys.stdout = _FilteredStdout(real_stdout, log)
             task_errors = sys.stdout.task_errors
         try:
-            with local_scheduler.concurrent_tasks(parallelism), _warm_tasks(pipeline_func, containers, parallelism):
+            with local_scheduler.concurrent_tasks(parallelism), \
+                    _warm_tasks(pipeline_func, containers, parallelism, _local_input_bytes(arguments)):
                 pipeline_func(**arguments)
         except RuntimeError as err:  # kfp.local: "Pipeline ... finished with status FAILURE"
             failed = _ANSI.sub("", str(err))
@@ -164,8 +165,9 @@ def run(entry, root: str = "kubetfx-local", verbose: bool = False, overrides: di
 
 
 @contextlib.contextmanager
-def _warm_tasks(pipeline_func, containers: bool, parallelism: int):
-    """TensorFlow tasks start in processes that imported it while earlier tasks ran (warm_tasks)."""
+def _warm_tasks(pipeline_func, containers: bool, parallelism: int, input_bytes: int | None):
+    """TensorFlow tasks run in processes that imported it while earlier tasks ran, several tasks in turn
+    (warm_tasks); KUBETFX_WARM_TASKS=0: every task in a fresh process of its own, as kfp.local runs them."""
     if containers or os.environ.get("KUBETFX_WARM_TASKS", "1") == "0":
         yield
         return
@@ -179,10 +181,26 @@ def _warm_tasks(pipeline_func, containers: bool, parallelism: int):
     if original.__module__ == subprocess_task_handler.__name__:  # not wrapped already (e.g. by bench_e2e)
         subprocess_task_handler.run_local_subprocess = warm_tasks.run_local_subprocess
     try:
-        with warm_tasks.warm_pool(functions, size=min(parallelism, 2)):
+        with warm_tasks.warm_pool(functions, size=warm_tasks.pool_size(parallelism, input_bytes)):
             yield
     finally:
         subprocess_task_handler.run_local_subprocess = original
+
+
+def _local_input_bytes(arguments: dict) -> int | None:
+    """Bytes of the run's input files on local disk (``input_uri``: file, directory, glob or {SPAN}
+    pattern); None when remote, absent or not resolvable (ExampleGen then says why)."""
+    from kubetfx.components.common import storage
+    from kubetfx.components.common.errors import KubetfxError
+
+    uri = arguments.get("input_uri")
+    if not isinstance(uri, str) or "://" in uri:
+        return None
+    try:
+        files, _ = storage.resolve_input(uri)
+        return sum(os.path.getsize(path) for path in files)
+    except (KubetfxError, OSError):
+        return None
 
 
 def _task_errors(log_path: str, failure: str, errors: dict[str, list[str]]) -> list[tuple[str, str]]:

@@ -3,9 +3,10 @@
 Runs the TFX anchor (``tfx_anchor.py``: ../shared/anchor-tfx set up in ``ANCHOR_DIR``) and
 `kubetfx run penguin` alternately in the same run, on the same machine, and prints the ratios of
 each pair (only same-run ratios mean anything on a shared machine). kubetfx's tasks run as
-kfp.local subprocesses (every task a fresh process, as on a cluster) with the launcher wrapped to
-measure each: wall time, CPU time (user + system), peak RSS, the time spent importing modules
-(`-X importtime`, the top-level imports' cumulative time). ``--big``: both on the anchor's
+`kubetfx run` runs them (kfp.local subprocesses; TensorFlow tasks in warm processes that serve several
+in turn: pipelines/local/warm_tasks.py) with the launcher wrapped to measure each: wall time, CPU
+time (user + system), peak RSS, the time spent importing modules (`-X importtime`, the top-level
+imports' cumulative time). ``--big``: both on the anchor's
 1,000,000-row penguin-like CSV, kubetfx with its no-code defaults (`kubetfx run --data`).
 Without a set-up anchor it says so in one line and exits 2.
 
@@ -38,13 +39,14 @@ def _task_name(command: list[str]) -> str:
 
 def measured_subprocess(full_command, env_vars=None) -> int:
     """kfp.local's run_local_subprocess (with kubetfx's warm TensorFlow processes), plus wall/CPU/peak RSS
-    (wait4: a warm process's import ahead of the task included) and the task's own import time."""
+    (a fresh warm process's import ahead of its task included; a reused one's CPU from its task's start)
+    and the task's own import time."""
     from kubetfx.pipelines.local import warm_tasks
 
     started = time.time()
-    process, warm = warm_tasks.start(full_command, env_vars)  # PYTHONPROFILEIMPORTTIME: set in run_once
-    import_us, counting = 0, not warm  # a warm process's imports before its task starts were paid ahead
-    for line in iter(process.stdout.readline, ""):
+    task = warm_tasks.start(full_command, env_vars)  # PYTHONPROFILEIMPORTTIME: set in run_once
+    import_us, counting = 0, not task.warm  # a warm process's imports before its task starts were paid ahead
+    for line in task.lines():
         if line.startswith(warm_tasks.TASK_STARTS):
             counting = True
             continue
@@ -54,13 +56,12 @@ def measured_subprocess(full_command, env_vars=None) -> int:
                 import_us += int(match.group(2))
             continue
         print(line, end="")
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    MEASURED.append({"task": _task_name(full_command), "wall_s": time.time() - started, "warm": warm,
-                     "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
+    code = task.wait()
+    MEASURED.append({"task": _task_name(full_command), "wall_s": time.time() - started, "warm": task.warm,
+                     "reused": task.reused, "cpu_s": task.cpu_s, "peak_rss_mb": task.peak_rss_mb,
                      "import_s": import_us / 1e6, "start_s": started - _RUN_STARTED[0],
                      "end_s": time.time() - _RUN_STARTED[0]})
-    return process.returncode
+    return code
 
 
 def _evaluator_metrics(root: str) -> dict:
