@@ -84,8 +84,8 @@ def start(bins: dict, state: str) -> None:
     import node_runtime
 
     admin = os.path.join(state, "admin.kubeconfig")
-    node_runtime.import_archive(bins["node"], state, node_runtime.binary_image_archive(
-        os.path.join(bins["dns"], "coredns"), image(), user="65532:65532"))
+    node_runtime.import_binary_image(bins["node"], state, os.path.join(bins["dns"], "coredns"), image(),
+                                     user="65532:65532")
     kube_objects.apply(admin, objects())
     kube_objects.kubectl(admin, "wait", "--for=condition=Available", f"deployment/{NAME}", "-n", NAMESPACE,
                          "--timeout=120s", timeout_s=140)

@@ -186,8 +186,8 @@ def start(processes: Processes, bins: dict, pki: Pki, state: str, log=print) -> 
     admin = os.path.join(state, "admin.kubeconfig")
     started = time.monotonic()
     for name in COMPONENTS + ("queue",):
-        node_runtime.import_archive(bins["node"], state, node_runtime.binary_image_archive(
-            os.path.join(bins["knative"], name), image(name), user="65532:65532"))
+        node_runtime.import_binary_image(bins["node"], state, os.path.join(bins["knative"], name), image(name),
+                                         user="65532:65532")
     kube_objects.install_crds(admin, crd_documents())
     objects = serving_documents()
     kube_objects.apply(admin, [o for o in objects if o["kind"] == "Namespace"])

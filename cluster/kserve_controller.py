@@ -111,8 +111,8 @@ def start(processes: Processes, bins: dict, pki: Pki, state: str, log=print) -> 
     import node_runtime
 
     admin = os.path.join(state, "admin.kubeconfig")
-    node_runtime.import_archive(bins["node"], state, node_runtime.binary_image_archive(  # always: a rebuild
-        os.path.join(bins["kserve"], "kserve-agent"), agent_image(), user="1000:1000"))  # keeps its tag
+    node_runtime.import_binary_image(bins["node"], state, os.path.join(bins["kserve"], "kserve-agent"),
+                                     agent_image(), user="1000:1000")  # always: a rebuild keeps its tag
     install_crds(admin)
     kube_objects.apply(admin, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}])
     kube_objects.apply(admin, _rbac() + [_config_map()])

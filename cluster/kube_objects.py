@@ -4,6 +4,7 @@ Every layer reads its upstream release's own manifests from Go's module cache (n
 changes only what this cluster needs, and applies them server-side as ``kubetfx-cluster``.
 """
 
+import functools
 import os
 import subprocess
 import time
@@ -14,10 +15,14 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 FIELD_MANAGER = "kubetfx-cluster"
 
 
+@functools.cache
+def _go_module_cache() -> str:
+    return subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True).stdout.strip()
+
+
 def module_dir(module: str, version: str) -> str:
     """An upstream module's source at ``version``, in Go's module cache (downloaded by the layer's build)."""
-    cache = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True).stdout.strip()
-    return os.path.join(cache, f"{module}@{version}")
+    return os.path.join(_go_module_cache(), f"{module}@{version}")
 
 
 def documents(path: str) -> list[dict]:

@@ -193,6 +193,11 @@ def binary_image_archive(binary: str, image: str, user: str = "65535:65535") -> 
     return archive.getvalue()
 
 
+def import_binary_image(bin_dir: str, state: str, binary: str, image: str, user: str = "65535:65535") -> None:
+    """One static binary as the image ``image`` in the node's containerd (a rebuild keeps its tag)."""
+    import_archive(bin_dir, state, binary_image_archive(binary, image, user=user))
+
+
 def image_present(bin_dir: str, state: str, image: str) -> bool:
     result = ctr(bin_dir, state, "images", "ls", "-q", f"name=={image}")
     return result.returncode == 0 and image in result.stdout.decode().split()

@@ -15,8 +15,9 @@ InfraValidator, BulkInferrer) run in one process (TensorFlow, TFT, Beam, Keras a
 once) and write bitwise the same outputs as in fresh processes (tests/test_warm_process_reuse.py).
 A failed task ends its process, as it would end the script. The light tasks (``LIGHT_TASKS``: the
 data tasks, Tuner, Pusher) share one warm process of their own the same way (kfp's executor and
-pyarrow imported ahead; one due while it is busy starts cold). Anything else (another command shape, ``pip install``, an environment that differs in what
-TensorFlow reads at import) starts cold, exactly as kfp.local would.
+pyarrow imported ahead; one due while it is busy starts cold). Anything else (another command shape,
+``pip install``, an environment that differs in what TensorFlow reads at import) starts cold, exactly
+as kfp.local would.
 
 The pool keeps at most ``size`` processes (waiting or running a task) and never more than the
 TensorFlow tasks still to come, and starts one at a time: the next only when the previous one has
