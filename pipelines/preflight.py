@@ -22,9 +22,6 @@ from kubetfx.components.common import module_loader
 from kubetfx.components.common.errors import ConfigError, KubetfxError
 
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
-# What a TFX module file's imports become here (printed as a hint when they do not resolve).
-_TFX_IMPORT_HINT = ("kubetfx runs TFX module files with their TFX imports pointed at its compat shim: "
-                    "`from kubetfx.components.trainer import tfx_compat as tfx` (was `from tfx import v1 as tfx`)")
 
 
 def _coerce(name: str, kind: str, value, flag: str):
@@ -94,13 +91,47 @@ def _module_path(module_file: str) -> str:
     return spec.origin
 
 
-def check_module_file(module_file: str, eval_steps: int, train_steps: int) -> None:
-    """Parse the module (not run it): syntax, resolvable imports, preprocessing_fn and run_fn, step counts."""
-    path = _module_path(module_file)
-    source, tree = module_loader.parse_source(path)
+def _check_tfx_uses(path: str, tree) -> None:
+    """Where TFX is not installed, the module's ``tfx`` imports and ``tfx.<...>`` attribute chains must be ones
+    kubetfx provides (tfx_compat/alias.py): else one line naming the first that is not, and its line."""
+    from kubetfx.components.trainer.tfx_compat import alias
+
+    bound, uses = {}, []  # name in the module -> the tfx path it stands for; (line, dotted path) used
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            modules = [(alias.name, node.lineno) for alias in node.names]
+            for item in node.names:
+                if item.name.split(".")[0] == alias.ROOT:
+                    uses.append((node.lineno, item.name))
+                    bound[item.asname or alias.ROOT] = item.name if item.asname else alias.ROOT
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module \
+                and node.module.split(".")[0] == alias.ROOT:
+            for item in node.names:
+                uses.append((node.lineno, f"{node.module}.{item.name}" if item.name != "*" else node.module))
+                bound[item.asname or item.name] = f"{node.module}.{item.name}"
+    for node in ast.walk(tree):
+        chain, inner = [], node
+        while isinstance(inner, ast.Attribute):
+            chain.insert(0, inner.attr)
+            inner = inner.value
+        if chain and isinstance(inner, ast.Name) and inner.id in bound:
+            uses.append((node.lineno, ".".join([bound[inner.id], *chain])))
+    for line, dotted in sorted(uses):
+        missing = alias.resolve(dotted)
+        if missing is not None:
+            raise ConfigError(f"module_file {path}:{line}: {alias.NotProvided(missing)}")
+
+
+def check_module_file(module_file: str, eval_steps: int, train_steps: int) -> None:
+    """Parse the module (not run it): syntax, resolvable imports (TFX's: those kubetfx provides), preprocessing_fn
+    and run_fn, step counts."""
+    from kubetfx.components.trainer.tfx_compat import alias
+
+    path = _module_path(module_file)
+    source, tree = module_loader.parse_source(path)
+    tfx_alias = not alias.real_tfx_installed()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [(alias_.name, node.lineno) for alias_ in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             modules = [(node.module, node.lineno)]
         else:
@@ -110,9 +141,12 @@ def check_module_file(module_file: str, eval_steps: int, train_steps: int) -> No
             beside = os.path.join(os.path.dirname(path), top)  # siblings import while the module loads
             if os.path.isfile(beside + ".py") or os.path.isfile(os.path.join(beside, "__init__.py")):
                 continue
+            if top == alias.ROOT and tfx_alias:
+                continue  # kubetfx serves it: checked below, with what the module uses of it
             if importlib.util.find_spec(top) is None:
-                hint = f"; {_TFX_IMPORT_HINT}" if top == "tfx" else ""
-                raise ConfigError(f"module_file {path}:{line} imports '{module}', which is not installed here{hint}")
+                raise ConfigError(f"module_file {path}:{line} imports '{module}', which is not installed here")
+    if tfx_alias:
+        _check_tfx_uses(path, tree)
     functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     missing = [name for name in ("preprocessing_fn", "run_fn") if name not in functions]
     if missing:

@@ -5,10 +5,18 @@ a local ``.py`` file (``/path/module.py``). Every
 problem becomes a ``ConfigError`` that names the module, the function and the
 parameter that pointed at it, instead of a bare ImportError/AttributeError.
 Nothing here imports TensorFlow; the user module may.
+
+While a module loads, its ``tfx`` imports resolve to kubetfx's stand-ins when TFX is
+not installed (trainer/tfx_compat/alias.py). A module that sets, at import, a
+variable TensorFlow reads only once (``ONCE_READ_ENV``) after this process imported
+TensorFlow (a warm task process, a notebook) fails in one line instead of being
+silently ignored; ``TF_USE_LEGACY_KERAS`` only when it contradicts the Keras that
+``tf.keras`` already is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -20,6 +28,12 @@ from types import ModuleType
 from kubetfx.components.common.errors import ConfigError
 
 _FILE_MODULE_PREFIX = "kubetfx_user_module_"
+# Variables TensorFlow (or Keras, for KERAS_BACKEND) reads once, on import or when it first builds its runtime.
+# TF_CPP_MIN_LOG_LEVEL and the like are left out: ignoring them changes only logging.
+KERAS_ENV = "TF_USE_LEGACY_KERAS"
+ONCE_READ_ENV = (KERAS_ENV, "TF_ENABLE_ONEDNN_OPTS", "CUDA_VISIBLE_DEVICES", "TF_FORCE_GPU_ALLOW_GROWTH",
+                 "TF_GPU_ALLOCATOR", "TF_XLA_FLAGS", "TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS",
+                 "OMP_NUM_THREADS", "KERAS_BACKEND")
 
 
 def is_file_path(module_file: str) -> bool:
@@ -42,6 +56,67 @@ def last_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[-1]}" if lines else type(err).__name__
 
 
+def _env_line(path: str | None, variable: str) -> str:
+    """``path:line`` of the first line of the module's source naming ``variable`` (``path`` if none)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, text in enumerate(handle, 1):
+                if variable in text and not text.lstrip().startswith("#"):
+                    return f"{path}:{number}"
+    except (OSError, TypeError):
+        pass
+    return str(path)
+
+
+def _check_once_read_env(before: dict, readers: set, path: str | None, parameter: str) -> None:
+    """The module changed a variable whose reader (TensorFlow, Keras) was imported before it loaded: say so."""
+    for variable in ONCE_READ_ENV:
+        value = os.environ.get(variable)
+        reader = "keras" if variable == "KERAS_BACKEND" else "tensorflow"
+        if value == before.get(variable) or reader not in readers:
+            continue
+        where = _env_line(path, variable)
+        if variable == KERAS_ENV:
+            from kubetfx.components.trainer import keras_mode
+
+            current = keras_mode.current_legacy()
+            if current is None or current == keras_mode._env_legacy():
+                continue  # tf.keras is not chosen yet (it follows the variable), or is what the module asks for
+            raise ConfigError(
+                f"{parameter} {where} sets {variable}={value!r} at import, but tf.keras in this process is already "
+                f"{'tf_keras (Keras 2)' if current else 'Keras 3'} (TensorFlow reads the variable once), so the module "
+                "would silently get the other Keras; choose it with the Trainer's keras parameter instead "
+                "(keras=keras3 or keras=legacy: it trains in a fresh process when it must)")
+        raise ConfigError(
+            f"{parameter} {where} sets {variable}={value!r} at import, but this process imported "
+            f"{'Keras' if reader == 'keras' else 'TensorFlow'} before the module (a warm task process, a notebook, a "
+            f"test), and it reads {variable} only once, so the setting would be silently ignored; set {variable} in "
+            "the environment kubetfx runs in instead")
+
+
+@contextlib.contextmanager
+def _user_module_scope(path: str | None, parameter: str):
+    """While a user module loads: TFX's imports served by kubetfx (when TFX is not installed); afterwards, the
+    once-read variables checked."""
+    from kubetfx.components.trainer.tfx_compat import alias
+
+    readers = {name for name in ("tensorflow", "keras") if name in sys.modules}
+    before = {variable: os.environ.get(variable) for variable in ONCE_READ_ENV}
+    with alias.installed():
+        yield
+    _check_once_read_env(before, readers, path, parameter)
+
+
+def _import_failure(err: BaseException, path: str | None, name: str, parameter: str) -> ConfigError:
+    """One line for a module that failed to load: a TFX part kubetfx lacks, a syntax error, or any other error."""
+    from kubetfx.components.trainer.tfx_compat import alias
+
+    if isinstance(err, alias.NotProvided):
+        return ConfigError(f"{parameter} {where(err, path)}: {err}")
+    kind = "has a syntax error" if isinstance(err, SyntaxError) else "failed to import"
+    return ConfigError(f"{parameter}: {name} {kind} at {where(err, path)}: {last_line(err)}")
+
+
 def _load_file(path: str, parameter: str) -> ModuleType:
     path = os.path.abspath(path)
     if not os.path.isfile(path):
@@ -58,14 +133,13 @@ def _load_file(path: str, parameter: str) -> ModuleType:
     sys.path.insert(0, directory)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        with _user_module_scope(path, parameter):
+            spec.loader.exec_module(module)
     except BaseException as err:
         sys.modules.pop(name, None)
-        if isinstance(err, (KeyboardInterrupt, SystemExit)):
+        if isinstance(err, (KeyboardInterrupt, SystemExit, ConfigError)):
             raise
-        kind = "has a syntax error" if isinstance(err, SyntaxError) else "failed to import"
-        raise ConfigError(f"{parameter}: module file '{path}' {kind} at {where(err, path)}: "
-                          f"{last_line(err)}") from err
+        raise _import_failure(err, path, f"module file '{path}'", parameter) from err
     finally:
         if directory in sys.path:
             sys.path.remove(directory)
@@ -83,15 +157,14 @@ def _load_import_path(module_name: str, parameter: str) -> ModuleType:
         detail = f" ({last_line(cause)})" if cause else ""
         raise ConfigError(f"{parameter}: module '{module_name}' not found on the Python path{detail}; "
                           "give an importable module name or a path to a .py file")
+    origin = found.origin if found.origin and os.path.isfile(found.origin) else None
     try:
-        return importlib.import_module(module_name)
+        with _user_module_scope(origin, parameter):
+            return importlib.import_module(module_name)
     except BaseException as err:
-        if isinstance(err, (KeyboardInterrupt, SystemExit)):
+        if isinstance(err, (KeyboardInterrupt, SystemExit, ConfigError)):
             raise
-        origin = found.origin if found.origin and os.path.isfile(found.origin) else None
-        kind = "has a syntax error" if isinstance(err, SyntaxError) else "failed to import"
-        raise ConfigError(f"{parameter}: module '{module_name}' {kind} at {where(err, origin)}: "
-                          f"{last_line(err)}") from err
+        raise _import_failure(err, origin, f"module '{module_name}'", parameter) from err
 
 
 def load_module(module_file: str, parameter: str = "module_file") -> ModuleType:

@@ -16,8 +16,9 @@ once) and write bitwise the same outputs as in fresh processes (tests/test_warm_
 A failed task ends its process, as it would end the script. The light tasks (``LIGHT_TASKS``: the
 data tasks, Tuner, Pusher) share one warm process of their own the same way (kfp's executor and
 pyarrow imported ahead; one due while it is busy starts cold). Anything else (another command shape,
-``pip install``, an environment that differs in what TensorFlow reads at import) starts cold, exactly
-as kfp.local would.
+``pip install``, an environment that differs in what TensorFlow reads at import, a task whose module
+file sets such a variable itself: ``module_loader.ONCE_READ_ENV`` but for ``TF_USE_LEGACY_KERAS``, which the
+Trainer handles) starts cold, exactly as kfp.local would.
 
 The pool keeps at most ``size`` processes (waiting or running a task) and never more than the
 TensorFlow tasks still to come, and starts one at a time: the next only when the previous one has
@@ -72,6 +73,25 @@ def _warm_command(full_command: list[str]) -> tuple[str, list[str]] | None:
     if "kfp.dsl.executor_main" not in script or "ephemeral_component.py" not in script or "pip" in script:
         return None
     return full_command[3], full_command[4:]
+
+
+def _module_sets_once_read_env(arguments: list[str]) -> bool:
+    """Whether the task's local module_file names a variable TensorFlow reads only once (a warm process has read
+    it already, so the module's setting would not count)."""
+    from kubetfx.components.common.module_loader import KERAS_ENV, ONCE_READ_ENV, is_file_path
+
+    if "--executor_input" not in arguments[:-1]:
+        return False
+    try:
+        executor_input = json.loads(arguments[arguments.index("--executor_input") + 1])
+        module_file = executor_input["inputs"]["parameterValues"].get("module_file") or ""
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+    if not isinstance(module_file, str) or not is_file_path(module_file) or not os.path.isfile(module_file):
+        return False
+    with open(module_file, encoding="utf-8", errors="replace") as handle:
+        source = handle.read()
+    return any(variable in source for variable in ONCE_READ_ENV if variable != KERAS_ENV)
 
 
 def _import_env(env: dict) -> dict:
@@ -216,6 +236,12 @@ class WarmPool:
         self.warm_starts += 1
         return process, getattr(process, "_kubetfx_tasks", 0) > 0
 
+    def passed_over(self, function: str | None) -> None:
+        """``function``'s task starts cold after all: no process is kept waiting for it."""
+        if function in self._tasks:
+            with self._lock:
+                self._remaining -= 1
+
     def release(self, process: subprocess.Popen, function: str | None) -> None:
         """``process`` finished ``function``'s task: wait for the next, or end it when none is due for it."""
         with self._lock:
@@ -289,6 +315,10 @@ def start(full_command: list[str], env_vars: dict | None = None) -> TaskRun:
     warm = _warm_command(full_command)
     function = function_of(full_command)
     pool, taken = None, None
+    if warm and _module_sets_once_read_env(warm[1]):
+        for pool in _POOLS:
+            pool.passed_over(function)
+        warm = None
     for pool in _POOLS if warm else ():
         taken = pool.take(function, env)
         if taken is not None:
