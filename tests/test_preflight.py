@@ -77,14 +77,20 @@ def write_module(tmp_path, body: str) -> str:
     return str(path)
 
 
-def test_a_tfx_users_unchanged_imports_get_the_one_line_fix(inputs, tmp_path):
+def test_a_tfx_users_unchanged_imports_pass_and_what_kubetfx_lacks_is_one_line(inputs, tmp_path):
+    module = write_module(tmp_path, """
+        from tfx import v1 as tfx
+        from tfx.components.trainer.fn_args_utils import FnArgs
+        def preprocessing_fn(inputs): return inputs
+        def run_fn(fn_args: tfx.components.FnArgs): pass
+    """)
+    preflight.check_module_file(module, eval_steps=5, train_steps=100)
     module = write_module(tmp_path, """
         from tfx import v1 as tfx
         def preprocessing_fn(inputs): return inputs
-        def run_fn(fn_args): pass
+        def run_fn(fn_args): return tfx.types.standard_artifacts.Model
     """)
-    with pytest.raises(ConfigError, match=r"module.py:2 imports 'tfx', which is not installed here; .*"
-                                          r"from kubetfx.components.trainer import tfx_compat as tfx"):
+    with pytest.raises(ConfigError, match=r"module.py:4: 'tfx.v1.types' is not provided: TFX is not installed here"):
         preflight.check_module_file(module, eval_steps=5, train_steps=100)
 
 
