@@ -7,7 +7,8 @@ present, ``schema.pbtxt`` beside ``kubetfx_model.json`` (string domains, ``float
 
 * every feature present, no unknown feature (the label is named as such);
 * the right JSON type: numbers for float features, integers for int features (integral floats such
-  as ``3750.0`` are accepted), strings for string features; no booleans;
+  as ``3750.0`` are accepted, and ``true``/``false`` as 1/0: ExampleGen stores a boolean column as an
+  INT feature, ``common.feature_values``), strings for string features; no booleans for float features;
 * strings inside the training domain when one is known;
 * no NaN/±Inf in float features (JSON ``null`` in a float feature means NaN), unless the predictor
   runs with ``allow_nan`` and the schema does not set ``disallow_nan``/``disallow_inf``; a feature
@@ -34,7 +35,7 @@ from kubetfx.components.predictor.signature import Feature
 
 _FLOAT_V2 = ("FP32", "FP64", "FP16")
 _INT_V2 = ("INT64", "INT32", "INT16", "INT8", "UINT32", "UINT16", "UINT8")
-_ACCEPTED_V2 = {"float32": _FLOAT_V2, "int64": _INT_V2, "string": ("BYTES",)}
+_ACCEPTED_V2 = {"float32": _FLOAT_V2, "int64": _INT_V2 + ("BOOL",), "string": ("BYTES",)}  # BOOL: 1/0
 _NP_DTYPES = {"float32": np.float32, "int64": np.int64, "string": object}
 _JSON_KIND = {"float32": "a number", "int64": "an integer", "string": "a string"}
 _INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
