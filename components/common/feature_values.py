@@ -1,4 +1,4 @@
-"""What counts as a value of a feature's type when scoring: one rule for the predictor, the BulkInferrer and the monitor.
+"""What a feature's value may be when scoring: one rule for the predictor, the BulkInferrer and the monitor.
 
 The predictor accepts ``3750.0`` for an INT feature (pandas writes integer columns with a missing
 value as floats) and ``39`` for a FLOAT one; the monitor reads the logged requests with the same
@@ -9,6 +9,11 @@ case-sensitive) as a boolean column, and a boolean column (CSV or Parquet) is st
 tf.Examples as int64 1/0 (``common.examples``): its feature is an INT. So an INT feature takes
 JSON ``true``/``false``, those spellings in text and a typed boolean column, as 1/0. A FLOAT feature
 never came from a boolean column (ExampleGen never makes one a float): it takes no boolean.
+
+Missing values: a null for an INT or string feature the transform graph imputes reaches the model's
+``serving_raw`` signature as that feature's *missing marker* (kubetfx_model.json's ``raw_features``
+entry ``missing``, one of the values below); the signature drops it, so the graph imputes the
+feature as it imputes a tf.Example without it (a float's marker is NaN).
 """
 
 import numpy as np
@@ -19,6 +24,12 @@ TRUE_TEXT = ("True", "TRUE", "true")
 FALSE_TEXT = ("False", "FALSE", "false")
 CSV_TRUE_VALUES = ("1",) + TRUE_TEXT
 CSV_FALSE_VALUES = ("0",) + FALSE_TEXT
+
+# What a missing INT/string value is sent to ``serving_raw`` as (the Trainer's export drops these in the graph).
+# A request or a table that gives one of them as a value is refused: it would silently mean "missing".
+MISSING_INT64 = -(2 ** 63)
+MISSING_STRING = "\x00kubetfx:missing"  # no trailing NUL: numpy's str dtype would drop it
+MISSING_KEY = "missing"  # kubetfx_model.json raw_features[i]: the feature's marker
 
 
 def integral(value) -> int | None:
@@ -49,3 +60,24 @@ def boolean_text(text) -> tuple[np.ndarray, np.ndarray]:
 
     return among(TRUE_TEXT), among(FALSE_TEXT)
 
+
+def missing_marker(dtype: str, entry: dict):
+    """The missing marker a ``raw_features`` entry declares for a feature of ``dtype`` ("int64"/"string"); None
+    when it declares none (a model exported before markers, or a feature the graph does not impute)."""
+    marker = entry.get(MISSING_KEY) if isinstance(entry, dict) else None
+    if dtype == "int64" and type(marker) is int and marker == MISSING_INT64:
+        return marker
+    if dtype == "string" and marker == MISSING_STRING:
+        return marker
+    return None
+
+
+def is_missing(column: np.ndarray) -> np.ndarray:
+    """Where a request column (as given to the model) holds a missing marker (NaN for floats)."""
+    if column.dtype.kind == "f":
+        return np.isnan(column)
+    if column.dtype.kind in "iu":
+        return column == MISSING_INT64 if column.dtype == np.int64 else np.zeros(len(column), dtype=bool)
+    if column.dtype == object:
+        return np.asarray(column == MISSING_STRING, dtype=bool).reshape(len(column))
+    return np.zeros(len(column), dtype=bool)
