@@ -126,9 +126,11 @@ class _Sinks:
 
 
 def _table(batch, good: np.ndarray, columns: dict, rules, predictions: dict):
-    """The good rows' input columns (features as the model read them) and their predictions."""
+    """The good rows' input columns (features as the model read them; a missing int or string, sent to it as the
+    missing marker, as null) and their predictions."""
     import pyarrow as pa
 
+    from kubetfx.components.common import feature_values
     from kubetfx.components.predictor import table_check
 
     index = np.flatnonzero(good)
@@ -136,7 +138,9 @@ def _table(batch, good: np.ndarray, columns: dict, rules, predictions: dict):
     for name in batch.schema.names:
         if name in columns:
             values = columns[name]
-            arrays.append(pa.array(values.tolist() if values.dtype == object else values))
+            missing = None if values.dtype.kind == "f" else feature_values.is_missing(values)
+            arrays.append(pa.array(values.tolist() if values.dtype == object else values,
+                                   mask=missing if missing is not None and missing.any() else None))
         else:  # tf.Examples hold one-value lists, text as bytes: as the data had them
             values, _ = table_check.scalar(batch.column(name).take(pa.array(index)))
             if pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type):

@@ -1,16 +1,45 @@
-"""What counts as a value of a feature's type in a JSON request: one rule for the predictor and the monitor.
+"""What a feature's value may be when scoring: one rule for the predictor, the BulkInferrer and the monitor.
 
 The predictor accepts ``3750.0`` for an INT feature (pandas writes integer columns with a missing
 value as floats) and ``39`` for a FLOAT one; the monitor reads the logged requests with the same
 rule, so a value the predictor accepted as an INT is an INT to the monitor too.
+
+Booleans: ExampleGen's CSV reader reads a column of ``True``/``False`` (pyarrow's spellings below,
+case-sensitive) as a boolean column, and a boolean column (CSV or Parquet) is stored in the
+tf.Examples as int64 1/0 (``common.examples``): its feature is an INT. So an INT feature takes
+JSON ``true``/``false``, those spellings in text and a typed boolean column, as 1/0. A FLOAT feature
+never came from a boolean column (ExampleGen never makes one a float): it takes no boolean.
+
+Missing values: a null for an INT or string feature the transform graph imputes reaches the model's
+``serving_raw`` signature as that feature's *missing marker* (kubetfx_model.json's ``raw_features``
+entry ``missing``, one of the values below); the signature drops it, so the graph imputes the
+feature as it imputes a tf.Example without it (a float's marker is NaN).
 """
+
+import numpy as np
+
+# The fields ExampleGen's CSV reader reads as booleans (set explicitly there, pyarrow's defaults; no spaces);
+# a column of only 1/0 is read as integers first.
+TRUE_TEXT = ("True", "TRUE", "true")
+FALSE_TEXT = ("False", "FALSE", "false")
+CSV_TRUE_VALUES = ("1",) + TRUE_TEXT
+CSV_FALSE_VALUES = ("0",) + FALSE_TEXT
+
+# What a missing INT/string value is sent to ``serving_raw`` as (the Trainer's export drops these in the graph).
+# A request or a table that gives one of them as a value is refused: it would silently mean "missing".
+MISSING_INT64 = -(2 ** 63)
+MISSING_STRING = "\x00kubetfx:missing"  # no trailing NUL: numpy's str dtype would drop it
+MISSING_KEY = "missing"  # kubetfx_model.json raw_features[i]: the feature's marker
 
 
 def integral(value) -> int | None:
-    """``value`` as an int when it is a JSON integer or an integral float (``181.0``); else None (booleans too)."""
+    """``value`` as an int when it is a JSON integer, an integral float (``181.0``) or a boolean (1/0, as
+    ExampleGen stores a boolean column); else None."""
     if type(value) is int:
         return value
     if type(value) is float and value.is_integer():
+        return int(value)
+    if type(value) is bool:
         return int(value)
     return None
 
@@ -18,3 +47,37 @@ def integral(value) -> int | None:
 def is_number(value) -> bool:
     """A JSON number (int or float; not a boolean, not a numeric string)."""
     return type(value) in (int, float)
+
+
+def boolean_text(text) -> tuple[np.ndarray, np.ndarray]:
+    """(is true, is false) masks of an Arrow text array: the fields ExampleGen reads as booleans (not 1/0)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def among(spellings):
+        return pc.fill_null(pc.is_in(text, value_set=pa.array(spellings, pa.string())), False).to_numpy(
+            zero_copy_only=False)
+
+    return among(TRUE_TEXT), among(FALSE_TEXT)
+
+
+def missing_marker(dtype: str, entry: dict):
+    """The missing marker a ``raw_features`` entry declares for a feature of ``dtype`` ("int64"/"string"); None
+    when it declares none (a model exported before markers, or a feature the graph does not impute)."""
+    marker = entry.get(MISSING_KEY) if isinstance(entry, dict) else None
+    if dtype == "int64" and type(marker) is int and marker == MISSING_INT64:
+        return marker
+    if dtype == "string" and marker == MISSING_STRING:
+        return marker
+    return None
+
+
+def is_missing(column: np.ndarray) -> np.ndarray:
+    """Where a request column (as given to the model) holds a missing marker (NaN for floats)."""
+    if column.dtype.kind == "f":
+        return np.isnan(column)
+    if column.dtype.kind in "iu":
+        return column == MISSING_INT64 if column.dtype == np.int64 else np.zeros(len(column), dtype=bool)
+    if column.dtype == object:
+        return np.asarray(column == MISSING_STRING, dtype=bool).reshape(len(column))
+    return np.zeros(len(column), dtype=bool)

@@ -7,7 +7,8 @@ the empty field and the usual NA/NaN/null spellings), in text columns the
 category "NA" (North America) stays a value. Every value treated as missing is
 counted per column and token. A CSV that does not parse is diagnosed (the first
 undecodable byte, the first ragged row); files of one input must agree on each
-column's type.
+column's type. A column of ``True``/``False`` (``feature_values``' spellings) is a boolean column, stored
+in the tf.Examples as int64 1/0.
 """
 
 import codecs
@@ -18,7 +19,7 @@ import os
 
 import pyarrow as pa
 
-from kubetfx.components.common import layout, params, provenance, storage, tfrecord
+from kubetfx.components.common import feature_values, layout, params, provenance, storage, tfrecord
 from kubetfx.components.common.errors import ConfigError, InputDataError
 
 INPUT_FORMATS = ("auto", "csv", "parquet", "tfrecord")
@@ -152,8 +153,9 @@ def _read_csv(path: str, data: bytes, encoding: str, tokens: MissingTokens) -> _
     if path.lower().endswith(".gz"):
         import gzip
         data = gzip.decompress(data)
-    table = _parse_csv(path, data, encoding, pacsv.ConvertOptions(null_values=list(tokens.numeric),
-                                                                   strings_can_be_null=False))
+    table = _parse_csv(path, data, encoding, pacsv.ConvertOptions(
+        null_values=list(tokens.numeric), strings_can_be_null=False,
+        true_values=list(feature_values.CSV_TRUE_VALUES), false_values=list(feature_values.CSV_FALSE_VALUES)))
     needs_raw = [field.name for field in table.schema
                  if not _is_text(field.type) and table.column(field.name).null_count]
     raw = {}

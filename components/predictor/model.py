@@ -40,7 +40,7 @@ from kserve.errors import ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Counter, Gauge
 
-from kubetfx.components.common import prediction_log
+from kubetfx.components.common import feature_values, prediction_log
 from kubetfx.components.predictor import kserve_changes, repository_watch, servable as servable_lib
 from kubetfx.components.predictor.schema_check import RequestError, V2JsonRequest, json_kind
 
@@ -119,9 +119,17 @@ def _json_columns(body: dict, n: int) -> dict | None:
 
 def _log_columns(columns: dict) -> dict:
     """Request columns (numpy, by feature name) as the prediction log writes them: numbers stay numpy
-    arrays (orjson writes them without a Python object per value), text becomes str."""
-    return {name: [_text(v) for v in column.tolist()] if column.dtype == object else column
-            for name, column in columns.items()}
+    arrays (orjson writes them without a Python object per value), text becomes str; a missing int or
+    string (the marker it was sent to the model as, ``feature_values``) is null again."""
+    logged = {}
+    for name, column in columns.items():
+        missing = feature_values.is_missing(column) if column.dtype.kind != "f" else None
+        if missing is not None and missing.any():
+            logged[name] = [None if gone else _text(v) if column.dtype == object else v
+                            for v, gone in zip(column.tolist(), missing.tolist())]
+        else:
+            logged[name] = [_text(v) for v in column.tolist()] if column.dtype == object else column
+    return logged
 
 
 def _request_id(headers) -> str | None:

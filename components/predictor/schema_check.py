@@ -7,12 +7,17 @@ present, ``schema.pbtxt`` beside ``kubetfx_model.json`` (string domains, ``float
 
 * every feature present, no unknown feature (the label is named as such);
 * the right JSON type: numbers for float features, integers for int features (integral floats such
-  as ``3750.0`` are accepted), strings for string features; no booleans;
+  as ``3750.0`` are accepted, and ``true``/``false`` as 1/0: ExampleGen stores a boolean column as an
+  INT feature, ``common.feature_values``), strings for string features; no booleans for float features;
 * strings inside the training domain when one is known;
 * no NaN/±Inf in float features (JSON ``null`` in a float feature means NaN), unless the predictor
   runs with ``allow_nan`` and the schema does not set ``disallow_nan``/``disallow_inf``; a feature
   whose ``raw_features`` entry says ``allow_nan`` (the Trainer writes it for a float feature the
-  transform graph imputes) takes NaN/null, which the model imputes, but not ±Inf.
+  transform graph imputes) takes NaN/null, which the model imputes, but not ±Inf;
+* no null in int and string features, unless their ``raw_features`` entry names a ``missing``
+  marker (the Trainer writes it for an int/string feature the transform graph imputes): a null is
+  then sent as the marker, which the signature turns into "missing", so the model imputes it as in
+  training; the marker itself is refused as a value (``common.feature_values``).
 
 V1 instances and V2 JSON inputs (:meth:`RequestSchema.from_v2_json`) get the same value checks and
 messages; V2 tensors that arrive typed (gRPC, binary REST) are checked as numpy arrays. A violation
@@ -34,7 +39,7 @@ from kubetfx.components.predictor.signature import Feature
 
 _FLOAT_V2 = ("FP32", "FP64", "FP16")
 _INT_V2 = ("INT64", "INT32", "INT16", "INT8", "UINT32", "UINT16", "UINT8")
-_ACCEPTED_V2 = {"float32": _FLOAT_V2, "int64": _INT_V2, "string": ("BYTES",)}
+_ACCEPTED_V2 = {"float32": _FLOAT_V2, "int64": _INT_V2 + ("BOOL",), "string": ("BYTES",)}  # BOOL: 1/0
 _NP_DTYPES = {"float32": np.float32, "int64": np.int64, "string": object}
 _JSON_KIND = {"float32": "a number", "int64": "an integer", "string": "a string"}
 _INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
@@ -143,9 +148,10 @@ class _JsonTensor:
 class _Rule:
     """How one feature is checked and converted."""
 
-    __slots__ = ("name", "dtype", "np_dtype", "domain", "domain_bytes", "allow_nan", "allow_inf")
+    __slots__ = ("name", "dtype", "np_dtype", "domain", "domain_bytes", "allow_nan", "allow_inf", "missing")
 
-    def __init__(self, feature: Feature, domain=None, allow_nan: bool = False, allow_inf: bool = False):
+    def __init__(self, feature: Feature, domain=None, allow_nan: bool = False, allow_inf: bool = False,
+                 missing=None):
         self.name = feature.name
         self.dtype = feature.dtype
         self.np_dtype = _NP_DTYPES[feature.dtype]
@@ -153,6 +159,7 @@ class _Rule:
         self.domain_bytes = frozenset(v.encode() for v in domain) if domain else None
         self.allow_nan = allow_nan
         self.allow_inf = allow_inf
+        self.missing = missing  # int/string: what a null is sent as (the model imputes it); None: null refused
 
 
 class RequestSchema:
@@ -221,16 +228,24 @@ class RequestSchema:
         if not values:
             return np.empty(0, dtype=rule.np_dtype)
         kinds = set(map(type, values))
+        nulls = None
+        if rule.missing is not None and type(None) in kinds:  # nulls the model imputes: sent as the marker
+            nulls = np.array([v is None for v in values])
+            values = [rule.missing if v is None else v for v in values]  # a copy: the request's own data is logged
+            kinds = set(map(type, values))
         if rule.dtype == "string":
             if kinds != {str}:
                 index = next(i for i, v in enumerate(values) if type(v) is not str)
                 raise self._value_error(index, rule, values[index], "expected a string")
             if rule.domain is not None and not rule.domain.issuperset(values):
-                index = next(i for i, v in enumerate(values) if v not in rule.domain)
-                raise self._value_error(index, rule, values[index],
-                                        f"value not in the training domain ({_show(rule.domain)})")
+                outside = next((i for i, v in enumerate(values) if v not in rule.domain
+                                and not (nulls is not None and nulls[i])), None)
+                if outside is not None:
+                    raise self._value_error(outside, rule, values[outside],
+                                            f"value not in the training domain ({_show(rule.domain)})")
             column = np.empty(len(values), dtype=object)
             column[:] = values
+            self._check_marker(rule, column, nulls)
             return column
         if rule.dtype == "int64":
             if kinds != {int}:
@@ -239,10 +254,12 @@ class RequestSchema:
                         raise self._value_error(index, rule, value, "expected an integer")
                     values[index] = whole
             try:
-                return np.array(values, dtype=np.int64)
+                column = np.array(values, dtype=np.int64)
             except OverflowError:
                 index = next(i for i, v in enumerate(values) if not _INT64_MIN <= v <= _INT64_MAX)
                 raise self._value_error(index, rule, values[index], "integer out of the int64 range") from None
+            self._check_marker(rule, column, nulls)
+            return column
         # float32
         if not kinds <= {float, int}:
             for index, value in enumerate(values):
@@ -256,6 +273,16 @@ class RequestSchema:
         column = np.array(values, dtype=np.float64)  # exact, then checked before narrowing
         self._check_finite(rule, column, values)
         return column.astype(np.float32)
+
+    def _check_marker(self, rule: _Rule, column: np.ndarray, nulls: np.ndarray | None = None) -> None:
+        """A value that is the feature's missing marker would silently mean "missing": refused (send null).
+        ``nulls``: where the request had null (sent as the marker)."""
+        if rule.missing is not None:
+            hits = feature_values.is_missing(column)
+            hits = np.flatnonzero(hits if nulls is None else hits & ~nulls)
+            if hits.size:
+                raise self._value_error(int(hits[0]), rule, column[hits[0]].item() if rule.dtype == "int64"
+                                        else column[hits[0]], "reserved for a missing value; send null")
 
     def _check_finite(self, rule: _Rule, column: np.ndarray, values) -> None:
         """``column``: float64 (or float32) values; beyond the float32 range counts as infinite."""
@@ -346,9 +373,13 @@ class RequestSchema:
                 if rule.domain is not None and value not in rule.domain and value not in rule.domain_bytes:
                     raise self._value_error(index, rule, value,
                                             f"value not in the training domain ({_show(rule.domain)})")
+                if rule.missing is not None and value in (rule.missing, rule.missing.encode()):
+                    raise self._value_error(index, rule, value, "reserved for a missing value; send null")
             return array.astype(object, copy=False)
         if rule.dtype == "int64":
-            return array.astype(np.int64, copy=False)
+            column = array.astype(np.int64, copy=False)
+            self._check_marker(rule, column)
+            return column
         self._check_finite(rule, array, array)
         return array.astype(np.float32, copy=False)
 
@@ -394,5 +425,6 @@ def build(features: list[Feature], info: dict | None = None, schema_path: str | 
         disallow_nan, disallow_inf = nan_rules.get(feature.name, (False, False))
         rules.append(_Rule(feature, [str(v) for v in domain] if domain else None,
                            allow_nan=bool(extra.get("allow_nan", allow_nan)) and not disallow_nan,
-                           allow_inf=allow_nan and not disallow_inf))
+                           allow_inf=allow_nan and not disallow_inf,
+                           missing=feature_values.missing_marker(feature.dtype, extra)))
     return RequestSchema(rules, label=str(info.get("label") or label), source=source)

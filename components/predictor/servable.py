@@ -90,21 +90,21 @@ class Servable:
 
 
 def _serialized_examples(columns: dict):
-    """numpy request columns -> a tf.string tensor of serialized tf.Examples (a NaN number: the feature absent)."""
+    """numpy request columns -> a tf.string tensor of serialized tf.Examples (a NaN number or a missing marker,
+    ``feature_values``: the feature absent)."""
     import pyarrow as pa
     import tensorflow as tf
 
-    from kubetfx.components.common import examples
+    from kubetfx.components.common import examples, feature_values
 
     arrays = {}
     for name, column in columns.items():
-        if column.dtype.kind == "f":
-            arrays[name] = pa.array(column, mask=np.isnan(column))
-        elif column.dtype == object:
+        missing = feature_values.is_missing(column)
+        if column.dtype == object:
             arrays[name] = pa.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in column],
-                                    type=pa.string())
+                                    type=pa.string(), mask=missing)
         else:
-            arrays[name] = pa.array(column)
+            arrays[name] = pa.array(column, mask=missing)
     return tf.constant(examples.encode_examples(pa.table(arrays)), dtype=tf.string)
 
 

@@ -3,8 +3,13 @@
 Same rules as a request (``schema_check.RequestSchema``: the feature's type, the training domain
 of strings, no NaN/±Inf unless allowed), the same words in the reasons, but per row and
 vectorized: a bad row is set aside with its reason instead of failing the batch. Columns may
-arrive as text (CSV read as strings: numbers are parsed here), typed (Parquet) or as one-value
-lists (decoded tf.Examples). A feature missing from the table makes every row bad.
+arrive as text (CSV read as strings: numbers are parsed here, and for an INT feature the
+true/false spellings ExampleGen reads as a boolean column, as 1/0), typed (Parquet; a boolean
+column for an INT feature is 1/0) or as one-value lists (decoded tf.Examples). A feature missing
+from the table makes every row bad. A null (a blank cell, a missing-value token, an absent
+tf.Example feature; for text also the empty field, as ExampleGen reads a CSV) in an int or string
+feature the model imputes (a ``missing`` marker in ``raw_features``) is sent as that marker, so the
+model imputes it as in training; in any other int or string feature it makes the row bad.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kubetfx.components.common import feature_values
 from kubetfx.components.predictor.schema_check import RequestSchema, value_problem
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -44,8 +50,9 @@ def _all_numbers(text: pa.Array) -> np.ndarray | None:
     return None if np.isnan(values).any() else values
 
 
-def _numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(float64 values, null mask, not-a-number mask) of a text or numeric column."""
+def _numbers(column: pa.Array, booleans: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(float64 values, null mask, not-a-number mask) of a text or numeric column. With ``booleans`` (an INT
+    feature) ExampleGen's true/false spellings and a typed boolean column are 1/0 (``feature_values``)."""
     n = len(column)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_binary(column.type):
         text = column.cast(pa.string())
@@ -56,12 +63,19 @@ def _numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             zero_copy_only=False)
         bad = ~is_null & ~pc.fill_null(pc.match_substring_regex(text, _NUMBER, ignore_case=True), False).to_numpy(
             zero_copy_only=False)
-        clean = pc.if_else(pa.array(is_null | bad), pa.scalar(None, pa.string()), pc.utf8_trim_whitespace(text))
+        true = false = np.zeros(n, dtype=bool)
+        if booleans and bad.any():
+            true, false = feature_values.boolean_text(text)
+            bad &= ~(true | false)
+        clean = pc.if_else(pa.array(is_null | bad | true | false), pa.scalar(None, pa.string()),
+                           pc.utf8_trim_whitespace(text))
         values = clean.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        if booleans:
+            values = np.where(true, 1.0, np.where(false, 0.0, values))
         return values, is_null, bad
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_boolean(column.type):
         is_null = column.is_null().to_numpy(zero_copy_only=False)
-        bad = np.zeros(n, dtype=bool) if not pa.types.is_boolean(column.type) else ~is_null
+        bad = ~is_null if pa.types.is_boolean(column.type) and not booleans else np.zeros(n, dtype=bool)
         values = column.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
         return values, is_null, bad
     return np.full(n, np.nan), column.is_null().to_numpy(zero_copy_only=False), ~column.is_null().to_numpy(
@@ -99,20 +113,29 @@ def check(rules: RequestSchema, batch: pa.RecordBatch) -> tuple[dict, np.ndarray
                 converted[rule.name] = None
                 continue
             text = column.cast(pa.string())
-            mark(text.is_null().to_numpy(zero_copy_only=False), rule.name, shown, "expected a string")
+            is_null = text.is_null().to_numpy(zero_copy_only=False)
+            if rule.missing is not None:  # imputed by the model: a null or a blank text cell is sent as missing
+                is_null |= pc.fill_null(pc.equal(text, ""), False).to_numpy(zero_copy_only=False)
+                mark(pc.fill_null(pc.equal(text, rule.missing), False).to_numpy(zero_copy_only=False), rule.name,
+                     shown, "reserved for a missing value; send null")
+            else:
+                mark(is_null, rule.name, shown, "expected a string")
             if rule.domain is not None:
                 inside = pc.is_in(text, value_set=pa.array(sorted(rule.domain))).to_numpy(zero_copy_only=False)
-                mark(~inside, rule.name, shown, "value not in the training domain")
-            converted[rule.name] = text.fill_null("").to_numpy(zero_copy_only=False).astype(object)
+                mark(~inside & ~is_null, rule.name, shown, "value not in the training domain")
+            values = text.fill_null("").to_numpy(zero_copy_only=False).astype(object)
+            converted[rule.name] = np.where(is_null, rule.missing, values) if rule.missing is not None else values
             continue
-        values, is_null, not_number = _numbers(column)
+        values, is_null, not_number = _numbers(column, booleans=rule.dtype == "int64")
         if rule.dtype == "int64":
-            mark(not_number | is_null, rule.name, shown, "expected an integer")
+            imputed = is_null if rule.missing is not None else np.zeros(n, dtype=bool)  # sent as missing
+            mark(not_number | (is_null & ~imputed), rule.name, shown, "expected an integer")
             integral = np.isfinite(values) & (np.mod(np.where(np.isfinite(values), values, 0), 1) == 0)
-            mark(~integral, rule.name, shown, "expected an integer")
+            mark(~integral & ~imputed, rule.name, shown, "expected an integer")
             in_range = np.abs(np.where(np.isfinite(values), values, 0)) < 2.0 ** 63
-            mark(~in_range, rule.name, shown, "integer out of the int64 range")
-            converted[rule.name] = np.where(bad, 0, np.nan_to_num(values)).astype(np.int64)
+            mark(~in_range, rule.name, shown, "integer out of the int64 range")  # also the marker, -2**63
+            ints = np.where(bad, 0, np.nan_to_num(values)).astype(np.int64)
+            converted[rule.name] = np.where(imputed, rule.missing, ints) if rule.missing is not None else ints
             continue
         mark(not_number, rule.name, shown, "expected a number")
         if not rule.allow_nan:

@@ -87,14 +87,16 @@ def _label_mapping(saved_model_dir: str, transform_graph_dir: str, label: str, s
             "label_mapping": f"transform graph: {label} -> {mapping['transformed_label']}"}
 
 
-def _raw_features(transform_graph_dir: str, label: str, summary: dict) -> list[dict]:
-    """The request features (kubetfx_model.json's ``raw_features``); those Transform imputes may be null."""
+def _raw_features(transform_graph_dir: str, label: str, summary: dict, markers: bool) -> list[dict]:
+    """The request features (kubetfx_model.json's ``raw_features``); those Transform imputes may be null.
+    ``markers``: the served signature understands int/string missing markers (kubetfx's own ``serving_raw``,
+    or a ``serving_default`` taking tf.Examples, where the predictor leaves the feature out)."""
     import tensorflow_transform as tft
 
     from kubetfx.components.trainer import export
 
     return export.raw_feature_entries(tft.TFTransformOutput(transform_graph_dir).raw_feature_spec(), label,
-                                      imputed=frozenset(summary.get("imputation") or {}))
+                                      imputed=frozenset(summary.get("imputation") or {}), markers=markers)
 
 
 @contextlib.contextmanager
@@ -196,7 +198,10 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         _check_finite(info)
         from kubetfx.components.trainer import export
 
-        info["raw_features"] = _raw_features(transform_graph_dir, label, summary)
+        signatures = export.describe_signatures(fn_args.serving_model_dir)
+        # A module's own serving_raw would take a missing marker for a value: markers only for signatures we know.
+        info["raw_features"] = _raw_features(transform_graph_dir, label, summary,
+                                             markers=not module_file or "serving_raw" not in signatures)
         info.setdefault("hyperparameters", hp)  # the built-in trainer's: the values it trained with
         info.update(
             module_file=module_file, run_fn=run_fn if module_file else "builtin", seed=seed,
@@ -204,7 +209,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
             keras="tf_keras" if module_file and keras_mode.effective_legacy() else "keras3",
             serving_model_dir=layout.SERVING_MODEL_DIR,
             training_input=TRANSFORMED_INPUT if transformed else RAW_INPUT,
-            signatures=export.describe_signatures(fn_args.serving_model_dir),
+            signatures=signatures,
             cluster=cluster.describe() if cluster else None,
             package_versions=provenance.package_versions(VERSION_PACKAGES))
         fileio.atomic_write(os.path.join(model_tmp, layout.MODEL_INFO_FILE), json.dumps(info, indent=2, sort_keys=True))

@@ -6,9 +6,12 @@ inputs, so it stays outside the Keras model: a ``tf.Module`` holds both and its
 
 * ``serving_default``: ``examples`` (tf.string [None], serialized raw tf.Examples) -> outputs
 * ``serving_raw``: one input per raw feature except the label (shape [None], named by the
-  feature's ``safe_name``: "sepal length (cm)" -> ``sepal_length_cm``) -> outputs; a NaN in a
-  float feature the schema lets be missing (VarLen) is that feature missing, so the transform graph
-  imputes it as it imputes a tf.Example without it
+  feature's ``safe_name``: "sepal length (cm)" -> ``sepal_length_cm``) -> outputs; in a feature the
+  schema lets be missing (VarLen), a NaN (float) or the missing marker (int64 ``-2**63``, string
+  ``feature_values.MISSING_STRING``) is that feature missing, so the transform graph imputes it as it
+  imputes a tf.Example without it. ``raw_features`` in kubetfx_model.json say which features the
+  graph imputes (``allow_nan`` for a float, ``missing``: the marker, for an int or string), so the
+  predictor sends a request's null for those, and only those, as missing
 * ``transform_features``: ``examples`` -> the transformed features (for TFMA)
 
 Outputs: classification ``probabilities`` float32 [None, K], ``class_ids`` int64 [None],
@@ -23,7 +26,7 @@ import os
 
 import tensorflow as tf
 
-from kubetfx.components.common import layout
+from kubetfx.components.common import feature_values, layout
 from kubetfx.components.common.feature_names import safe_name
 from kubetfx.components.trainer.problem import CLASSIFICATION, Problem
 
@@ -40,12 +43,17 @@ def _to_raw_feature(value: tf.Tensor, feature):
     if isinstance(feature, tf.io.FixedLenFeature):
         shape = list(feature.shape)
         return tf.reshape(value, [-1] + shape) if shape else value
-    # VarLen / sparse: one value per example; a NaN (a request's null) is no value, imputed by the graph.
+    # VarLen / sparse: one value per example; a NaN or the missing marker (a request's null) is no value,
+    # imputed by the graph.
     rows = tf.shape(value, out_type=tf.int64)[0]
     indices = tf.stack([tf.range(rows), tf.zeros([rows], tf.int64)], axis=1)
     sparse = tf.SparseTensor(indices, value, tf.stack([rows, tf.constant(1, tf.int64)]))
     if value.dtype.is_floating:
-        sparse = tf.sparse.retain(sparse, tf.logical_not(tf.math.is_nan(value)))
+        return tf.sparse.retain(sparse, tf.logical_not(tf.math.is_nan(value)))
+    marker = feature_values.MISSING_STRING.encode() if value.dtype == tf.string else \
+        feature_values.MISSING_INT64 if value.dtype == tf.int64 else None
+    if marker is not None:
+        sparse = tf.sparse.retain(sparse, tf.not_equal(value, tf.constant(marker, value.dtype)))
     return sparse
 
 
@@ -120,17 +128,23 @@ def save(path: str, model, tft_output, problem: Problem, input_specs: dict) -> S
     return module
 
 
-def raw_feature_entries(raw_spec: dict, label: str, imputed=()) -> list[dict]:
+def raw_feature_entries(raw_spec: dict, label: str, imputed=(), markers: bool = True) -> list[dict]:
     """``kubetfx_model.json``'s ``raw_features``: each request feature's name, dtype and ``serving_raw`` input;
-    ``allow_nan`` for a float feature the transform graph imputes (``imputed``: Transform's imputation),
-    so a request's null for it is served as missing."""
+    for a feature the transform graph imputes (``imputed``: Transform's imputation) ``allow_nan`` (a float)
+    or ``missing``: the marker :func:`_to_raw_feature` drops (an int or string; only with ``markers``: the
+    model's signatures understand them), so a request's null for it is served as missing."""
     entries = []
     for name in sorted(raw_spec):
         if name == label:
             continue
-        entry = {"name": name, "dtype": raw_spec[name].dtype.name, "input": safe_name(name)}
-        if name in imputed and raw_spec[name].dtype.is_floating:
+        spec = raw_spec[name]
+        entry = {"name": name, "dtype": spec.dtype.name, "input": safe_name(name)}
+        if name in imputed and spec.dtype.is_floating:
             entry["allow_nan"] = True
+        elif name in imputed and markers and spec.dtype in (tf.int64, tf.string) \
+                and not isinstance(spec, tf.io.FixedLenFeature):  # the signature drops markers of VarLen ones
+            entry[feature_values.MISSING_KEY] = (feature_values.MISSING_INT64 if spec.dtype == tf.int64
+                                                 else feature_values.MISSING_STRING)
         entries.append(entry)
     return entries
 
