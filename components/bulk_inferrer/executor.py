@@ -29,6 +29,7 @@ import numpy as np
 from kubetfx.components.common import blessing as blessing_lib, fileio, layout
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.bulk_inferrer import reading
+from kubetfx.components.predictor.servable import CodedStrings
 
 ARTIFACT_TYPE = "InferenceResult"
 TABLE_FORMATS = ("parquet", "csv")
@@ -47,6 +48,7 @@ def _output_columns(spec, outputs: dict, class_names: list[str]) -> dict:
         return {"prediction": outputs["predictions"].reshape(len(outputs["predictions"]), -1)[:, 0]}
     columns = {}
     for name, array in outputs.items():
+        array = array.decoded() if isinstance(array, CodedStrings) else array
         flat = array.reshape(len(array), -1)
         if flat.shape[1] == 1:
             columns[f"output_{name}"] = flat[:, 0]
@@ -84,7 +86,9 @@ class _Sinks:
             if self.table_format == "parquet":
                 import pyarrow.parquet as pq
 
-                self._table_writer = pq.ParquetWriter(self.temp["table"], table.schema)
+                textual = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_binary(f.type)
+                           or pa.types.is_large_string(f.type) or pa.types.is_large_binary(f.type)]
+                self._table_writer = pq.ParquetWriter(self.temp["table"], table.schema, use_dictionary=textual)
             else:
                 import pyarrow.csv as pacsv
 
@@ -136,7 +140,7 @@ def _table(batch, good: np.ndarray, columns: dict, rules, predictions: dict):
     for name in batch.schema.names:
         if name in columns:
             values = columns[name]
-            arrays.append(pa.array(values.tolist() if values.dtype == object else values))
+            arrays.append(values if isinstance(values, pa.Array) else pa.array(values))
         else:  # tf.Examples hold one-value lists, text as bytes: as the data had them
             values, _ = table_check.scalar(batch.column(name).take(pa.array(index)))
             if pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type):
@@ -189,10 +193,12 @@ def infer(servable, files: list[str], data_format: str, sinks: _Sinks, batch_siz
             call = time.perf_counter()
             outputs = {}
             for start in range(0, n, batch_size):
-                part = servable.run({name: values[start:start + batch_size] for name, values in columns.items()})
+                part = servable.run({name: values[start:start + batch_size] for name, values in columns.items()},
+                                    coded_strings=True)
                 for name, array in part.items():
                     outputs.setdefault(name, []).append(array)
-            outputs = {name: np.concatenate(parts) for name, parts in outputs.items()}
+            outputs = {name: CodedStrings.concatenate(parts) if isinstance(parts[0], CodedStrings) else
+                       np.concatenate(parts) for name, parts in outputs.items()}
             model_seconds += time.perf_counter() - call
             _write_outputs(sinks, servable, batch, good, columns, outputs, (model_name, signature_name, version))
         counts["rows"] += batch.num_rows

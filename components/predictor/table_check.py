@@ -69,7 +69,8 @@ def _numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def check(rules: RequestSchema, batch: pa.RecordBatch) -> tuple[dict, np.ndarray, dict]:
-    """(model input columns of the good rows, the good-row mask, {row in batch: reason}) of ``batch``."""
+    """(model input columns of the good rows, the good-row mask, {row in batch: reason}) of ``batch``: numbers
+    as numpy arrays, text as Arrow string arrays (``Servable.run`` takes both)."""
     n = batch.num_rows
     reasons: dict[int, str] = {}
     bad = np.zeros(n, dtype=bool)
@@ -103,7 +104,7 @@ def check(rules: RequestSchema, batch: pa.RecordBatch) -> tuple[dict, np.ndarray
             if rule.domain is not None:
                 inside = pc.is_in(text, value_set=pa.array(sorted(rule.domain))).to_numpy(zero_copy_only=False)
                 mark(~inside, rule.name, shown, "value not in the training domain")
-            converted[rule.name] = text.fill_null("").to_numpy(zero_copy_only=False).astype(object)
+            converted[rule.name] = text.fill_null("")  # stays Arrow: no Python string per row
             continue
         values, is_null, not_number = _numbers(column)
         if rule.dtype == "int64":
@@ -124,5 +125,7 @@ def check(rules: RequestSchema, batch: pa.RecordBatch) -> tuple[dict, np.ndarray
         converted[rule.name] = values.astype(np.float32)
     good = ~bad
     every = not bad.any()  # the common case: no copy
-    columns = {name: values if every else values[good] for name, values in converted.items() if values is not None}
+    kept = None if every else pa.array(good)
+    columns = {name: values if every else values.filter(kept) if isinstance(values, pa.Array) else values[good]
+               for name, values in converted.items() if values is not None}
     return columns, good, reasons
