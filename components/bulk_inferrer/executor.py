@@ -19,6 +19,7 @@ TFX's BulkInferrer skips it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import json
 import os
@@ -34,6 +35,7 @@ from kubetfx.components.predictor.servable import CodedStrings
 ARTIFACT_TYPE = "InferenceResult"
 TABLE_FORMATS = ("parquet", "csv")
 DEFAULT_BATCH = 8192
+ENCODING_THREADS = 2
 
 
 def _output_columns(spec, outputs: dict, class_names: list[str]) -> dict:
@@ -60,8 +62,8 @@ def _output_columns(spec, outputs: dict, class_names: list[str]) -> dict:
 
 class _Sinks:
     """The table, the PredictionLogs and the rejects, written batch by batch to temporary names. The logs are
-    encoded and framed on one thread, compressed on another (``prediction_logs.Writer``), the table built and
-    written on a third (each a :class:`background.Stage`), while the next batch is read, checked and scored."""
+    encoded and framed on two threads, compressed in order on another (``prediction_logs.Writer``), the table
+    built and written on a fourth (a :class:`background.Stage`), while the next batch is read, checked and scored."""
 
     def __init__(self, table_path: str, logs_path: str, rejects_path: str, table_format: str):
         from kubetfx.components.bulk_inferrer import prediction_logs
@@ -71,7 +73,9 @@ class _Sinks:
         self.temp = {key: fileio.temp_sibling(path) for key, path in self.paths.items()}
         self.table_format = table_format
         self.logs = prediction_logs.Writer(self.temp["logs"])
-        self.encoding = background.Stage("kubetfx-bulk-encoding")
+        # Two batches' PredictionLogs are encoded at once (mostly numpy, which releases the GIL); the log writer
+        # takes them in order.
+        self.encoding = concurrent.futures.ThreadPoolExecutor(ENCODING_THREADS, "kubetfx-bulk-encoding")
         self.tables = background.Stage("kubetfx-bulk-table")
         self._table_writer = None
         self._schema = None
@@ -86,9 +90,13 @@ class _Sinks:
             if self.table_format == "parquet":
                 import pyarrow.parquet as pq
 
+                # Dictionaries for text (categories repeat, numbers seldom do); min/max statistics for numbers
+                # (what readers filter on; text's cost a third of the writing)
                 textual = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_binary(f.type)
                            or pa.types.is_large_string(f.type) or pa.types.is_large_binary(f.type)]
-                self._table_writer = pq.ParquetWriter(self.temp["table"], table.schema, use_dictionary=textual)
+                self._table_writer = pq.ParquetWriter(
+                    self.temp["table"], table.schema, use_dictionary=textual,
+                    write_statistics=[name for name in table.schema.names if name not in textual])
             else:
                 import pyarrow.csv as pacsv
 
@@ -104,7 +112,7 @@ class _Sinks:
             writer.close()
 
     def _closers(self) -> tuple:
-        return self.encoding.close, self.logs.close, self.tables.close, self._close_table, self._rejects_handle.close
+        return self.logs.close, self.encoding.shutdown, self.tables.close, self._close_table, self._rejects_handle.close
 
     def finish(self) -> None:
         """Wait until every submitted batch is written and the files are complete (raises a writer's error)."""
@@ -165,7 +173,7 @@ def _write_outputs(sinks: _Sinks, servable, batch, good: np.ndarray, columns: di
 
     spec = servable.spec
     inputs = {feature.argument: columns[feature.name] for feature in spec.features}
-    sinks.encoding.submit(lambda: sinks.logs.write(prediction_logs.encode(inputs, outputs, *log_spec, framed=True)))
+    sinks.logs.write(sinks.encoding.submit(prediction_logs.encode, inputs, outputs, *log_spec, framed=True))
     sinks.tables.submit(lambda: sinks.write_table(_table(batch, good, columns, servable.rules,
                                                          _output_columns(spec, outputs, servable.class_names))))
 

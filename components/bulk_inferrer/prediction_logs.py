@@ -12,6 +12,7 @@ installed: the same format, ~5x faster than zlib), sharded as TFX names them
 
 from __future__ import annotations
 
+import concurrent.futures
 import gzip
 
 import numpy as np
@@ -189,10 +190,14 @@ class Writer:
 
     def write(self, framed) -> None:
         """``framed``: (a call writing the TFRecords to a file, the record count), as ``encode(..., framed=True)``
-        returns them; the call runs on the writer's thread."""
-        write_to, count = framed
-        self._stage.submit(lambda: write_to(self._file))
-        self.records += count
+        returns them, or a future of that (encoded on another thread: written in the order given); the call runs on
+        the writer's thread."""
+        def write() -> None:
+            write_to, count = framed.result() if isinstance(framed, concurrent.futures.Future) else framed
+            write_to(self._file)
+            self.records += count
+
+        self._stage.submit(write)
 
     def close(self) -> None:
         try:
