@@ -2,6 +2,7 @@
 the table of inputs and predictions, and rows it must not score."""
 
 import csv
+import io
 import json
 import os
 
@@ -275,6 +276,21 @@ def test_small_csv_blocks_are_joined_into_whole_batches_in_order():
     assert [v for batch in batches for v in batch.column(0).to_pylist()] == [str(i) for i in range(18)]
 
 
+def _coded(values: np.ndarray):
+    from kubetfx.components.predictor.servable import CodedStrings
+
+    distinct, codes = np.unique(values, return_inverse=True)
+    return CodedStrings(codes.reshape(values.shape), distinct)
+
+
+def _as_numpy(arrays: dict) -> dict:
+    """Arrow text columns and coded string outputs as numpy gives them (object arrays)."""
+    from kubetfx.components.predictor.servable import CodedStrings
+
+    return {name: values.to_numpy(zero_copy_only=False).astype(object) if isinstance(values, pa.Array) else
+            values.decoded() if isinstance(values, CodedStrings) else values for name, values in arrays.items()}
+
+
 def _protobuf_logs(inputs: dict, outputs: dict, model_name: str, signature_name: str, version) -> list:
     """The straightforward path: one PredictionLog object per row, its tensors filled value by value."""
     from tensorflow.core.framework import types_pb2
@@ -301,6 +317,7 @@ def _protobuf_logs(inputs: dict, outputs: dict, model_name: str, signature_name:
             tensor.dtype = types_pb2.DT_INT64
             tensor.int64_val.extend(flat.tolist())
 
+    inputs, outputs = _as_numpy(inputs), _as_numpy(outputs)
     logs = []
     for row in range(len(next(iter(outputs.values())))):
         log = prediction_log_pb2.PredictionLog()
@@ -340,7 +357,14 @@ def test_the_laid_out_encoding_gives_the_protobuf_objects_messages_and_bytes():
         assert records == [log.SerializeToString(deterministic=True) for log in expected] == \
             protolayout.joined(message, n).to_pylist()
         framed, count = prediction_logs.encode(inputs, outputs, "m", "serving_raw", 7, framed=True)
-        assert count == n and bytes(framed()) == tfrecord.encode_records(records)
+        written = io.BytesIO()
+        framed(written)
+        assert count == n and written.getvalue() == tfrecord.encode_records(records)
+        # Text inputs as Arrow arrays and string outputs coded (the BulkInferrer's own forms): the same bytes.
+        coded = {name: _coded(values) if values.dtype == object else values for name, values in outputs.items()}
+        arrow = {name: pa.array(values.tolist()) if values.dtype == object else values
+                 for name, values in inputs.items()}
+        assert prediction_logs.encode(arrow, coded, "m", "serving_raw", 7).to_pylist() == records
 
 
 def test_scored_rows_read_back_as_the_protobuf_objects_and_bad_rows_as_rejects(tmp_path, penguin_model, eval_table):
@@ -380,3 +404,28 @@ def test_scored_rows_read_back_as_the_protobuf_objects_and_bad_rows_as_rejects(t
     records = [record.numpy() for record in tf.data.TFRecordDataset(result["prediction_logs"], compression_type="GZIP")]
     assert [prediction_log_pb2.PredictionLog.FromString(record) for record in records] == expected
     assert records == [log.SerializeToString(deterministic=True) for log in expected]
+
+
+def test_record_crcs_from_a_template_and_the_varying_bytes_equal_crc32c_of_each_record():
+    """CRC32C is affine: the template's CRC plus what each varying byte adds (looked up per position), for byte
+    columns and for choices among a few values, equals google_crc32c over every whole record."""
+    import google_crc32c
+
+    rng = np.random.default_rng(3)
+    for length, count in ((1, 5), (37, 200), (443, 1000)):
+        template = bytearray(rng.integers(0, 256, length, dtype=np.uint8).tobytes())
+        records = np.tile(np.frombuffer(bytes(template), dtype=np.uint8), (count, 1))
+        start, width = length // 3, min(5, length - length // 3)
+        template[start:start + width] = bytes(width)
+        block = rng.integers(0, 256, (count, width), dtype=np.uint8)
+        records[:, start:start + width] = block
+        crcs = tfrecord.RowCrcs(bytes(template), count)
+        crcs.add(start, block)
+        if length > 10:
+            values, codes = rng.integers(0, 256, (3, 4), dtype=np.uint8), rng.integers(0, 3, count)
+            template[length - 4:] = bytes(4)
+            records[:, length - 4:] = values[codes]
+            crcs = tfrecord.RowCrcs(bytes(template), count)
+            crcs.add(start, block)
+            crcs.add_choice(length - 4, values, codes)
+        assert crcs.crcs.tolist() == [google_crc32c.value(row.tobytes()) for row in records]

@@ -19,6 +19,7 @@ TFX's BulkInferrer skips it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import json
 import os
@@ -29,10 +30,12 @@ import numpy as np
 from kubetfx.components.common import blessing as blessing_lib, fileio, layout
 from kubetfx.components.common.errors import ConfigError
 from kubetfx.components.bulk_inferrer import reading
+from kubetfx.components.predictor.servable import CodedStrings
 
 ARTIFACT_TYPE = "InferenceResult"
 TABLE_FORMATS = ("parquet", "csv")
 DEFAULT_BATCH = 8192
+ENCODING_THREADS = 2
 
 
 def _output_columns(spec, outputs: dict, class_names: list[str]) -> dict:
@@ -47,6 +50,7 @@ def _output_columns(spec, outputs: dict, class_names: list[str]) -> dict:
         return {"prediction": outputs["predictions"].reshape(len(outputs["predictions"]), -1)[:, 0]}
     columns = {}
     for name, array in outputs.items():
+        array = array.decoded() if isinstance(array, CodedStrings) else array
         flat = array.reshape(len(array), -1)
         if flat.shape[1] == 1:
             columns[f"output_{name}"] = flat[:, 0]
@@ -58,8 +62,8 @@ def _output_columns(spec, outputs: dict, class_names: list[str]) -> dict:
 
 class _Sinks:
     """The table, the PredictionLogs and the rejects, written batch by batch to temporary names. The logs are
-    encoded and framed on one thread, compressed on another (``prediction_logs.Writer``), the table built and
-    written on a third (each a :class:`background.Stage`), while the next batch is read, checked and scored."""
+    encoded and framed on two threads, compressed in order on another (``prediction_logs.Writer``), the table
+    built and written on a fourth (a :class:`background.Stage`), while the next batch is read, checked and scored."""
 
     def __init__(self, table_path: str, logs_path: str, rejects_path: str, table_format: str):
         from kubetfx.components.bulk_inferrer import prediction_logs
@@ -69,7 +73,9 @@ class _Sinks:
         self.temp = {key: fileio.temp_sibling(path) for key, path in self.paths.items()}
         self.table_format = table_format
         self.logs = prediction_logs.Writer(self.temp["logs"])
-        self.encoding = background.Stage("kubetfx-bulk-encoding")
+        # Two batches' PredictionLogs are encoded at once (mostly numpy, which releases the GIL); the log writer
+        # takes them in order.
+        self.encoding = concurrent.futures.ThreadPoolExecutor(ENCODING_THREADS, "kubetfx-bulk-encoding")
         self.tables = background.Stage("kubetfx-bulk-table")
         self._table_writer = None
         self._schema = None
@@ -84,7 +90,13 @@ class _Sinks:
             if self.table_format == "parquet":
                 import pyarrow.parquet as pq
 
-                self._table_writer = pq.ParquetWriter(self.temp["table"], table.schema)
+                # Dictionaries for text (categories repeat, numbers seldom do); min/max statistics for numbers
+                # (what readers filter on; text's cost a third of the writing)
+                textual = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_binary(f.type)
+                           or pa.types.is_large_string(f.type) or pa.types.is_large_binary(f.type)]
+                self._table_writer = pq.ParquetWriter(
+                    self.temp["table"], table.schema, use_dictionary=textual,
+                    write_statistics=[name for name in table.schema.names if name not in textual])
             else:
                 import pyarrow.csv as pacsv
 
@@ -100,7 +112,7 @@ class _Sinks:
             writer.close()
 
     def _closers(self) -> tuple:
-        return self.encoding.close, self.logs.close, self.tables.close, self._close_table, self._rejects_handle.close
+        return self.logs.close, self.encoding.shutdown, self.tables.close, self._close_table, self._rejects_handle.close
 
     def finish(self) -> None:
         """Wait until every submitted batch is written and the files are complete (raises a writer's error)."""
@@ -138,9 +150,8 @@ def _table(batch, good: np.ndarray, columns: dict, rules, predictions: dict):
     for name in batch.schema.names:
         if name in columns:
             values = columns[name]
-            missing = None if values.dtype.kind == "f" else feature_values.is_missing(values)
-            arrays.append(pa.array(values.tolist() if values.dtype == object else values,
-                                   mask=missing if missing is not None and missing.any() else None))
+            numbers = isinstance(values, np.ndarray) and values.dtype.kind == "f"  # NaN stays NaN
+            arrays.append(pa.array(values) if numbers else feature_values.missing_as_null(values))
         else:  # tf.Examples hold one-value lists, text as bytes: as the data had them
             values, _ = table_check.scalar(batch.column(name).take(pa.array(index)))
             if pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type):
@@ -165,7 +176,7 @@ def _write_outputs(sinks: _Sinks, servable, batch, good: np.ndarray, columns: di
 
     spec = servable.spec
     inputs = {feature.argument: columns[feature.name] for feature in spec.features}
-    sinks.encoding.submit(lambda: sinks.logs.write(prediction_logs.encode(inputs, outputs, *log_spec, framed=True)))
+    sinks.logs.write(sinks.encoding.submit(prediction_logs.encode, inputs, outputs, *log_spec, framed=True))
     sinks.tables.submit(lambda: sinks.write_table(_table(batch, good, columns, servable.rules,
                                                          _output_columns(spec, outputs, servable.class_names))))
 
@@ -193,10 +204,12 @@ def infer(servable, files: list[str], data_format: str, sinks: _Sinks, batch_siz
             call = time.perf_counter()
             outputs = {}
             for start in range(0, n, batch_size):
-                part = servable.run({name: values[start:start + batch_size] for name, values in columns.items()})
+                part = servable.run({name: values[start:start + batch_size] for name, values in columns.items()},
+                                    coded_strings=True)
                 for name, array in part.items():
                     outputs.setdefault(name, []).append(array)
-            outputs = {name: np.concatenate(parts) for name, parts in outputs.items()}
+            outputs = {name: CodedStrings.concatenate(parts) if isinstance(parts[0], CodedStrings) else
+                       np.concatenate(parts) for name, parts in outputs.items()}
             model_seconds += time.perf_counter() - call
             _write_outputs(sinks, servable, batch, good, columns, outputs, (model_name, signature_name, version))
         counts["rows"] += batch.num_rows

@@ -12,6 +12,7 @@ installed: the same format, ~5x faster than zlib), sharded as TFX names them
 
 from __future__ import annotations
 
+import concurrent.futures
 import gzip
 
 import numpy as np
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 
 from kubetfx.components.common import protolayout, protowire, tfrecord
 from kubetfx.components.common.protolayout import Choice, Delimited, varint
+from kubetfx.components.predictor.servable import CodedStrings
 
 # tensorflow.DataType values (tensorflow/core/framework/types.proto).
 DT_FLOAT, DT_DOUBLE, DT_INT32, DT_STRING, DT_INT64, DT_BOOL = 1, 2, 3, 7, 9, 10
@@ -77,9 +79,33 @@ def _same_rows(array: np.ndarray) -> bool:
     return len(array) > 1 and bool(np.all(array[-1] == array[0])) and bool(np.all(array[1:] == array[:1]))
 
 
-def _tensor(array: np.ndarray) -> tuple:
+def _string_tensor(values: pa.Array | CodedStrings, shape: tuple) -> tuple:
+    """``_tensor`` of a text input (an Arrow array, one value per row) or a coded string output, from their
+    distinct values (no Python object per row)."""
+    n = shape[0]
+    per_row = int(np.prod(shape[1:], dtype=np.int64))
+    if isinstance(values, pa.Array):
+        fields = _string_fields(values.cast(pa.large_binary()))
+    else:
+        codes = values.codes.reshape(n, per_row)
+        if n > 1 and bool((codes == codes[:1]).all()):  # e.g. the class names: encoded once
+            return (protolayout.joined(_tensor(values.decoded()[:1]), 1)[0].as_py(),)
+        distinct = _string_fields(_strings(values.values))
+        fields = Choice(codes.reshape(-1), distinct.taken() if isinstance(distinct, Choice) else distinct)
+    values = (fields if per_row == 1 and isinstance(fields, Choice) else
+              _regroup(fields.taken() if isinstance(fields, Choice) else fields, per_row),)
+    return (_key(1, 0) + varint(DT_STRING) + _shape((1,) + tuple(shape[1:])),) + values
+
+
+def _tensor(array) -> tuple:
     """Per row, the parts of the TensorProto of ``array[i:i+1]`` (``protolayout``'s parts). An output that is
     the same in every row (a model's class names) is encoded once."""
+    if isinstance(array, pa.Array):
+        return _string_tensor(array, (len(array),))
+    if isinstance(array, CodedStrings):
+        if 2 * len(array.values) > array.codes.size:  # mostly distinct: as numpy gives them
+            return _tensor(array.decoded())
+        return _string_tensor(array, array.shape)
     n = len(array)
     if _same_rows(array):
         return (protolayout.joined(_tensor(array[:1]), 1)[0].as_py(),)
@@ -120,8 +146,9 @@ def message(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], model
 def encode(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], model_name: str,
            signature_name: str, version: int | None = None, framed: bool = False):
     """One serialized PredictionLog per row (a ``pa.LargeBinaryArray``), laid out by ``protolayout`` where it can
-    be. With ``framed``: (a call that gives the rows as TFRecords, the record count); the call does the last
-    steps (the records' CRCs, the rows' order), for :class:`Writer` to run on its own thread."""
+    be. With ``framed``: (a call that writes the rows as TFRecords to a file, the record count); the call does
+    the last steps (the rows' order, giving the layout's buffer back), for :class:`Writer` to run on its own
+    thread."""
     n = len(next(iter(outputs.values())))
     log = message(inputs, outputs, model_name, signature_name, version)
     if not framed:
@@ -129,8 +156,13 @@ def encode(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], model_
     rows = protolayout.layout(log, n, framed=True)
     if rows is None:
         data = tfrecord.frame(protolayout.joined(log, n))
-        return (lambda: data), n
-    return (lambda: rows.bytes()[0]), n
+        return (lambda handle: handle.write(data)), n
+
+    def write_to(handle) -> None:
+        handle.write(rows.bytes()[0])
+        rows.release()
+
+    return write_to, n
 
 
 def _gzip_file(raw):
@@ -144,8 +176,8 @@ def _gzip_file(raw):
 
 class Writer:
     """Gzipped TFRecords of PredictionLogs, written as batches arrive (laid out by :func:`encode` with
-    ``framed``). The records' CRCs, compressing and writing happen on a thread (zlib and ISA-L release the
-    GIL) while the next batch is encoded; at most two batches wait, so memory stays bounded whatever the
+    ``framed``). Putting the rows in order, compressing and writing happen on a thread (zlib and ISA-L release
+    the GIL) while the next batch is encoded; at most two batches wait, so memory stays bounded whatever the
     input's size."""
 
     def __init__(self, path: str):
@@ -157,11 +189,15 @@ class Writer:
         self.records = 0
 
     def write(self, framed) -> None:
-        """``framed``: (a call giving the TFRecord bytes, the record count), as ``encode(..., framed=True)``
-        returns them; the call runs on the writer's thread."""
-        finish, count = framed
-        self._stage.submit(lambda: self._file.write(finish()))
-        self.records += count
+        """``framed``: (a call writing the TFRecords to a file, the record count), as ``encode(..., framed=True)``
+        returns them, or a future of that (encoded on another thread: written in the order given); the call runs on
+        the writer's thread."""
+        def write() -> None:
+            write_to, count = framed.result() if isinstance(framed, concurrent.futures.Future) else framed
+            write_to(self._file)
+            self.records += count
+
+        self._stage.submit(write)
 
     def close(self) -> None:
         try:
@@ -169,3 +205,4 @@ class Writer:
         finally:
             self._file.close()
             self._raw.close()
+            protolayout.drop_buffers()

@@ -72,8 +72,14 @@ def missing_marker(dtype: str, entry: dict):
     return None
 
 
-def is_missing(column: np.ndarray) -> np.ndarray:
-    """Where a request column (as given to the model) holds a missing marker (NaN for floats)."""
+def is_missing(column) -> np.ndarray:
+    """Where a request column (as given to the model: numpy, or Arrow text) holds a missing marker (NaN for floats)."""
+    import pyarrow as pa
+
+    if isinstance(column, pa.Array):
+        import pyarrow.compute as pc
+
+        return pc.fill_null(pc.equal(column, MISSING_STRING), False).to_numpy(zero_copy_only=False)
     if column.dtype.kind == "f":
         return np.isnan(column)
     if column.dtype.kind in "iu":
@@ -81,3 +87,18 @@ def is_missing(column: np.ndarray) -> np.ndarray:
     if column.dtype == object:
         return np.asarray(column == MISSING_STRING, dtype=bool).reshape(len(column))
     return np.zeros(len(column), dtype=bool)
+
+
+def missing_as_null(column):
+    """A request column (numpy, or Arrow text) as an Arrow array whose missing markers (NaN for floats) are null."""
+    import pyarrow as pa
+
+    missing = is_missing(column)
+    if isinstance(column, pa.Array):
+        import pyarrow.compute as pc
+
+        return pc.if_else(pa.array(missing), pa.scalar(None, column.type), column) if missing.any() else column
+    if column.dtype == object:
+        return pa.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in column],
+                        type=pa.string(), mask=missing)
+    return pa.array(column, mask=missing if missing.any() else None)

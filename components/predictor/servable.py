@@ -49,6 +49,59 @@ def configure_tensorflow(intra_op_threads: int = 0, inter_op_threads: int = 0):
     return tf
 
 
+class CodedStrings:
+    """A string output as its distinct values and, per element, the index of its value (``codes``, the output's
+    shape): what batch inference encodes, without a Python object per element."""
+
+    __slots__ = ("codes", "values")
+
+    def __init__(self, codes: np.ndarray, values: np.ndarray):
+        self.codes, self.values = codes, values
+
+    @classmethod
+    def of(cls, tensor) -> "CodedStrings":
+        import tensorflow as tf
+
+        values, codes = tf.unique(tf.reshape(tensor, [-1]), out_idx=tf.int64)
+        return cls(codes.numpy().reshape(tuple(tensor.shape)), values.numpy())
+
+    @classmethod
+    def concatenate(cls, parts: list) -> "CodedStrings":
+        """Parts along the first axis, their distinct values merged (each value once)."""
+        values, inverse = np.unique(np.concatenate([part.values for part in parts]), return_inverse=True)
+        offsets = np.cumsum([0] + [len(part.values) for part in parts])
+        return cls(np.concatenate([inverse[offset:][part.codes] for offset, part in zip(offsets, parts)]),
+                   values.astype(object))
+
+    @property
+    def shape(self) -> tuple:
+        return self.codes.shape
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def decoded(self) -> np.ndarray:
+        """The output as numpy gives it (an object array of bytes)."""
+        return self.values[self.codes]
+
+
+def _input_tensor(column):
+    """A request column for the signature: a numpy array as it is; an Arrow text column as a tf.string tensor
+    gathered from its distinct values (no Python string per row)."""
+    import pyarrow as pa
+
+    if not isinstance(column, pa.Array):
+        return column
+    import pyarrow.compute as pc
+    import tensorflow as tf
+
+    encoded = pc.dictionary_encode(column)
+    if 2 * len(encoded.dictionary) > len(column) or encoded.null_count:
+        return tf.constant(column.to_numpy(zero_copy_only=False).astype(object), dtype=tf.string)
+    return tf.gather(tf.constant(encoded.dictionary.to_numpy(zero_copy_only=False).astype(object), dtype=tf.string),
+                     encoded.indices.to_numpy(zero_copy_only=False))
+
+
 def _spec_dtype_name(spec) -> str:
     return spec.dtype.name
 
@@ -73,11 +126,17 @@ class Servable:
                                              max_wait_us=max_batch_wait_us, name=f"v{self.version}")
 
     # The signature call: numpy columns (by request name) in, numpy outputs out.
-    def run(self, columns: dict) -> dict:
+    def run(self, columns: dict, coded_strings: bool = False) -> dict:
+        """Outputs as numpy arrays; text columns may also come as Arrow arrays. With ``coded_strings`` a string
+        output comes as :class:`CodedStrings` (for batch inference: no Python object per element)."""
         if self._examples_argument:
             outputs = self._function(**{self._examples_argument: _serialized_examples(columns)})
         else:
-            outputs = self._function(**{self._arguments[name]: column for name, column in columns.items()})
+            outputs = self._function(**{self._arguments[name]: _input_tensor(column)
+                                        for name, column in columns.items()})
+        if coded_strings:
+            return {name: CodedStrings.of(outputs[name]) if outputs[name].dtype.name == "string"
+                    else outputs[name].numpy() for name in self._output_names}
         return {name: outputs[name].numpy() for name in self._output_names}
 
     def close(self) -> None:
@@ -90,21 +149,14 @@ class Servable:
 
 
 def _serialized_examples(columns: dict):
-    """numpy request columns -> a tf.string tensor of serialized tf.Examples (a NaN number or a missing marker,
-    ``feature_values``: the feature absent)."""
+    """Request columns (numpy, or Arrow text) -> a tf.string tensor of serialized tf.Examples (a NaN number or a
+    missing marker, ``feature_values``: the feature absent)."""
     import pyarrow as pa
     import tensorflow as tf
 
     from kubetfx.components.common import examples, feature_values
 
-    arrays = {}
-    for name, column in columns.items():
-        missing = feature_values.is_missing(column)
-        if column.dtype == object:
-            arrays[name] = pa.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in column],
-                                    type=pa.string(), mask=missing)
-        else:
-            arrays[name] = pa.array(column, mask=missing)
+    arrays = {name: feature_values.missing_as_null(column) for name, column in columns.items()}
     return tf.constant(examples.encode_examples(pa.table(arrays)), dtype=tf.string)
 
 

@@ -83,7 +83,8 @@ def _numbers(column: pa.Array, booleans: bool = False) -> tuple[np.ndarray, np.n
 
 
 def check(rules: RequestSchema, batch: pa.RecordBatch) -> tuple[dict, np.ndarray, dict]:
-    """(model input columns of the good rows, the good-row mask, {row in batch: reason}) of ``batch``."""
+    """(model input columns of the good rows, the good-row mask, {row in batch: reason}) of ``batch``: numbers
+    as numpy arrays, text as Arrow string arrays (``Servable.run`` takes both)."""
     n = batch.num_rows
     reasons: dict[int, str] = {}
     bad = np.zeros(n, dtype=bool)
@@ -123,8 +124,9 @@ def check(rules: RequestSchema, batch: pa.RecordBatch) -> tuple[dict, np.ndarray
             if rule.domain is not None:
                 inside = pc.is_in(text, value_set=pa.array(sorted(rule.domain))).to_numpy(zero_copy_only=False)
                 mark(~inside & ~is_null, rule.name, shown, "value not in the training domain")
-            values = text.fill_null("").to_numpy(zero_copy_only=False).astype(object)
-            converted[rule.name] = np.where(is_null, rule.missing, values) if rule.missing is not None else values
+            text = text.fill_null("")  # stays Arrow: no Python string per row
+            converted[rule.name] = text if rule.missing is None else \
+                pc.if_else(pa.array(is_null), pa.scalar(rule.missing, pa.string()), text)
             continue
         values, is_null, not_number = _numbers(column, booleans=rule.dtype == "int64")
         if rule.dtype == "int64":
@@ -147,5 +149,7 @@ def check(rules: RequestSchema, batch: pa.RecordBatch) -> tuple[dict, np.ndarray
         converted[rule.name] = values.astype(np.float32)
     good = ~bad
     every = not bad.any()  # the common case: no copy
-    columns = {name: values if every else values[good] for name, values in converted.items() if values is not None}
+    kept = None if every else pa.array(good)
+    columns = {name: values if every else values.filter(kept) if isinstance(values, pa.Array) else values[good]
+               for name, values in converted.items() if values is not None}
     return columns, good, reasons

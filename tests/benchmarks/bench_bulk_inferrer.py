@@ -4,11 +4,16 @@ Both sides run the same model (the latest pushed penguin version, else one train
 processes. BulkInferrer: ``kubetfx predict``'s engine over a CSV of N synthetic penguin rows
 (CSV read as text, the predictor's request checks per row, the model in batches, PredictionLogs +
 Parquet written), wall time, rows/s and peak RSS, at N/10 and N rows (memory must not grow with N).
-Serving path: the predictor's request handling in process, without HTTP (its upper bound): a V2
-JSON body parsed and checked (``RequestSchema.from_v2_json``), the signature called, the outputs
-turned into response lists, per batch size; its best batch size is the target. On a shared machine
-only side-by-side numbers compare: the N-row Parquet run and the serving path alternate ``--rounds``
-times, and the ratio is the median of each round's own.
+Serving path, per batch size (its best batch size is the target), three ways:
+- the predictor's request path in process: what the server runs for each V2 REST request minus
+  the socket (orjson parse, the KServe model's preprocess → predict through its micro-batcher →
+  postprocess, the response written with orjson);
+- its parse and model call alone: a V2 JSON body parsed and checked (``RequestSchema.from_v2_json``),
+  the signature called, the outputs turned into lists, no response written: a bound no request can
+  reach, the strictest comparison;
+- the served predictor over HTTP (V2 REST, ``hey``).
+On a shared machine only side-by-side numbers compare: the N-row Parquet run and the two in-process
+measures alternate ``--rounds`` times, and each ratio is the median of each round's own.
 Usage: python tests/benchmarks/bench_bulk_inferrer.py --rows 1000000 [--rounds 3]
 """
 
@@ -58,6 +63,36 @@ print(json.dumps(results))
 """
 
 
+_PREDICTOR = r"""
+import asyncio, json, sys, time
+import orjson, pyarrow.csv as pacsv
+from kubetfx.components.predictor import rest_front
+from kubetfx.components.predictor.model import KubetfxPredictor, ServingOptions
+from kubetfx.components.predictor.repository_watch import ModelSource
+from kubetfx.components.predictor.schema_check import V2JsonRequest
+batches = json.loads(sys.argv[3])
+predictor = KubetfxPredictor("penguin", ModelSource(model_name="penguin", model_dir=sys.argv[1]),
+                             ServingOptions(max_batch_size=max(batches)))
+predictor.load()
+table = pacsv.read_csv(sys.argv[2]).slice(0, max(batches)).to_pylist()
+datatypes = {"float32": "FP32", "int64": "INT64", "string": "BYTES"}
+async def main():
+    results = {}
+    for batch in batches:
+        rows = table[:batch]
+        body = orjson.dumps({"inputs": [{"name": f.name, "datatype": datatypes[f.dtype], "shape": [batch],
+                                         "data": [row[f.name] for row in rows]} for f in predictor._servable.spec.features]})
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < 3.0:
+            response, _ = await predictor(V2JsonRequest(orjson.loads(body)))
+            answer, _ = rest_front._encode(response)
+            done += batch
+        results[batch] = round(done / (time.perf_counter() - started), 1)
+    print(json.dumps(results))
+asyncio.run(main())
+"""
+
+
 def bulk(model_dir: str, data: str, out: str) -> dict:
     result = subprocess.run([sys.executable, "-c", _BULK, model_dir, data, out], capture_output=True, text=True)
     if result.returncode != 0:
@@ -77,9 +112,9 @@ def _bulk_run(model_dir: str, data: str, workdir: str, rows: int, table_format: 
     return run
 
 
-def _serving_path(model_dir: str, data: str) -> dict:
-    """rows/s of the predictor's request handling in process, per batch size."""
-    serving = subprocess.run([sys.executable, "-c", _SERVING, model_dir, data, json.dumps(BATCH_SIZES)],
+def _in_process(script: str, model_dir: str, data: str) -> dict:
+    """rows/s per batch size of one of the in-process serving measures (a fresh process)."""
+    serving = subprocess.run([sys.executable, "-c", script, model_dir, data, json.dumps(BATCH_SIZES)],
                              capture_output=True, text=True)
     if serving.returncode != 0:
         sys.exit(f"serving path failed:\n{serving.stderr[-3000:]}")
@@ -98,13 +133,13 @@ def serving_over_http(model_dir: str, data: str, workdir: str) -> dict:
         print("hey not installed (make bench-serve installs it): the HTTP serving path is not measured")
         return {}
     features = model_features(model_dir)
-    rows = pacsv.read_csv(data).slice(0, 2048).to_pylist()
+    rows = pacsv.read_csv(data).slice(0, 8192).to_pylist()
     datatypes = {"float32": "FP32", "int64": "INT64", "string": "BYTES"}
     process, port, log = start_server("kubetfx", model_dir, os.path.join(workdir, "predictor.log"),
-                                      extra_args=("--max_batch_size", "2048"))
+                                      extra_args=("--max_batch_size", "8192"))
     results = {}
     try:
-        for batch in (32, 512, 2048):
+        for batch in (32, 512, 2048, 8192):
             body = {"inputs": [{"name": f["name"], "datatype": datatypes[f["dtype"]], "shape": [batch],
                                 "data": [row[f["name"]] for row in rows[:batch]]} for f in features]}
             payload = os.path.join(workdir, f"v2-{batch}.json")
@@ -141,31 +176,35 @@ def main() -> None:
     for rows in sizes:
         for table_format in ("parquet", "csv"):
             measured[(rows, table_format)] = _bulk_run(model_dir, files[rows], args.workdir, rows, table_format)
+    measures = {"request path": _PREDICTOR, "parse + model call": _SERVING}
     for index in range(args.rounds):
         run = measured[(args.rows, "parquet")] if index == 0 else \
             _bulk_run(model_dir, files[args.rows], args.workdir, args.rows, "parquet")
-        path = _serving_path(model_dir, files[sizes[0]])
-        rounds.append((run["result"]["rows_per_second"], path))
-        print(f"round {index + 1}: BulkInferrer {rounds[-1][0]:.0f} rows/s, serving path best "
-              f"{max(path.values()):.0f} rows/s: {rounds[-1][0] / max(path.values()):.2f}x", flush=True)
-    path = {batch: statistics.median(p[batch] for _, p in rounds) for batch in rounds[0][1]}
+        paths = {name: _in_process(script, model_dir, files[sizes[0]]) for name, script in measures.items()}
+        rounds.append((run["result"]["rows_per_second"], paths))
+        print(f"round {index + 1}: BulkInferrer {rounds[-1][0]:.0f} rows/s; serving in process, best batch: "
+              + "; ".join(f"{name} {max(path.values()):.0f} rows/s ({rounds[-1][0] / max(path.values()):.2f}x)"
+                          for name, path in paths.items()), flush=True)
     http = serving_over_http(model_dir, files[sizes[0]], args.workdir)
-    best_batch = max(path, key=lambda b: path[b])
-    print("\nServing path in process (V2 JSON parse + request checks + model call + response lists), rows/s:")
-    print("  " + ", ".join(f"batch {b}: {v:.0f}" for b, v in path.items()))
-    if http:
-        print("Served predictor over HTTP (V2 REST, hey, concurrency 4), rows/s:")
-        print("  " + ", ".join(f"batch {b}: {v:.0f}" for b, v in http.items()))
     top = statistics.median(bulk for bulk, _ in rounds)
-    ratio = statistics.median(bulk / max(p.values()) for bulk, p in rounds)
     wall = args.rows / measured[(args.rows, "parquet")]["wall_seconds"]
     print(f"\nAt {args.rows} rows (medians of {len(rounds)} rounds): BulkInferrer {top:.0f} rows/s scoring "
-          f"({wall:.0f} rows/s with the process start and model load), Parquet + PredictionLogs; the serving path's "
-          f"best in process {path[best_batch]:.0f} rows/s (batch {best_batch}): {ratio:.2f}x (same-round ratios)"
-          + (f"; over HTTP {max(http.values()):.0f} rows/s (batch {max(http, key=http.get)}): "
-             f"{top / max(http.values()):.2f}x" if http else "") + "; peak RSS "
+          f"({wall:.0f} rows/s with the process start and model load), Parquet + PredictionLogs; peak RSS "
           + ", ".join(f"{rows} rows {measured[(rows, 'parquet')]['peak_rss_mb']:.0f} MB" for rows in sizes))
-
+    titles = {"request path": "the predictor's request path in process (orjson, preprocess -> micro-batcher -> "
+                              "postprocess, response written)",
+              "parse + model call": "its parse and model call alone (no response written: a bound)"}
+    for name, title in titles.items():
+        path = {batch: statistics.median(p[name][batch] for _, p in rounds) for batch in rounds[0][1][name]}
+        best = max(path, key=path.get)
+        ratio = statistics.median(bulk / max(p[name].values()) for bulk, p in rounds)
+        print(f"Serving, {title}, rows/s: " + ", ".join(f"batch {b}: {v:.0f}" for b, v in path.items()))
+        print(f"  best {path[best]:.0f} (batch {best}): BulkInferrer {ratio:.2f}x (median of same-round ratios)")
+    if http:
+        best = max(http, key=http.get)
+        print("Serving over HTTP (V2 REST, hey, concurrency 4), rows/s: "
+              + ", ".join(f"batch {b}: {v:.0f}" for b, v in http.items()))
+        print(f"  best {http[best]:.0f} (batch {best}): BulkInferrer {top / http[best]:.2f}x (medians)")
 
 if __name__ == "__main__":
     main()
