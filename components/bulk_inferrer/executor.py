@@ -193,7 +193,8 @@ def infer(servable, files: list[str], data_format: str, sinks: _Sinks, batch_siz
     reasons_seen: dict[str, int] = {}
     started = time.perf_counter()
     model_seconds = 0.0
-    for path, batch in reading.batches(files, data_format):
+    numbers = [rule.name for rule in rules.rules if rule.dtype != "string"]
+    for path, batch in reading.batches(files, data_format, numbers):
         columns, good, reasons = table_check.check(rules, batch)
         for row, reason in sorted(reasons.items()):
             sinks.rejects.writerow([counts["rows"] + row, path, reason])

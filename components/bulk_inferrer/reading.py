@@ -1,9 +1,10 @@
 """The data to score, streamed in Arrow batches: an Examples artifact's split, or CSV/Parquet/TFRecord files.
 
 A file, directory, glob or ``{SPAN}`` pattern (the newest span) is resolved as ExampleGen resolves
-it. CSV is read with every column as text, so a value of the wrong type is the row's problem (the
-table check rejects it with a reason), never the whole file's; Parquet keeps its types; tf.Examples
-are decoded per chunk. Batches hold at most ``BATCH_ROWS`` rows, whatever the input's size.
+it. CSV: the model's number features are parsed by Arrow and the rest read as text; from a value
+Arrow does not parse as a number on, the file is read as text, so a value of the wrong type is the
+row's problem (the table check rejects it with a reason), never the whole file's; Parquet keeps its
+types; tf.Examples are decoded per chunk. Batches hold at most ``BATCH_ROWS`` rows, whatever the input's size.
 """
 
 from __future__ import annotations
@@ -41,9 +42,13 @@ def resolve(data_uri: str, split: str = "") -> tuple[list[str], str, int | None]
 
 
 def _rebatch(batches, rows: int) -> Iterator[pa.RecordBatch]:
-    """Batches of one schema joined (copied once) into batches of ``rows`` rows; the last may be shorter."""
+    """Batches joined (copied once) into batches of ``rows`` rows; the last may be shorter, and so is the one before
+    a change of schema (a CSV read on as text, :func:`_csv_blocks`)."""
     pending, count = [], 0
     for batch in batches:
+        if pending and batch.schema != pending[0].schema:
+            yield pa.concat_batches(pending)
+            pending, count = [], 0
         pending.append(batch)
         count += batch.num_rows
         if count >= rows:
@@ -55,19 +60,47 @@ def _rebatch(batches, rows: int) -> Iterator[pa.RecordBatch]:
         yield pa.concat_batches(pending)
 
 
-def _csv_batches(path: str) -> Iterator[pa.RecordBatch]:
+def _csv_blocks(path: str, delimiter: str, numbers: frozenset) -> Iterator[pa.RecordBatch]:
+    """The CSV's blocks: the ``numbers`` columns parsed by Arrow as float64 (their missing-value tokens null), the
+    rest as text; from a block with a value Arrow does not parse as a number (``True``, `` 5``, ``n/a?``) on, every
+    column as text, so that the table check decides per row and says why. Both give the same values."""
     import pyarrow.csv as csv
 
+    from kubetfx.components.predictor.table_check import NUMERIC_NULLS
+
+    with pa.input_stream(path) as stream:  # the header, to give every column its type
+        header = csv.open_csv(stream, read_options=csv.ReadOptions(block_size=1 << 16),
+                              parse_options=csv.ParseOptions(delimiter=delimiter)).schema.names
+
+    def reader(typed: bool):
+        return csv.open_csv(path, read_options=csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                            parse_options=csv.ParseOptions(delimiter=delimiter),
+                            convert_options=csv.ConvertOptions(
+                                column_types={n: pa.float64() if typed and n in numbers else pa.string() for n in header},
+                                strings_can_be_null=False, null_values=list(NUMERIC_NULLS)))
+
+    done = 0
+    if numbers & set(header):
+        try:
+            for block in reader(True):
+                done += block.num_rows
+                yield block
+            return
+        except pa.ArrowInvalid as err:
+            if "conversion error" not in str(err):  # not a value but the file (a row of too many fields): as text too
+                raise
+    for block in reader(False):  # the rows already given skipped by count, as both readers count them
+        if done >= block.num_rows:
+            done -= block.num_rows
+            continue
+        yield block.slice(done)
+        done = 0
+
+
+def _csv_batches(path: str, numbers: frozenset = frozenset()) -> Iterator[pa.RecordBatch]:
     delimiter = "\t" if path.lower().endswith(".tsv") else ","
     try:
-        with pa.input_stream(path) as stream:  # the header, to read every column as text
-            header = csv.open_csv(stream, read_options=csv.ReadOptions(block_size=1 << 16),
-                                  parse_options=csv.ParseOptions(delimiter=delimiter)).schema.names
-        reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-                              parse_options=csv.ParseOptions(delimiter=delimiter),
-                              convert_options=csv.ConvertOptions(column_types={n: pa.string() for n in header},
-                                                                 strings_can_be_null=False))
-        yield from _rebatch(reader, BATCH_ROWS)
+        yield from _rebatch(_csv_blocks(path, delimiter, numbers), BATCH_ROWS)
     except pa.ArrowInvalid as err:
         raise InputDataError(f"{path}: not a readable CSV file ({str(err).splitlines()[0][:200]})") from None
 
@@ -88,9 +121,12 @@ def _tfrecord_batches(path: str) -> Iterator[pa.RecordBatch]:
         yield examples.decode_examples(records[start:start + BATCH_ROWS], source=path)
 
 
-def batches(files: list[str], data_format: str) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """(file, batch of at most ``BATCH_ROWS`` rows, never empty) in file order."""
-    reader = {"csv": _csv_batches, "parquet": _parquet_batches, "tfrecord": _tfrecord_batches}[data_format]
+def batches(files: list[str], data_format: str, numbers=()) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """(file, batch of at most ``BATCH_ROWS`` rows, never empty) in file order; ``numbers``: the columns a CSV's
+    values are parsed as numbers in (the model's number features), the others read as text."""
+    numbers = frozenset(numbers)
+    reader = {"csv": lambda path: _csv_batches(path, numbers), "parquet": _parquet_batches,
+              "tfrecord": _tfrecord_batches}[data_format]
     for path in files:
         for batch in reader(path):
             for start in range(0, batch.num_rows, BATCH_ROWS):  # a CSV block holds more: memory per batch, bounded
