@@ -70,6 +70,20 @@ def test_a_capped_writer_never_exceeds_its_cap_and_keeps_the_newest_records(tmp_
     assert marker["deleted_files"] == writer.deleted_files and marker["deleted_through"] <= records[0]["time"]
 
 
+def test_lines_piled_up_behind_a_busy_server_are_written_in_files_of_the_size_asked_for(tmp_path):
+    """The writer wakes after many requests: what piled up goes into files of at most max_bytes each, so that
+    keeping the directory under its cap deletes the oldest and leaves the newest to read."""
+    log = prediction_log.PredictionLogger(str(tmp_path), MODEL, max_bytes=20_000, max_total_bytes=120_000,
+                                          flush_interval_s=3600)
+    for i in range(300):  # ~150 kB, all pending at once
+        log.log(f"r{i}", "1", [{"x": i, "pad": "p" * 400}], [{"y": 1}])
+    log.close()
+    files = prediction_log.log_files(str(tmp_path), MODEL)
+    assert len(files) > 3 and max(os.path.getsize(path) for path in files) <= 20_000
+    records, _ = prediction_log.read_records(str(tmp_path), MODEL)
+    assert records[-1]["request_id"] == "r299" and log.written + log.dropped == 300
+
+
 def test_files_older_than_the_age_limit_are_deleted(tmp_path):
     writer = prediction_log.RotatingWriter(str(tmp_path), MODEL, max_bytes=1, max_age_s=3600)
     for i in range(3):

@@ -364,9 +364,15 @@ class PredictionLogger:
         self._write_pending()
 
     def _write_pending(self) -> None:
-        pending = self._pending
+        """The pending lines, in writes that each fit a file (``max_bytes``; a longer line alone): behind a busy
+        server a write of everything pending made files of several times ``max_bytes``, and keeping the directory
+        under its cap then deleted every closed file, leaving readers nothing but the open one."""
+        pending, limit = self._pending, self.writer.max_bytes
         while pending:
-            batch = [pending.popleft() for _ in range(min(len(pending), 4096))]
+            batch, size = [], 0
+            while pending and len(batch) < 4096 and (not batch or size + len(pending[0][0]) <= limit):
+                batch.append(pending.popleft())
+                size += len(batch[-1][0])
             count = sum(n for _, n in batch)
             try:
                 self.writer.write_lines(b"".join(line for line, _ in batch))
