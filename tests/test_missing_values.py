@@ -303,7 +303,7 @@ def test_wine_bulk_inferrer_imputes_blank_magnesium_as_training_did(wine, tmp_pa
 
 
 def test_wine_predictor_answers_null_magnesium_and_refuses_other_nulls(wine, tmp_path):
-    from helpers.predictor import Server, push_model
+    from helpers.predictor import serve_pushed
 
     from kubetfx.components.bulk_inferrer import executor as bulk_inferrer
     from kubetfx.components.common import tfmd
@@ -318,10 +318,7 @@ def test_wine_predictor_answers_null_magnesium_and_refuses_other_nulls(wine, tmp
         servable.rules.from_instances([{**row, "magnesium": float("inf")}])  # imputed means missing, not any value
     servable.close()
 
-    repository = str(tmp_path / "repository")
-    push_model(wine["model"], repository, "wine", schema=tfmd.schema_path(wine["schema"]))
-    server = Server(["--model_repository", repository, "--model_name", "wine"], str(tmp_path / "wine.log"),
-                    model="wine")
+    server = serve_pushed(wine["model"], tmp_path, "wine", schema=tfmd.schema_path(wine["schema"]))
     try:
         server.wait_ready()
         status, answer = server.predict([blank, filled])

@@ -155,7 +155,7 @@ def test_new_rows_written_like_the_training_csv_are_all_scored(cancer, tmp_path)
 def test_the_predictor_takes_booleans_and_nulls_the_model_imputes(cancer, tmp_path):
     import tensorflow as tf
 
-    from helpers.predictor import Server, push_model
+    from helpers.predictor import serve_pushed
 
     from kubetfx.components.bulk_inferrer import executor as bulk_inferrer
     from kubetfx.components.common import tfmd
@@ -188,10 +188,7 @@ def test_the_predictor_takes_booleans_and_nulls_the_model_imputes(cancer, tmp_pa
     finally:
         servable.close()
 
-    repository = str(tmp_path / "repository")
-    push_model(cancer["model"], repository, "cancer", schema=tfmd.schema_path(cancer["schema"]))
-    server = Server(["--model_repository", repository, "--model_name", "cancer"], str(tmp_path / "cancer.log"),
-                    model="cancer")
+    server = serve_pushed(cancer["model"], tmp_path, "cancer", schema=tfmd.schema_path(cancer["schema"]))
     try:
         server.wait_ready()
         instances = [row, {**row, "Smoker?": int(row["Smoker?"])},                      # true == 1

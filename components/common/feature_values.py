@@ -30,6 +30,7 @@ CSV_FALSE_VALUES = ("0",) + FALSE_TEXT
 MISSING_INT64 = -(2 ** 63)
 MISSING_STRING = "\x00kubetfx:missing"  # no trailing NUL: numpy's str dtype would drop it
 MISSING_KEY = "missing"  # kubetfx_model.json raw_features[i]: the feature's marker
+MARKERS = {"int64": MISSING_INT64, "string": MISSING_STRING}  # by the feature's dtype
 
 
 def integral(value) -> int | None:
@@ -65,18 +66,13 @@ def missing_marker(dtype: str, entry: dict):
     """The missing marker a ``raw_features`` entry declares for a feature of ``dtype`` ("int64"/"string"); None
     when it declares none (a model exported before markers, or a feature the graph does not impute)."""
     marker = entry.get(MISSING_KEY) if isinstance(entry, dict) else None
-    if dtype == "int64" and type(marker) is int and marker == MISSING_INT64:
-        return marker
-    if dtype == "string" and marker == MISSING_STRING:
-        return marker
-    return None
+    expected = MARKERS.get(dtype)
+    return marker if expected is not None and type(marker) is type(expected) and marker == expected else None
 
 
 def is_missing(column) -> np.ndarray:
     """Where a request column (as given to the model: numpy, or Arrow text) holds a missing marker (NaN for floats)."""
-    import pyarrow as pa
-
-    if isinstance(column, pa.Array):
+    if not isinstance(column, np.ndarray):  # Arrow text (batch inference); a request's columns are numpy
         import pyarrow.compute as pc
 
         return pc.fill_null(pc.equal(column, MISSING_STRING), False).to_numpy(zero_copy_only=False)
@@ -94,7 +90,7 @@ def missing_as_null(column):
     import pyarrow as pa
 
     missing = is_missing(column)
-    if isinstance(column, pa.Array):
+    if not isinstance(column, np.ndarray):
         import pyarrow.compute as pc
 
         return pc.if_else(pa.array(missing), pa.scalar(None, column.type), column) if missing.any() else column

@@ -88,9 +88,7 @@ class CodedStrings:
 def _input_tensor(column):
     """A request column for the signature: a numpy array as it is; an Arrow text column as a tf.string tensor
     gathered from its distinct values (no Python string per row)."""
-    import pyarrow as pa
-
-    if not isinstance(column, pa.Array):
+    if isinstance(column, np.ndarray):  # a request's columns: as they are
         return column
     import pyarrow.compute as pc
     import tensorflow as tf

@@ -50,8 +50,7 @@ def _to_raw_feature(value: tf.Tensor, feature):
     sparse = tf.SparseTensor(indices, value, tf.stack([rows, tf.constant(1, tf.int64)]))
     if value.dtype.is_floating:
         return tf.sparse.retain(sparse, tf.logical_not(tf.math.is_nan(value)))
-    marker = feature_values.MISSING_STRING.encode() if value.dtype == tf.string else \
-        feature_values.MISSING_INT64 if value.dtype == tf.int64 else None
+    marker = feature_values.MARKERS.get(value.dtype.name)
     if marker is not None:
         sparse = tf.sparse.retain(sparse, tf.not_equal(value, tf.constant(marker, value.dtype)))
     return sparse
@@ -141,10 +140,9 @@ def raw_feature_entries(raw_spec: dict, label: str, imputed=(), markers: bool = 
         entry = {"name": name, "dtype": spec.dtype.name, "input": safe_name(name)}
         if name in imputed and spec.dtype.is_floating:
             entry["allow_nan"] = True
-        elif name in imputed and markers and spec.dtype in (tf.int64, tf.string) \
+        elif name in imputed and markers and spec.dtype.name in feature_values.MARKERS \
                 and not isinstance(spec, tf.io.FixedLenFeature):  # the signature drops markers of VarLen ones
-            entry[feature_values.MISSING_KEY] = (feature_values.MISSING_INT64 if spec.dtype == tf.int64
-                                                 else feature_values.MISSING_STRING)
+            entry[feature_values.MISSING_KEY] = feature_values.MARKERS[spec.dtype.name]
         entries.append(entry)
     return entries
 

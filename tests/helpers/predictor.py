@@ -99,6 +99,15 @@ def push_model(model_dir: str, repository: str, model_name: str = MODEL, schema:
     return model_repository.push(os.path.join(model_dir, layout.SERVING_MODEL_DIR), repository, model_name, extra)
 
 
+def serve_pushed(model_dir: str, workdir, model_name: str, schema: str | None = None) -> Server:
+    """A predictor (not yet ready) serving ``model_dir`` pushed as ``model_name`` into a repository under
+    ``workdir``, its log there too."""
+    repository = os.path.join(str(workdir), "repository")
+    push_model(model_dir, repository, model_name, schema=schema)
+    return Server(["--model_repository", repository, "--model_name", model_name],
+                  os.path.join(str(workdir), f"{model_name}.log"), model=model_name)
+
+
 def v2_request(instances, features, binary: bool = False):
     """kserve's InferRequest of ``instances`` (one input per feature), as JSON data or binary tensors."""
     from kserve import InferInput, InferRequest
