@@ -34,7 +34,7 @@ install: $(STAMP) ## create .venv if missing and install kubetfx with pinned dep
 
 # TensorFlow Transform / TFMA pin Python 3.11: say so up front, and never reuse a .venv of another Python.
 PY311 := import sys; sys.exit(sys.version_info[:2] != (3, 11))
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml components/common/_rowfill.c  # the C: compiled by the install
 	@if [ -x $(PY) ] && ! $(PY) -c '$(PY311)' 2>/dev/null; then \
 		echo "make: $(VENV) uses $$($(PY) --version 2>&1), not Python 3.11: recreating it"; rm -rf $(VENV); fi
 	@test -x $(PY) || { $(PYTHON) -c '$(PY311)' 2>/dev/null || { echo "make: kubetfx needs Python 3.11" \

@@ -332,13 +332,19 @@ def _protobuf_logs(inputs: dict, outputs: dict, model_name: str, signature_name:
     return logs
 
 
-def test_the_laid_out_encoding_gives_the_protobuf_objects_messages_and_bytes():
+@pytest.mark.parametrize("fill", ["native", "numpy"])
+def test_the_laid_out_encoding_gives_the_protobuf_objects_messages_and_bytes(fill, monkeypatch):
     """Rows of one layout, of several (strings of several lengths, varints of several sizes), of too many (free
-    text: the join instead), framed or not: the same bytes as protobuf's objects and as the element-wise join."""
+    text: the join instead), framed or not, framed rows filled in C or by numpy: the same bytes as protobuf's
+    objects and as the element-wise join."""
     from tensorflow_serving.apis import prediction_log_pb2
 
     from kubetfx.components.common import protolayout
 
+    if fill == "numpy":
+        monkeypatch.setattr(protolayout, "_rowfill", None)
+    elif protolayout._rowfill is None:  # noqa: SLF001
+        pytest.skip("the native fill is not built (no C compiler at install)")
     rng = np.random.default_rng(11)
     n = 400
     categories = np.array(["Biscoe", "Dream", "\u00e9t\u00e9", ""], dtype=object)

@@ -26,8 +26,19 @@ def instructions() -> list[tuple[str, str]]:
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
 
 
-def index_of(predicate) -> int:
-    return next(i for i, step in enumerate(instructions()) if predicate(*step))
+def stages() -> list[list[tuple[str, str]]]:
+    """The instructions per build stage (each from its FROM); what comes before the first FROM is left out."""
+    found = []
+    for op, rest in instructions():
+        if op == "FROM":
+            found.append([])
+        if found:
+            found[-1].append((op, rest))
+    return found
+
+
+def index_of(predicate, steps=None) -> int:
+    return next(i for i, step in enumerate(instructions() if steps is None else steps) if predicate(*step))
 
 
 def test_image_tags_follow_the_package_version():
@@ -47,22 +58,32 @@ def test_the_image_names_come_from_images_env_and_the_environment_overrides(monk
 
 
 def test_dependencies_are_a_layer_of_their_own_before_the_source():
-    steps = instructions()
-    install_deps = index_of(lambda op, rest: op == "RUN" and "-r /tmp/requirements.txt" in rest)
-    copy_source = index_of(lambda op, rest: op == "COPY" and rest.startswith("components"))
+    steps = stages()[-1]  # the image itself (the stage before compiles kubetfx's C into a wheel)
+    install_deps = index_of(lambda op, rest: op == "RUN" and "-r /tmp/requirements.txt" in rest, steps)
+    copy_source = index_of(lambda op, rest: op == "COPY" and rest.startswith("--from=native"), steps)
     assert install_deps < copy_source
     copied_before = " ".join(rest for op, rest in steps[:install_deps] if op == "COPY")
-    assert "components" not in copied_before and "pipelines" not in copied_before
+    assert "components" not in copied_before and "pipelines" not in copied_before and "--from" not in copied_before
     # Build arguments that change per build (revision, image name) come after the 3 GB layer: an ARG busts
     # the cache of every RUN after it.
     for argument in ("REVISION", "IMAGE", "VERSION"):
-        declared = index_of(lambda op, rest, a=argument: op == "ARG" and rest.split("=")[0] == a)
+        declared = index_of(lambda op, rest, a=argument: op == "ARG" and rest.split("=")[0] == a, steps)
         assert declared > install_deps, f"ARG {argument} before the dependency layer"
+
+
+def test_the_c_fill_is_compiled_in_a_stage_of_its_own_and_the_image_installs_its_wheel():
+    native, image_steps = stages()
+    assert native[0] == ("FROM", "${BASE} AS native")
+    assert any(op == "RUN" and "apt-get install" in rest and "gcc" in rest for op, rest in native)
+    assert any(op == "RUN" and "pip wheel --no-deps" in rest for op, rest in native)
+    runs = " ".join(rest for op, rest in image_steps if op == "RUN")
+    assert "gcc" not in runs and "apt-get" not in runs  # no compiler in the image
+    assert "pip install --no-deps /tmp/wheels/*.whl" in runs
 
 
 def test_the_image_runs_as_a_non_root_user_from_a_configurable_base():
     steps = instructions()
-    assert steps[0] == ("ARG", "BASE=python:3.11-slim") and steps[1] == ("FROM", "${BASE}")
+    assert steps[0] == ("ARG", "BASE=python:3.11-slim") and stages()[-1][0] == ("FROM", "${BASE}")
     users = [rest for op, rest in steps if op == "USER"]
     assert users and users[-1] == str(container_runner.CONTAINER_UID)
     labels = " ".join(rest for op, rest in steps if op == "LABEL")
@@ -75,7 +96,8 @@ def test_the_build_context_excludes_the_virtualenv_and_local_runs():
     assert rules[0] == "*"  # everything is excluded unless listed
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
     assert allowed == {"pyproject.toml", "README.md", "components", "pipelines", "images/component/requirements.py"}
-    copied = {part for op, rest in instructions() if op == "COPY" for part in rest.split()[:-1]}
+    copied = {part for op, rest in instructions() if op == "COPY" and not rest.startswith("--from=")
+              for part in rest.split()[:-1]}
     assert copied <= allowed, f"the Dockerfile copies what .dockerignore excludes: {copied - allowed}"
 
 

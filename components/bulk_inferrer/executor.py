@@ -34,15 +34,20 @@ from kubetfx.components.predictor.servable import CodedStrings
 
 ARTIFACT_TYPE = "InferenceResult"
 TABLE_FORMATS = ("parquet", "csv")
-DEFAULT_BATCH = 8192
+# Rows per model call: a whole read batch. Every call hands the GIL back and forth a few dozen times (inputs to
+# tensors, the signature, outputs to numpy) while the writer threads run Python; 64k-row calls scored 1.27x the rows/s
+# of 8192-row ones on 2 cores (docs/benchmarks.md). Lower it for a model whose activations at 64k rows do not fit.
+DEFAULT_BATCH = 65536
 ENCODING_THREADS = 2
 
 
 def _output_columns(spec, outputs: dict, class_names: list[str]) -> dict:
     """Prediction columns for the table: the class, its id and one probability per class; or the prediction."""
     if spec.is_classification:
+        import pyarrow as pa
+
         ids = outputs["class_ids"].reshape(-1)
-        columns = {"predicted_class": np.asarray(class_names, dtype=object)[ids], "predicted_class_id": ids}
+        columns = {"predicted_class": pa.array(class_names, pa.string()).take(ids), "predicted_class_id": ids}
         for index, name in enumerate(class_names):
             columns[f"probability_{name}"] = outputs["probabilities"][:, index]
         return columns
@@ -164,7 +169,7 @@ def _table(batch, good: np.ndarray, columns: dict, rules, predictions: dict):
     for name, values in predictions.items():
         if name in names:
             raise ConfigError(f"the input has a column '{name}', the name of a prediction column; rename it")
-        arrays.append(pa.array(values))
+        arrays.append(values if isinstance(values, pa.Array) else pa.array(values))
         names.append(name)
     return pa.table(arrays, names=names)
 
@@ -184,6 +189,7 @@ def _write_outputs(sinks: _Sinks, servable, batch, good: np.ndarray, columns: di
 def infer(servable, files: list[str], data_format: str, sinks: _Sinks, batch_size: int, model_name: str,
           log=print) -> dict:
     """Score every row of ``files``; returns the counts and timings."""
+    from kubetfx.components.common import background, protolayout
     from kubetfx.components.predictor import table_check
 
     rules = servable.rules
@@ -194,8 +200,10 @@ def infer(servable, files: list[str], data_format: str, sinks: _Sinks, batch_siz
     started = time.perf_counter()
     model_seconds = 0.0
     numbers = [rule.name for rule in rules.rules if rule.dtype != "string"]
-    for path, batch in reading.batches(files, data_format, numbers):
-        columns, good, reasons = table_check.check(rules, batch)
+    checked = ((path, batch, *table_check.check(rules, batch))
+               for path, batch in reading.batches(files, data_format, numbers))
+    # The next batch is read and checked on a thread while this one is scored (both mostly release the GIL).
+    for path, batch, columns, good, reasons in background.ahead(checked, "kubetfx-bulk-reading"):
         for row, reason in sorted(reasons.items()):
             sinks.rejects.writerow([counts["rows"] + row, path, reason])
             kind = reason.split(": ", 1)[-1].split(" (got")[0]
@@ -220,7 +228,7 @@ def infer(servable, files: list[str], data_format: str, sinks: _Sinks, batch_siz
     seconds = time.perf_counter() - started
     counts.update(seconds=round(seconds, 3), model_seconds=round(model_seconds, 3),
                   rows_per_second=round(counts["rows"] / seconds, 1) if seconds else None,
-                  reject_reasons=reasons_seen)
+                  reject_reasons=reasons_seen, prediction_log_fill=protolayout.fill_engine())
     log(f"BulkInferrer: {counts['scored']} of {counts['rows']} rows scored in {seconds:.1f} s "
         f"({counts['rows_per_second']} rows/s), {counts['rejected']} rejected"
         + (": " + "; ".join(f"{k} ({v})" for k, v in sorted(reasons_seen.items(), key=lambda kv: -kv[1])[:3])

@@ -89,7 +89,7 @@ def _string_tensor(values: pa.Array | CodedStrings, shape: tuple) -> tuple:
     else:
         codes = values.codes.reshape(n, per_row)
         if n > 1 and bool((codes == codes[:1]).all()):  # e.g. the class names: encoded once
-            return (protolayout.joined(_tensor(values.decoded()[:1]), 1)[0].as_py(),)
+            return (protolayout.joined(_tensor(values.values[values.codes[:1]]), 1)[0].as_py(),)
         distinct = _string_fields(_strings(values.values))
         fields = Choice(codes.reshape(-1), distinct.taken() if isinstance(distinct, Choice) else distinct)
     values = (fields if per_row == 1 and isinstance(fields, Choice) else

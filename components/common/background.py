@@ -1,4 +1,5 @@
 """A worker thread fed through a bounded queue: a pipeline stage that overlaps the caller's next step.
+:func:`ahead` is the other direction: items made on a thread while the caller uses the ones before.
 
 Work that releases the GIL (zlib, Arrow, Parquet, numpy on large arrays) runs beside the caller's,
 and at most ``depth`` submitted tasks wait, so memory stays bounded however fast the caller is. An
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 
 class Stage:
@@ -46,3 +47,53 @@ class Stage:
             self._queue.put(None)
             self._thread.join()
         self._raise()
+
+
+def ahead(items: Iterable, name: str, depth: int = 1) -> Iterator:
+    """``items`` produced on a thread while the caller works on the ones before, at most ``depth`` waiting: a
+    producer's exception is raised in the caller at the item it failed on; a caller that stops early stops the
+    producer (at its next item) and waits for it."""
+    waiting: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                waiting.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread
+            put((end, err))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = waiting.get()
+            if item is end:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                waiting.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()

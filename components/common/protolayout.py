@@ -8,7 +8,9 @@ each row with Arrow's element-wise join (any data). :func:`laid_out` groups the 
 their per-row parts; in a group every length header is the same, so a row is a template with the
 varying bytes copied into fixed columns: a few numpy slice copies per group instead of a join of every
 part for every row. It can frame the rows as TFRecords in the same matrix (the length and its CRC are
-the group's too); both give the bytes :func:`joined` gives.
+the group's too); both give the bytes :func:`joined` gives. Framed rows are written in their order by the native
+fill (``_rowfill``, C: each row its group's template, its own bytes copied in, the record's CRC32C) where it was
+built, else by numpy, group by group, and put back in order.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ import numpy as np
 import pyarrow as pa
 
 from kubetfx.components.common import protowire, tfrecord
+
+try:  # built with the package where a C compiler was found (pyproject's ext-modules, optional)
+    from kubetfx.components.common import _rowfill
+except ImportError:  # pragma: no cover - the numpy fill below gives the same bytes
+    _rowfill = None
 
 MAX_GROUPS = 64  # more distinct size combinations (free text): the join is as fast
 _RECORD_START = 12  # a framed row: the record's length (8 bytes) and its masked CRC, then the record
@@ -167,8 +174,9 @@ def _column(part, n: int):
     return _Ragged(offsets, data)
 
 
-def _groups(lengths: list[np.ndarray], n: int) -> list[np.ndarray] | None:
-    """The rows of each combination of per-row part lengths, in order; None past ``MAX_GROUPS`` combinations."""
+def _group_of_rows(lengths: list[np.ndarray], n: int) -> tuple[np.ndarray, int] | None:
+    """(each row's group: its combination of per-row part lengths, numbered in order; the number of groups),
+    None past ``MAX_GROUPS`` combinations."""
     key, span = np.zeros(n, dtype=np.int64), 1
     for column in lengths:
         low, high = int(column.min()), int(column.max())
@@ -179,7 +187,18 @@ def _groups(lengths: list[np.ndarray], n: int) -> list[np.ndarray] | None:
     present = np.flatnonzero(np.bincount(key, minlength=span))
     if len(present) > MAX_GROUPS:
         return None
-    return [np.flatnonzero(key == value) for value in present.tolist()]
+    number = np.zeros(span, dtype=np.int32)
+    number[present] = np.arange(len(present), dtype=np.int32)
+    return number[key], len(present)
+
+
+def _groups(lengths: list[np.ndarray], n: int) -> list[np.ndarray] | None:
+    """The rows of each combination of per-row part lengths, in order; None past ``MAX_GROUPS`` combinations."""
+    found = _group_of_rows(lengths, n)
+    if found is None:
+        return None
+    group_of_row, count = found
+    return [np.flatnonzero(group_of_row == group) for group in range(count)]
 
 
 def _place(part, sizes: dict, start: int, template: bytearray, varying: list) -> int:
@@ -298,12 +317,14 @@ def drop_buffers() -> None:
 
 class Layout:
     """Rows laid out as one matrix per group (framed: the records' CRCs in place), the matrices one after another in
-    ``data``; :meth:`bytes` puts the rows back in their order, so that it can run on another thread."""
+    ``data``; :meth:`bytes` puts the rows back in their order, so that it can run on another thread. Rows the native
+    fill wrote are in their order already (``sizes``: each row's)."""
 
     def __init__(self, groups: list, matrices: list, data: np.ndarray, n: int, framed: bool,
-                 buffer: np.ndarray | None = None):
+                 buffer: np.ndarray | None = None, sizes: np.ndarray | None = None):
         self.groups, self.matrices, self.data, self.n, self.framed = groups, matrices, data, n, framed
         self._buffer = buffer  # a reused buffer (framed layouts) that ``data`` is the start of
+        self._sizes = sizes
 
     def release(self) -> None:
         """Give the buffer back for the next layout: call it once nothing refers to :meth:`bytes`'s result."""
@@ -313,6 +334,8 @@ class Layout:
 
     def bytes(self) -> tuple[np.ndarray, np.ndarray]:
         """(the rows' bytes one after another, each row's size)."""
+        if self._sizes is not None:
+            return self.data, self._sizes
         widths = np.repeat([matrix.shape[1] for matrix in self.matrices], [len(matrix) for matrix in self.matrices])
         if len(self.matrices) == 1:
             return self.data, widths
@@ -322,13 +345,51 @@ class Layout:
         return data[:int(offsets[-1])], np.diff(offsets)
 
 
-def layout(message, n: int, framed: bool = False) -> Layout | None:
+def _source(column) -> tuple:
+    """A per-row part as the native fill reads it: (kind, data, row index, stride); see ``_rowfill.c``."""
+    if isinstance(column, _Fixed):
+        matrix = np.ascontiguousarray(column.matrix)
+        return 0, matrix, None, matrix.shape[1]
+    if isinstance(column, _Chosen):
+        return 2, column.matrix, np.ascontiguousarray(column.codes, dtype=np.int64), column.matrix.shape[1]
+    return 1, column.data, np.ascontiguousarray(column.first, dtype=np.int64), 0
+
+
+def _framed_in_order(message, columns: dict, varying: list, n: int) -> Layout | None:
+    """Framed rows written in their order by the native fill: per group a template and where its rows' own bytes go."""
+    found = _group_of_rows(varying, n) if varying else (np.zeros(n, dtype=np.int32), 1)
+    if found is None:
+        return None
+    group_of_row, count = found
+    keys = list(columns)
+    number = {key: index for index, key in enumerate(keys)}
+    templates, parts = [], []
+    for group in range(count):
+        template, where = _template(message, columns, int(np.argmax(group_of_row == group)) if count > 1 else 0, True)
+        templates.append(template.tobytes())
+        parts.append([(start, width, number[key]) for start, width, key in where])
+    sizes = np.array([len(template) for template in templates], dtype=np.int64)[group_of_row]
+    size = int(sizes.sum())
+    buffer = _BUFFERS.get(size)
+    data = buffer[:size]
+    _rowfill.fill(data, group_of_row, templates, parts, [_source(columns[key]) for key in keys])
+    return Layout([], [], data, n, True, buffer, sizes)
+
+
+def fill_engine() -> str:
+    """What writes framed rows here: ``"C"`` (``_rowfill``, built at install) or ``"numpy"`` (no compiler then)."""
+    return "numpy" if _rowfill is None else "C"
+
+
+def layout(message, n: int, framed: bool = False, native: bool | None = None) -> Layout | None:
     """The rows of ``message`` (TFRecord-framed: ``framed``) laid out by group; None when they have too many
-    distinct layouts."""
+    distinct layouts. Framed rows go through the native fill where it was built (``native``: None), else numpy."""
     if n == 0:
         return Layout([], [np.zeros((0, 0), dtype=np.uint8)], np.zeros(0, dtype=np.uint8), 0, False)
     columns = {id(part): _column(part, n) for part in _per_row_parts(message, [])}
     varying = [column.lengths for column in columns.values() if column.lengths is not None]
+    if framed and (_rowfill is not None if native is None else native):
+        return _framed_in_order(message, columns, varying, n)
     groups = _groups(varying, n) if varying else [None]
     if groups is None:
         return None

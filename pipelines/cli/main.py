@@ -259,8 +259,8 @@ def _cmd_predict(args, parser) -> int:
     from kubetfx.components.bulk_inferrer import executor
 
     result = executor.predict_to_file(model_repository.version_path(repository, name, chosen), args.data, args.out,
-                                      version=str(chosen), batch_size=args.batch_size, allow_nan=args.allow_nan,
-                                      model_name=name)
+                                      version=str(chosen), batch_size=args.batch_size or executor.DEFAULT_BATCH,
+                                      allow_nan=args.allow_nan, model_name=name)
     print(f"Scored {result['scored']} of {result['rows']} rows with {name} version {chosen} "
           f"({result['rows_per_second']} rows/s): {args.out}")
     print(f"  PredictionLogs: {result['prediction_logs']}")
@@ -380,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the inputs and predictions (.parquet or .csv); PredictionLogs and rejects beside it")
     predict.add_argument("--root", default="kubetfx-local", help="local directory whose model-repository/ to use")
     predict.add_argument("--repository", default=None, help="the model repository (default: <root>/model-repository)")
-    predict.add_argument("--batch-size", type=_positive_int, default=8192, help="rows per model call")
+    predict.add_argument("--batch-size", type=_positive_int, default=None,
+                         help="rows per model call (default 65536: a whole read batch; lower it for a wide model)")
     predict.add_argument("--allow-nan", action="store_true",
                          help="score rows with missing numbers (the model imputes them) instead of rejecting them")
     predict.set_defaults(handler=_cmd_predict)

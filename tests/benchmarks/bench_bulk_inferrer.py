@@ -28,7 +28,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-BATCH_SIZES = (1, 8, 32, 128, 512, 2048, 8192)
+BATCH_SIZES = (1, 8, 32, 128, 512, 2048, 8192, 65536)  # 65536: the BulkInferrer's own model call
+HTTP_BATCH_SIZES = (32, 512, 2048, 8192, 65536)
 
 _BULK = r"""
 import json, resource, sys, time
@@ -44,7 +45,7 @@ import json, sys, time
 import pyarrow.csv as pacsv
 from kubetfx.components.bulk_inferrer import executor
 servable = executor.load_model(sys.argv[1])
-table = pacsv.read_csv(sys.argv[2]).slice(0, 8192).to_pylist()
+table = pacsv.read_csv(sys.argv[2]).slice(0, max(json.loads(sys.argv[3]))).to_pylist()
 datatypes = {"float32": "FP32", "int64": "INT64", "string": "BYTES"}
 results = {}
 for batch in json.loads(sys.argv[3]):
@@ -133,13 +134,13 @@ def serving_over_http(model_dir: str, data: str, workdir: str) -> dict:
         print("hey not installed (make bench-serve installs it): the HTTP serving path is not measured")
         return {}
     features = model_features(model_dir)
-    rows = pacsv.read_csv(data).slice(0, 8192).to_pylist()
+    rows = pacsv.read_csv(data).slice(0, max(HTTP_BATCH_SIZES)).to_pylist()
     datatypes = {"float32": "FP32", "int64": "INT64", "string": "BYTES"}
     process, port, log = start_server("kubetfx", model_dir, os.path.join(workdir, "predictor.log"),
-                                      extra_args=("--max_batch_size", "8192"))
+                                      extra_args=("--max_batch_size", str(max(HTTP_BATCH_SIZES))))
     results = {}
     try:
-        for batch in (32, 512, 2048, 8192):
+        for batch in HTTP_BATCH_SIZES:
             body = {"inputs": [{"name": f["name"], "datatype": datatypes[f["dtype"]], "shape": [batch],
                                 "data": [row[f["name"]] for row in rows[:batch]]} for f in features]}
             payload = os.path.join(workdir, f"v2-{batch}.json")

@@ -7,6 +7,7 @@ predictor container gets the ServingRuntime's command, args, env, port, user and
 the pushed version mounted read-only at /mnt/models as KServe's storage initializer would.
 """
 
+import glob
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import urllib.request
 import pytest
 import yaml
 
+from kubetfx.components.common import layout
 from kubetfx.components.pusher import inference_service
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -87,6 +89,10 @@ def test_every_stage_ran_in_a_container_and_the_model_was_pushed(pipeline_run, c
     version_dir = os.path.join(pipeline_run["model_repository"], "penguin", "1")
     assert os.path.isfile(os.path.join(version_dir, "saved_model.pb"))
     assert os.stat(version_dir).st_uid == CONTAINER_UID
+    # The image carries kubetfx's C fill for PredictionLogs (compiled in the Dockerfile's native stage).
+    (summary,) = glob.glob(os.path.join(run_dir, "bulk-inferrer", "**", layout.INFERENCE_SUMMARY_FILE), recursive=True)
+    with open(summary) as handle:
+        assert json.load(handle)["prediction_log_fill"] == "C"
     print(f"\ncontainerised penguin pipeline: {pipeline_run['seconds']:.1f} s")
 
 

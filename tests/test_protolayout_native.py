@@ -1,0 +1,94 @@
+"""The native PredictionLog fill (components/common/_rowfill.c): built where a C compiler is, the same bytes as
+numpy's fill and protobuf's, CRC32C equal to google_crc32c, and a bad call refused with ValueError, never a crash."""
+
+import os
+import shutil
+
+import google_crc32c
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from kubetfx.components.common import protolayout, tfrecord
+from kubetfx.components.common.protolayout import Choice, Delimited
+
+rowfill = protolayout._rowfill  # noqa: SLF001
+
+
+def test_the_native_fill_is_built_where_a_c_compiler_is():
+    if not shutil.which(os.environ.get("CC", "cc")):
+        pytest.skip("no C compiler here: the install falls back to numpy's fill")
+    assert rowfill is not None, "pip install -e . should have built kubetfx.components.common._rowfill"
+
+
+needs_native = pytest.mark.skipif(rowfill is None, reason="the native fill is not built (no C compiler at install)")
+
+
+@needs_native
+@pytest.mark.parametrize("hardware", [True, False])
+def test_crc32c_by_instruction_and_by_table_equals_google_crc32c(hardware):
+    used = rowfill.set_hardware(hardware)
+    try:
+        assert used == (hardware and used)  # the instruction only where asked for (and the CPU has it)
+        rng = np.random.default_rng(5)
+        for size in list(range(0, 20)) + [443, 1000, 4097]:
+            data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+            assert rowfill.crc32c(data) == google_crc32c.value(data)
+    finally:
+        rowfill.set_hardware(True)
+
+
+def _message(rng, n: int):
+    """Rows of several layouts: fixed floats, varints of several sizes, a few strings of several lengths (a
+    choice), per-row text of a few lengths (ragged), a nested length-delimited field around them."""
+    from kubetfx.components.common import protowire
+
+    floats = rng.random((n, 3), dtype=np.float32).view(np.uint8).reshape(n, 12)
+    varints = protowire.varints(rng.integers(0, 2 ** 20, n) * (rng.random(n) > 0.5))
+    words = pa.array([b"\x0a\x01a", b"\x0a\x04bcde", b"\x0a\x00"], type=pa.large_binary())
+    choice = Choice(rng.integers(0, 3, n), words)
+    text = pa.array([b"t" * int(k) for k in rng.integers(0, 4, n)], type=pa.large_binary())
+    inner = Delimited(b"\x12", (b"\x08\x01", varints, text))
+    return Delimited(b"\x32", (b"\x0a\x03abc", Delimited(b"\x1a", (floats,)), choice, inner))
+
+
+@needs_native
+@pytest.mark.parametrize("n", [1, 7, 5000])
+def test_native_and_numpy_fills_give_the_same_framed_records_as_the_join(n):
+    rng = np.random.default_rng(n)
+    message = _message(rng, n)
+    native = protolayout.layout(message, n, framed=True, native=True)
+    numpy = protolayout.layout(message, n, framed=True, native=False)
+    data, sizes = native.bytes()
+    expected = tfrecord.encode_records(protolayout.joined(message, n).to_pylist())
+    assert bytes(data) == bytes(numpy.bytes()[0]) == expected
+    assert sizes.tolist() == numpy.bytes()[1].tolist() and int(sizes.sum()) == len(expected)
+    native.release()
+    numpy.release()
+
+
+@needs_native
+def test_a_bad_call_is_a_value_error_not_a_crash():
+    template = bytes(16 + 4)  # a 4-byte record
+    source = (0, np.zeros((2, 4), np.uint8), None, 4)
+    good = (np.zeros(40, np.uint8), np.zeros(2, np.int32), [template], [[(12, 4, 0)]], [source])
+    rowfill.fill(*good)
+    cases = {
+        "group out of range": (good[0], np.array([0, 1], np.int32), *good[2:]),
+        "output too small": (np.zeros(39, np.uint8), *good[1:]),
+        "output too large": (np.zeros(41, np.uint8), *good[1:]),
+        "part outside the record": (*good[:3], [[(14, 4, 0)]], good[4]),
+        "source out of range": (*good[:3], [[(12, 4, 1)]], good[4]),
+        "rows beyond the source": (np.zeros(60, np.uint8), np.zeros(3, np.int32), *good[2:]),
+        "index beyond the data": (*good[:4], [(1, np.zeros(4, np.uint8), np.array([0, 1], np.int64), 0)]),
+        "negative index": (*good[:4], [(2, np.zeros((2, 4), np.uint8), np.array([0, -1], np.int64), 4)]),
+        "bad kind": (*good[:4], [(3, np.zeros(8, np.uint8), None, 4)]),
+        "groups not int32": (good[0], np.zeros(2, np.int64), *good[2:]),
+        "index not int64": (*good[:4], [(1, np.zeros(8, np.uint8), np.array([0, 4], np.int32), 0)]),
+    }
+    for case, args in cases.items():
+        with pytest.raises(ValueError):
+            rowfill.fill(*args)
+        print("refused:", case)
+    with pytest.raises((TypeError, BufferError)):
+        rowfill.fill(b"read-only output!!!" * 2 + b"xx", *good[1:])
