@@ -479,3 +479,26 @@ def test_csv_numbers_parsed_by_arrow_give_what_the_text_path_gives(tmp_path, pen
     assert rejected == text_rejected == [1_000, 2_000, 59_999]
     for name in numbers:
         np.testing.assert_array_equal(columns[name], text_columns[name])
+
+
+def test_every_missing_value_token_example_gen_reads_as_null_is_null_when_scoring(tmp_path, penguin_model):
+    """ExampleGen's default tokens for a missing number (pandas' na_values: ``#N/A N/A``, ``-1.#IND``, ...) are
+    nulls to the request checks and to the BulkInferrer's typed CSV read, as they were in training; a value
+    that is not one of them is still refused."""
+    from kubetfx.components.bulk_inferrer import reading
+    from kubetfx.components.example_gen.reading import DEFAULT_NULL_VALUES
+    from kubetfx.components.predictor import table_check
+
+    values, is_null, bad = table_check._numbers(pa.array(list(DEFAULT_NULL_VALUES) + ["3.5", "#N/A?"]))  # noqa: SLF001
+    assert is_null.tolist() == [True] * len(DEFAULT_NULL_VALUES) + [False, False]
+    assert bad.tolist() == [False] * (len(DEFAULT_NULL_VALUES) + 1) + [True] and values[-2] == 3.5
+
+    rules = executor.load_model(penguin_model["model"]).rules
+    numbers = [rule.name for rule in rules.rules if rule.dtype != "string"]
+    tokens = [token for token in DEFAULT_NULL_VALUES if token]
+    path = tmp_path / "tokens.csv"
+    path.write_text("island,sex,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,year\n" + "".join(
+        f"Biscoe,male,{token},18.1,190,3800,2008\n" for token in tokens), encoding="utf-8")
+    (_, batch), = reading.batches([str(path)], "csv", numbers)
+    column = batch.column("bill_length_mm")
+    assert pa.types.is_floating(column.type) and column.null_count == len(tokens)  # the typed read kept

@@ -25,6 +25,11 @@ FALSE_TEXT = ("False", "FALSE", "false")
 CSV_TRUE_VALUES = ("1",) + TRUE_TEXT
 CSV_FALSE_VALUES = ("0",) + FALSE_TEXT
 
+# The fields that mean "missing" in a CSV's number column: ExampleGen's default (pandas' na_values), and what the
+# predictor and the BulkInferrer read as null in a number feature's text, so a row scores as it was trained.
+NUMBER_NULL_TEXT = ("", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "#N/A",
+                    "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN")
+
 # What a missing INT/string value is sent to ``serving_raw`` as (the Trainer's export drops these in the graph).
 # A request or a table that gives one of them as a value is refused: it would silently mean "missing".
 MISSING_INT64 = -(2 ** 63)

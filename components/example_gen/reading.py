@@ -25,8 +25,7 @@ from kubetfx.components.common.errors import ConfigError, InputDataError
 INPUT_FORMATS = ("auto", "csv", "parquet", "tfrecord")
 # CSV fields that mean "missing" in columns that parse as numbers (booleans, dates): the empty field and the
 # NA/NaN/null spellings (pyarrow's list; over any of them a numeric column would otherwise become text).
-DEFAULT_NULL_VALUES = ("", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "#N/A",
-                       "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN")
+DEFAULT_NULL_VALUES = feature_values.NUMBER_NULL_TEXT
 # CSV fields that mean "missing" in text columns: only the empty field, so "NA" (North America) stays a value.
 DEFAULT_STRING_NULL_VALUES = ("",)
 # The "token" under which missing values of Parquet/TFRecord input (real nulls) are counted.

@@ -24,7 +24,7 @@ from kubetfx.components.predictor.schema_check import RequestSchema, value_probl
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _NUMBER = r"^\s*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)\s*$"
 # CSV fields that mean "missing" in a numeric feature (ExampleGen's defaults); in a text feature only "".
-NUMERIC_NULLS = ("", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "#N/A")
+NUMERIC_NULLS = feature_values.NUMBER_NULL_TEXT  # a number feature's missing-value text: ExampleGen's default
 
 
 def scalar(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
