@@ -66,7 +66,7 @@ def _csv_blocks(path: str, delimiter: str, numbers: frozenset) -> Iterator[pa.Re
     column as text, so that the table check decides per row and says why. Both give the same values."""
     import pyarrow.csv as csv
 
-    from kubetfx.components.predictor.table_check import NUMERIC_NULLS
+    from kubetfx.components.common.feature_values import NUMBER_NULL_TEXT
 
     with pa.input_stream(path) as stream:  # the header, to give every column its type
         header = csv.open_csv(stream, read_options=csv.ReadOptions(block_size=1 << 16),
@@ -77,7 +77,7 @@ def _csv_blocks(path: str, delimiter: str, numbers: frozenset) -> Iterator[pa.Re
                             parse_options=csv.ParseOptions(delimiter=delimiter),
                             convert_options=csv.ConvertOptions(
                                 column_types={n: pa.float64() if typed and n in numbers else pa.string() for n in header},
-                                strings_can_be_null=False, null_values=list(NUMERIC_NULLS)))
+                                strings_can_be_null=False, null_values=list(NUMBER_NULL_TEXT)))
 
     done = 0
     if numbers & set(header):

@@ -381,14 +381,14 @@ def fill_engine() -> str:
     return "numpy" if _rowfill is None else "C"
 
 
-def layout(message, n: int, framed: bool = False, native: bool | None = None) -> Layout | None:
+def layout(message, n: int, framed: bool = False) -> Layout | None:
     """The rows of ``message`` (TFRecord-framed: ``framed``) laid out by group; None when they have too many
-    distinct layouts. Framed rows go through the native fill where it was built (``native``: None), else numpy."""
+    distinct layouts. Framed rows go through the native fill where it was built, else numpy."""
     if n == 0:
         return Layout([], [np.zeros((0, 0), dtype=np.uint8)], np.zeros(0, dtype=np.uint8), 0, False)
     columns = {id(part): _column(part, n) for part in _per_row_parts(message, [])}
     varying = [column.lengths for column in columns.values() if column.lengths is not None]
-    if framed and (_rowfill is not None if native is None else native):
+    if framed and _rowfill is not None:
         return _framed_in_order(message, columns, varying, n)
     groups = _groups(varying, n) if varying else [None]
     if groups is None:

@@ -23,8 +23,6 @@ from kubetfx.components.predictor.schema_check import RequestSchema, value_probl
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _NUMBER = r"^\s*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)\s*$"
-# CSV fields that mean "missing" in a numeric feature (ExampleGen's defaults); in a text feature only "".
-NUMERIC_NULLS = feature_values.NUMBER_NULL_TEXT  # a number feature's missing-value text: ExampleGen's default
 
 
 def scalar(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
@@ -59,7 +57,7 @@ def _numbers(column: pa.Array, booleans: bool = False) -> tuple[np.ndarray, np.n
         values = _all_numbers(text)
         if values is not None:
             return values, np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-        is_null = pc.or_(pc.is_null(text), pc.is_in(text, value_set=pa.array(NUMERIC_NULLS))).to_numpy(
+        is_null = pc.or_(pc.is_null(text), pc.is_in(text, value_set=pa.array(feature_values.NUMBER_NULL_TEXT))).to_numpy(
             zero_copy_only=False)
         bad = ~is_null & ~pc.fill_null(pc.match_substring_regex(text, _NUMBER, ignore_case=True), False).to_numpy(
             zero_copy_only=False)
