@@ -354,3 +354,18 @@ def test_row_hash_is_column_order_independent():
     swapped = table.select(["b", "a"])
     assert np.array_equal(splitting.row_hashes(table, ["a", "b"]), splitting.row_hashes(swapped, ["b", "a"]))
     assert len(set(splitting.row_hashes(table, ["a", "b"]).tolist())) == 3
+
+
+def test_the_examples_record_how_a_csv_was_read_for_the_model(tmp_path):
+    """The Examples' directory records the fields that meant missing (what the Trainer copies into the model, and
+    scoring reads a CSV with); Parquet input records its format only."""
+    (tmp_path / "sales.csv").write_text(SALES_CSV)
+    out = str(tmp_path / "examples")
+    executor.run(str(tmp_path / "sales.csv"), out, splits="train:1", null_values=",-999", string_null_values=",NA")
+    assert examples.csv_null_text(out) == {"null_values": ["", "-999"], "string_null_values": ["", "NA"]}
+    assert layout.list_splits(out) == ["train"]
+    pq.write_table(pacsv.read_csv(str(tmp_path / "sales.csv")), str(tmp_path / "sales.parquet"))
+    executor.run(str(tmp_path / "sales.parquet"), str(tmp_path / "from-parquet"), splits="train:1")
+    assert examples.csv_null_text(str(tmp_path / "from-parquet")) == {}
+    assert json.load(open(os.path.join(str(tmp_path / "from-parquet"), layout.EXAMPLES_READING_FILE))) == {
+        "input_format": "parquet"}

@@ -12,6 +12,7 @@ it fills in for ``Visit Count`` is an integer a data file can hold too.
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -25,9 +26,9 @@ LABEL = "Diagnosis"
 NEW_ROWS = 40
 
 
-@pytest.fixture(scope="module")
-def cancer(tmp_path_factory) -> dict:
-    """ExampleGen -> StatisticsGen -> SchemaGen -> Transform (median) -> Trainer on cancer.csv; 40 more rows."""
+def _cancer_pipeline(root, na_rep: str = "", **tokens) -> dict:
+    """ExampleGen -> StatisticsGen -> SchemaGen -> Transform (median) -> Trainer on cancer.csv (blank cells written
+    as ``na_rep``; ``tokens``: ExampleGen's null_values / string_null_values); 40 more rows."""
     from sklearn.datasets import load_breast_cancer
 
     from kubetfx.components.example_gen import executor as example_gen
@@ -36,7 +37,6 @@ def cancer(tmp_path_factory) -> dict:
     from kubetfx.components.trainer import executor as trainer
     from kubetfx.components.transform import executor as transform
 
-    root = tmp_path_factory.mktemp("cancer")
     source = load_breast_cancer(as_frame=True).frame
     n = len(source)
     rng = np.random.default_rng(3)
@@ -54,10 +54,10 @@ def cancer(tmp_path_factory) -> dict:
     frame.loc[frame.index[5::36], "Visit Count"] = pd.NA         # 16 blank int cells
     frame.loc[frame.index[7::40], "Clinic"] = None               # 15 blank text cells
     training, new = frame.iloc[:-NEW_ROWS], frame.iloc[-NEW_ROWS:]
-    training.to_csv(root / "cancer.csv", index=False)
+    training.to_csv(root / "cancer.csv", index=False, na_rep=na_rep)
     new.drop(columns=[LABEL]).to_csv(root / "new.csv", index=False)
     out = {name: str(root / name) for name in ("examples", "statistics", "schema", "graph", "transformed", "model")}
-    example_gen.run(str(root / "cancer.csv"), out["examples"], label_column=LABEL)
+    example_gen.run(str(root / "cancer.csv"), out["examples"], label_column=LABEL, **tokens)
     statistics_gen.run(out["examples"], out["statistics"])
     schema_gen.run(out["statistics"], out["schema"], label_column=LABEL)
     out["transform"] = transform.run(out["examples"], out["schema"], out["graph"], out["transformed"],
@@ -66,6 +66,12 @@ def cancer(tmp_path_factory) -> dict:
                 hyperparameters={"epochs": 3}, seed=7)
     out.update(root=str(root), frame=frame, new=new.drop(columns=[LABEL]), new_csv=str(root / "new.csv"))
     return out
+
+
+@pytest.fixture(scope="module")
+def cancer(tmp_path_factory) -> dict:
+    """The pipeline on cancer.csv as pandas writes it (blank cells empty)."""
+    return _cancer_pipeline(tmp_path_factory.mktemp("cancer"))
 
 
 def _probabilities(table) -> np.ndarray:
@@ -222,3 +228,44 @@ def test_the_predictor_takes_booleans_and_nulls_the_model_imputes(cancer, tmp_pa
             assert (status, answer["error"]) == (400, message)
     finally:
         server.stop()
+
+
+def test_a_csv_scores_with_the_missing_value_fields_its_training_csv_was_read_with(tmp_path_factory, tmp_path):
+    """A team's CSVs write a missing cell as -999 and ExampleGen was told so (null_values, string_null_values):
+    the model records those fields, and the BulkInferrer reads -999 in new data as missing (imputed by the model, as
+    in training), so the rows score as their blank-cell copies do. A model without the record (kubetfx_model.json
+    of an older kubetfx) reads -999 as a number: the rows score differently, which is why it is recorded."""
+    from kubetfx.components.bulk_inferrer import executor as bulk_inferrer
+
+    marked = _cancer_pipeline(tmp_path_factory.mktemp("cancer-999"), na_rep="-999",
+                              null_values=",NA,-999", string_null_values=",-999")
+    info_path = os.path.join(marked["model"], layout.MODEL_INFO_FILE)
+    info = json.load(open(info_path, encoding="utf-8"))
+    assert info["null_values"] == ["", "NA", "-999"] and info["string_null_values"] == ["", "-999"]
+    new = marked["new"]
+    assert new["Mean Radius (mm)"].isna().any() and new["Visit Count"].isna().any() and new["Clinic"].isna().any()
+    new.to_csv(tmp_path / "blank.csv", index=False)
+    new.to_csv(tmp_path / "marked.csv", index=False, na_rep="-999")
+
+    def score(model_dir: str, name: str):
+        counts = bulk_inferrer.predict_to_file(model_dir, str(tmp_path / f"{name}.csv"),
+                                               str(tmp_path / f"{name}-{os.path.basename(model_dir)}.parquet"))
+        return counts, _probabilities(pq.read_table(counts["table"]))
+
+    (blank_counts, blank), (marked_counts, scored) = score(marked["model"], "blank"), score(marked["model"], "marked")
+    assert blank_counts["scored"] == marked_counts["scored"] == NEW_ROWS
+    np.testing.assert_array_equal(scored, blank)
+
+    older = str(tmp_path / "older")
+    shutil.copytree(marked["model"], older)
+    json.dump({k: v for k, v in info.items() if k not in feature_values.NULL_TEXT_KEYS}, open(
+        os.path.join(older, layout.MODEL_INFO_FILE), "w", encoding="utf-8"))
+    counts, _ = score(older, "marked")
+    # -999 in a text cell is no clinic the model knows: refused; in a number cell, taken as a number.
+    assert counts["reject_reasons"] == {"value not in the training domain": int(new["Clinic"].isna().sum())}
+    kept = ~new["Clinic"].isna().to_numpy()
+    numbers_marked = (new["Mean Radius (mm)"].isna() | new["Visit Count"].isna()).to_numpy()[kept]
+    _, older_scored = counts, _probabilities(pq.read_table(counts["table"]))
+    assert numbers_marked.any()
+    assert not np.allclose(older_scored[numbers_marked], blank[kept][numbers_marked])
+    np.testing.assert_array_equal(older_scored[~numbers_marked], blank[kept][~numbers_marked])

@@ -201,7 +201,7 @@ def infer(servable, files: list[str], data_format: str, sinks: _Sinks, batch_siz
     model_seconds = 0.0
     numbers = [rule.name for rule in rules.rules if rule.dtype != "string"]
     checked = ((path, batch, *table_check.check(rules, batch))
-               for path, batch in reading.batches(files, data_format, numbers))
+               for path, batch in reading.batches(files, data_format, numbers, rules.number_null_text))
     # The next batch is read and checked on a thread while this one is scored (both mostly release the GIL).
     for path, batch, columns, good, reasons in background.ahead(checked, "kubetfx-bulk-reading"):
         for row, reason in sorted(reasons.items()):

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from kubetfx.components.common import examples, layout, storage, tfrecord
 from kubetfx.components.common.errors import ConfigError, InputDataError
+from kubetfx.components.common.feature_values import NUMBER_NULL_TEXT
 
 BATCH_ROWS = 65536
 # Arrow's CSV reader reads ~40 blocks ahead of a slower consumer: small blocks keep that bounded (~40 MB),
@@ -60,13 +61,11 @@ def _rebatch(batches, rows: int) -> Iterator[pa.RecordBatch]:
         yield pa.concat_batches(pending)
 
 
-def _csv_blocks(path: str, delimiter: str, numbers: frozenset) -> Iterator[pa.RecordBatch]:
-    """The CSV's blocks: the ``numbers`` columns parsed by Arrow as float64 (their missing-value tokens null), the
+def _csv_blocks(path: str, delimiter: str, numbers: frozenset, null_text: tuple) -> Iterator[pa.RecordBatch]:
+    """The CSV's blocks: the ``numbers`` columns parsed by Arrow as float64 (``null_text``'s fields null), the
     rest as text; from a block with a value Arrow does not parse as a number (``True``, `` 5``, ``n/a?``) on, every
     column as text, so that the table check decides per row and says why. Both give the same values."""
     import pyarrow.csv as csv
-
-    from kubetfx.components.common.feature_values import NUMBER_NULL_TEXT
 
     with pa.input_stream(path) as stream:  # the header, to give every column its type
         header = csv.open_csv(stream, read_options=csv.ReadOptions(block_size=1 << 16),
@@ -77,7 +76,7 @@ def _csv_blocks(path: str, delimiter: str, numbers: frozenset) -> Iterator[pa.Re
                             parse_options=csv.ParseOptions(delimiter=delimiter),
                             convert_options=csv.ConvertOptions(
                                 column_types={n: pa.float64() if typed and n in numbers else pa.string() for n in header},
-                                strings_can_be_null=False, null_values=list(NUMBER_NULL_TEXT)))
+                                strings_can_be_null=False, null_values=list(null_text)))
 
     done = 0
     if numbers & set(header):
@@ -97,10 +96,10 @@ def _csv_blocks(path: str, delimiter: str, numbers: frozenset) -> Iterator[pa.Re
         done = 0
 
 
-def _csv_batches(path: str, numbers: frozenset = frozenset()) -> Iterator[pa.RecordBatch]:
+def _csv_batches(path: str, numbers: frozenset, null_text: tuple) -> Iterator[pa.RecordBatch]:
     delimiter = "\t" if path.lower().endswith(".tsv") else ","
     try:
-        yield from _rebatch(_csv_blocks(path, delimiter, numbers), BATCH_ROWS)
+        yield from _rebatch(_csv_blocks(path, delimiter, numbers, null_text), BATCH_ROWS)
     except pa.ArrowInvalid as err:
         raise InputDataError(f"{path}: not a readable CSV file ({str(err).splitlines()[0][:200]})") from None
 
@@ -121,11 +120,13 @@ def _tfrecord_batches(path: str) -> Iterator[pa.RecordBatch]:
         yield examples.decode_examples(records[start:start + BATCH_ROWS], source=path)
 
 
-def batches(files: list[str], data_format: str, numbers=()) -> Iterator[tuple[str, pa.RecordBatch]]:
+def batches(files: list[str], data_format: str, numbers=(),
+            null_text: tuple = NUMBER_NULL_TEXT) -> Iterator[tuple[str, pa.RecordBatch]]:
     """(file, batch of at most ``BATCH_ROWS`` rows, never empty) in file order; ``numbers``: the columns a CSV's
-    values are parsed as numbers in (the model's number features), the others read as text."""
+    values are parsed as numbers in (the model's number features; ``null_text``: the fields that are null there,
+    as ExampleGen read the training CSV), the others read as text."""
     numbers = frozenset(numbers)
-    reader = {"csv": lambda path: _csv_batches(path, numbers), "parquet": _parquet_batches,
+    reader = {"csv": lambda path: _csv_batches(path, numbers, tuple(null_text)), "parquet": _parquet_batches,
               "tfrecord": _tfrecord_batches}[data_format]
     for path in files:
         for batch in reader(path):

@@ -111,6 +111,24 @@ def split_files(examples_dir: str, split: str) -> list[str]:
     return files
 
 
+def csv_null_text(examples_dir: str) -> dict:
+    """The fields ExampleGen read as missing in the CSV behind an Examples artifact (``feature_values.NULL_TEXT_KEYS``
+    as ExampleGen recorded them in ``layout.EXAMPLES_READING_FILE``); {} for other input, or an artifact without
+    the record (written before it, or by another tool)."""
+    import json
+
+    from kubetfx.components.common import feature_values
+
+    try:
+        with open(os.path.join(examples_dir, layout.EXAMPLES_READING_FILE), encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    tokens = {key: record.get(key) for key in feature_values.NULL_TEXT_KEYS} if isinstance(record, dict) else {}
+    return tokens if all(isinstance(t, list) and all(isinstance(x, str) for x in t) for t in tokens.values()) \
+        and tokens else {}
+
+
 def read_split_records(examples_dir: str, split: str) -> list[bytes]:
     """The serialized tf.Examples of one split, in file order."""
     records: list[bytes] = []

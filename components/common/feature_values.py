@@ -29,6 +29,20 @@ CSV_FALSE_VALUES = ("0",) + FALSE_TEXT
 # predictor and the BulkInferrer read as null in a number feature's text, so a row scores as it was trained.
 NUMBER_NULL_TEXT = ("", "NA", "N/A", "n/a", "NaN", "nan", "-NaN", "-nan", "NULL", "null", "#N/A",
                     "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN")
+# ... and in a CSV's text column: ExampleGen's default is only the empty field, so "NA" (North America) is a value.
+STRING_NULL_TEXT = ("",)
+# Where ExampleGen was given other tokens (its null_values / string_null_values) for the CSV a model was trained
+# on, kubetfx_model.json records them under these keys, and scoring reads a CSV with them.
+NULL_TEXT_KEYS = ("null_values", "string_null_values")
+
+
+def null_text(info: dict | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(number, text) fields that mean "missing" in CSV data scored by a model: what ExampleGen read its training
+    CSV with, as recorded (``NULL_TEXT_KEYS``), else ExampleGen's defaults."""
+    info = info or {}
+    recorded = [info.get(key) for key in NULL_TEXT_KEYS]
+    return tuple(tuple(tokens) if isinstance(tokens, list) and all(isinstance(t, str) for t in tokens) else default
+                 for tokens, default in zip(recorded, (NUMBER_NULL_TEXT, STRING_NULL_TEXT)))
 
 # What a missing INT/string value is sent to ``serving_raw`` as (the Trainer's export drops these in the graph).
 # A request or a table that gives one of them as a value is refused: it would silently mean "missing".

@@ -14,6 +14,10 @@ STATISTICS_FILE = "FeatureStats.pb"
 SCHEMA_FILE = "schema.pbtxt"
 ANOMALIES_FILE = "SchemaDiff.pb"
 
+# Examples artifact (ExampleGen): how the input was read (its format; for CSV, the fields that meant missing), for
+# the components after it (the Trainer records those fields with the model, and scoring reads CSVs with them).
+EXAMPLES_READING_FILE = "kubetfx_examples_reading.json"
+
 # Model artifact (Trainer): TFX's serving subdirectory with the SavedModel, and kubetfx's
 # model facts beside it (also beside the SavedModel of each pushed repository version).
 SERVING_MODEL_DIR = "Format-Serving"

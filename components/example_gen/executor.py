@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 
-from kubetfx.components.common import examples, feature_names, fileio, layout, provenance, report, storage, tfrecord
+from kubetfx.components.common import (examples, feature_names, feature_values, fileio, layout, provenance, report,
+                                       storage, tfrecord)
 from kubetfx.components.common.errors import ConfigError, InputDataError
 from kubetfx.components.example_gen.reading import (DEFAULT_NULL_VALUES, DEFAULT_STRING_NULL_VALUES, NATIVE_NULL,
                                                     MissingTokens, column_kind, count_native_nulls, detect_format,
@@ -138,6 +139,8 @@ def run(input_uri: str, output_dir: str, *, splits=None, partition_column: str =
                 get = lambda lo, hi, r=split_records: r[lo:hi]
             futures += _write_split(pool, layout.split_dir(temp_dir, split), get, len(rows_idx), num_shards)
         bytes_written = sum(f.result() for f in futures)
+        fileio.atomic_write(os.path.join(temp_dir, layout.EXAMPLES_READING_FILE),
+                            json.dumps(_reading_record(fmt, tokens), indent=2, sort_keys=True))
 
     metadata = {
         layout.TFX_TYPE: "Examples",
@@ -166,6 +169,15 @@ def run(input_uri: str, output_dir: str, *, splits=None, partition_column: str =
     if report_path:
         fileio.atomic_write(report_path, _report(metadata))
     return metadata
+
+
+def _reading_record(input_format: str, tokens: MissingTokens) -> dict:
+    """What the Examples' directory keeps of how the input was read (``layout.EXAMPLES_READING_FILE``): the fields
+    that meant missing, for a CSV (the model records them; scoring a CSV then reads it as this one was read)."""
+    record = {"input_format": input_format}
+    if input_format == "csv":
+        record.update(zip(feature_values.NULL_TEXT_KEYS, (list(tokens.numeric), list(tokens.string))))
+    return record
 
 
 def _token_label(token: str) -> str:

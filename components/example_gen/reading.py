@@ -27,7 +27,7 @@ INPUT_FORMATS = ("auto", "csv", "parquet", "tfrecord")
 # NA/NaN/null spellings (pyarrow's list; over any of them a numeric column would otherwise become text).
 DEFAULT_NULL_VALUES = feature_values.NUMBER_NULL_TEXT
 # CSV fields that mean "missing" in text columns: only the empty field, so "NA" (North America) stays a value.
-DEFAULT_STRING_NULL_VALUES = ("",)
+DEFAULT_STRING_NULL_VALUES = feature_values.STRING_NULL_TEXT
 # The "token" under which missing values of Parquet/TFRecord input (real nulls) are counted.
 NATIVE_NULL = "(null)"
 

@@ -165,11 +165,15 @@ class _Rule:
 class RequestSchema:
     """Checks requests for one model version; built by :func:`build`."""
 
-    def __init__(self, rules: list[_Rule], label: str = "", source: str = "signature"):
+    def __init__(self, rules: list[_Rule], label: str = "", source: str = "signature",
+                 null_text: tuple = (feature_values.NUMBER_NULL_TEXT, feature_values.STRING_NULL_TEXT)):
         self.rules = rules
         self.names = frozenset(r.name for r in rules)
         self.label = label
         self.source = source  # what the rules came from, for logs/metadata
+        # The fields that mean missing in a CSV's (number, text) columns, as in the training CSV: batch inference
+        # reads text with them (``table_check``); a request's JSON has null for missing.
+        self.number_null_text, self.string_null_text = null_text
 
     # ------------------------------------------------------------------ errors
     def _key_error(self, index: int, instance) -> RequestError:
@@ -427,4 +431,5 @@ def build(features: list[Feature], info: dict | None = None, schema_path: str | 
                            allow_nan=bool(extra.get("allow_nan", allow_nan)) and not disallow_nan,
                            allow_inf=allow_nan and not disallow_inf,
                            missing=feature_values.missing_marker(feature.dtype, extra)))
-    return RequestSchema(rules, label=str(info.get("label") or label), source=source)
+    return RequestSchema(rules, label=str(info.get("label") or label), source=source,
+                         null_text=feature_values.null_text(info))

@@ -7,12 +7,14 @@ arrive as text (CSV read as strings: numbers are parsed here, and for an INT fea
 true/false spellings ExampleGen reads as a boolean column, as 1/0), typed (Parquet; a boolean
 column for an INT feature is 1/0) or as one-value lists (decoded tf.Examples). A feature missing
 from the table makes every row bad. A null (a blank cell, a missing-value token, an absent
-tf.Example feature; for text also the empty field, as ExampleGen reads a CSV) in an int or string
+tf.Example feature; for text also ExampleGen's string_null_values, by default the empty field) in an int or string
 feature the model imputes (a ``missing`` marker in ``raw_features``) is sent as that marker, so the
 model imputes it as in training; in any other int or string feature it makes the row bad.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import pyarrow as pa
@@ -48,16 +50,35 @@ def _all_numbers(text: pa.Array) -> np.ndarray | None:
     return None if np.isnan(values).any() else values
 
 
-def _numbers(column: pa.Array, booleans: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(float64 values, null mask, not-a-number mask) of a text or numeric column. With ``booleans`` (an INT
-    feature) ExampleGen's true/false spellings and a typed boolean column are 1/0 (``feature_values``)."""
+@functools.lru_cache(maxsize=8)
+def _number_like(tokens: tuple) -> pa.Array | None:
+    """The tokens Arrow reads as a number that is not NaN (``-999``): a column of numbers may still hold them."""
+    numbers = []
+    for token in tokens:
+        try:
+            value = pa.array([token]).cast(pa.float64())[0].as_py()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        if value == value:
+            numbers.append(token)
+    return pa.array(numbers, pa.string()) if numbers else None
+
+
+def _numbers(column: pa.Array, booleans: bool = False,
+             null_text: tuple = feature_values.NUMBER_NULL_TEXT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(float64 values, null mask, not-a-number mask) of a text or numeric column (in text, ``null_text`` is null).
+    With ``booleans`` (an INT feature) ExampleGen's true/false spellings and a typed boolean column are 1/0
+    (``feature_values``)."""
     n = len(column)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_binary(column.type):
         text = column.cast(pa.string())
         values = _all_numbers(text)
+        numeric_tokens = _number_like(null_text)  # e.g. -999: parsed as a number above, yet missing
+        if values is not None and numeric_tokens and pc.any(pc.is_in(text, value_set=numeric_tokens)).as_py():
+            values = None
         if values is not None:
             return values, np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-        is_null = pc.or_(pc.is_null(text), pc.is_in(text, value_set=pa.array(feature_values.NUMBER_NULL_TEXT))).to_numpy(
+        is_null = pc.or_(pc.is_null(text), pc.is_in(text, value_set=pa.array(null_text, pa.string()))).to_numpy(
             zero_copy_only=False)
         bad = ~is_null & ~pc.fill_null(pc.match_substring_regex(text, _NUMBER, ignore_case=True), False).to_numpy(
             zero_copy_only=False)
@@ -113,8 +134,9 @@ def check(rules: RequestSchema, batch: pa.RecordBatch) -> tuple[dict, np.ndarray
                 continue
             text = column.cast(pa.string())
             is_null = text.is_null().to_numpy(zero_copy_only=False)
-            if rule.missing is not None:  # imputed by the model: a null or a blank text cell is sent as missing
-                is_null |= pc.fill_null(pc.equal(text, ""), False).to_numpy(zero_copy_only=False)
+            if rule.missing is not None:  # imputed by the model: a null or a missing-value field is sent as missing
+                is_null |= pc.fill_null(pc.is_in(text, value_set=pa.array(rules.string_null_text, pa.string())),
+                                        False).to_numpy(zero_copy_only=False)
                 mark(pc.fill_null(pc.equal(text, rule.missing), False).to_numpy(zero_copy_only=False), rule.name,
                      shown, "reserved for a missing value; send null")
             else:
@@ -126,7 +148,7 @@ def check(rules: RequestSchema, batch: pa.RecordBatch) -> tuple[dict, np.ndarray
             converted[rule.name] = text if rule.missing is None else \
                 pc.if_else(pa.array(is_null), pa.scalar(rule.missing, pa.string()), text)
             continue
-        values, is_null, not_number = _numbers(column, booleans=rule.dtype == "int64")
+        values, is_null, not_number = _numbers(column, booleans=rule.dtype == "int64", null_text=rules.number_null_text)
         if rule.dtype == "int64":
             imputed = is_null if rule.missing is not None else np.zeros(n, dtype=bool)  # sent as missing
             mark(not_number | (is_null & ~imputed), rule.name, shown, "expected an integer")

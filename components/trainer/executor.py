@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 
-from kubetfx.components.common import fileio, layout, module_loader, provenance, tfmd
+from kubetfx.components.common import feature_values, fileio, layout, module_loader, provenance, tfmd
 from kubetfx.components.common.errors import ConfigError, KubetfxError
 from kubetfx.components.trainer import distributed, hyperparameters as hp_lib, inputs, keras_mode
 from kubetfx.components.trainer.fn_args import FnArgs
@@ -203,6 +203,8 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         info["raw_features"] = _raw_features(transform_graph_dir, label, summary,
                                              markers=not module_file or "serving_raw" not in signatures)
         info.setdefault("hyperparameters", hp)  # the built-in trainer's: the values it trained with
+        # ExampleGen's missing-value fields for the training CSV: scoring reads a CSV with the same ones.
+        info.update({key: summary[key] for key in feature_values.NULL_TEXT_KEYS if key in summary})
         info.update(
             module_file=module_file, run_fn=run_fn if module_file else "builtin", seed=seed,
             tuning=_tuning_record(tuned_config, tuning), train_steps=train_steps, eval_steps=eval_steps,
