@@ -356,16 +356,23 @@ def test_row_hash_is_column_order_independent():
     assert len(set(splitting.row_hashes(table, ["a", "b"]).tolist())) == 3
 
 
-def test_the_examples_record_how_a_csv_was_read_for_the_model(tmp_path):
-    """The Examples' directory records the fields that meant missing (what the Trainer copies into the model, and
-    scoring reads a CSV with); Parquet input records its format only."""
-    (tmp_path / "sales.csv").write_text(SALES_CSV)
+def test_the_examples_record_how_the_data_was_read_for_the_model(tmp_path):
+    """The Examples' directory records what the Trainer copies into the model for scoring to read new data as this
+    was read: a CSV's fields that meant missing, and a CSV's or Parquet's boolean columns (stored as INT 1/0);
+    TFRecords hold neither fact."""
+    (tmp_path / "sales.csv").write_text("region,units,paid\nEU,3,True\nNA,-999,False\nEU,,True\n")
     out = str(tmp_path / "examples")
-    executor.run(str(tmp_path / "sales.csv"), out, splits="train:1", null_values=",-999", string_null_values=",NA")
-    assert examples.csv_null_text(out) == {"null_values": ["", "-999"], "string_null_values": ["", "NA"]}
+    metadata = executor.run(str(tmp_path / "sales.csv"), out, splits="train:1", null_values=",-999",
+                            string_null_values=",NA")
+    assert metadata["column_types"]["paid"] == "bool" and sorted(all_values(out, "paid")) == [0, 1, 1]
+    assert examples.reading_facts(out) == {"null_values": ["", "-999"], "string_null_values": ["", "NA"],
+                                           "boolean_columns": ["paid"]}
     assert layout.list_splits(out) == ["train"]
-    pq.write_table(pacsv.read_csv(str(tmp_path / "sales.csv")), str(tmp_path / "sales.parquet"))
+    pq.write_table(pa.table({"units": [3, 5], "paid": [True, None], "sold": [False, True]}),
+                   str(tmp_path / "sales.parquet"))
     executor.run(str(tmp_path / "sales.parquet"), str(tmp_path / "from-parquet"), splits="train:1")
-    assert examples.csv_null_text(str(tmp_path / "from-parquet")) == {}
-    assert json.load(open(os.path.join(str(tmp_path / "from-parquet"), layout.EXAMPLES_READING_FILE))) == {
-        "input_format": "parquet"}
+    assert examples.reading_facts(str(tmp_path / "from-parquet")) == {"boolean_columns": ["paid", "sold"]}
+    executor.run(os.path.join(out, "Split-train", "*"), str(tmp_path / "from-tfrecord"), splits="train:1")
+    assert json.load(open(os.path.join(str(tmp_path / "from-tfrecord"), layout.EXAMPLES_READING_FILE))) == {
+        "input_format": "tfrecord"}
+    assert examples.reading_facts(str(tmp_path / "from-tfrecord")) == {}

@@ -16,6 +16,7 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -165,7 +166,7 @@ def test_the_predictor_takes_booleans_and_nulls_the_model_imputes(cancer, tmp_pa
 
     from kubetfx.components.bulk_inferrer import executor as bulk_inferrer
     from kubetfx.components.common import tfmd
-    from kubetfx.components.predictor import schema_check
+    from kubetfx.components.predictor import schema_check, table_check
     from kubetfx.components.predictor.schema_check import RequestError
 
     row = cancer["new"].dropna().iloc[0].to_dict()
@@ -184,8 +185,28 @@ def test_the_predictor_takes_booleans_and_nulls_the_model_imputes(cancer, tmp_pa
             servable.rules.from_v2_json(body)
         with pytest.raises(RequestError, match="feature 'Visit Count': reserved for a missing value; send null"):
             servable.rules.from_instances([{**row, "Visit Count": feature_values.MISSING_INT64}])
-        # A model whose kubetfx_model.json has no `missing` key (exported before markers): nulls refused, as ever.
+        # Only the feature that was a boolean column in training takes booleans: true for Visit Count is a mistake.
         info = json.load(open(os.path.join(cancer["model"], layout.MODEL_INFO_FILE)))
+        assert info["boolean_columns"] == ["Smoker?"]
+        with pytest.raises(RequestError,
+                           match="^instance 0: feature 'Visit Count': expected an integer \\(got true\\)$"):
+            servable.rules.from_instances([{**row, "Visit Count": True}])
+        body["inputs"][0]["data"] = [row["Mean Radius (mm)"]] * 2
+        visits = next(entry for entry in body["inputs"] if entry["name"] == "Visit Count")
+        visits.update(datatype="BOOL", data=[True, False])
+        with pytest.raises(RequestError, match="^input 'Visit Count': datatype 'BOOL' does not match the feature type "
+                                               "int64; use INT"):
+            servable.rules.from_v2_json(body)
+        table = pa.table({name: pa.array([str(value)] * 2) for name, value in row.items()})
+        table = table.set_column(table.schema.get_field_index("Visit Count"), "Visit Count", pa.array(["True", "3"]))
+        _, good, reasons = table_check.check(servable.rules, table.to_batches()[0])
+        assert good.tolist() == [False, True]
+        assert reasons == {0: "feature 'Visit Count': expected an integer (got 'True')"}
+        # A model without the record (older kubetfx, TFRecord input): every INT feature takes booleans, as before.
+        unrecorded = schema_check.build(servable.spec.features,
+                                        {k: v for k, v in info.items() if k != "boolean_columns"})
+        assert unrecorded.from_instances([{**row, "Visit Count": True}])[0]["Visit Count"].tolist() == [1]
+        # A model whose kubetfx_model.json has no `missing` key (exported before markers): nulls refused, as ever.
         older = schema_check.build(servable.spec.features, {**info, "raw_features": [
             {k: v for k, v in entry.items() if k != "missing"} for entry in info["raw_features"]]})
         for name, why in (("Visit Count", "expected an integer"), ("Clinic", "expected a string")):

@@ -111,10 +111,11 @@ def split_files(examples_dir: str, split: str) -> list[str]:
     return files
 
 
-def csv_null_text(examples_dir: str) -> dict:
-    """The fields ExampleGen read as missing in the CSV behind an Examples artifact (``feature_values.NULL_TEXT_KEYS``
-    as ExampleGen recorded them in ``layout.EXAMPLES_READING_FILE``); {} for other input, or an artifact without
-    the record (written before it, or by another tool)."""
+def reading_facts(examples_dir: str) -> dict:
+    """What ExampleGen recorded of how it read the data behind an Examples artifact (``layout.EXAMPLES_READING_FILE``)
+    that the model keeps: the fields that meant missing in a CSV (``feature_values.NULL_TEXT_KEYS``) and the columns
+    that were booleans (``feature_values.BOOLEAN_COLUMNS_KEY``), each where recorded as a list of strings; {} for an
+    artifact without the record (written before it, or by another tool)."""
     import json
 
     from kubetfx.components.common import feature_values
@@ -124,9 +125,9 @@ def csv_null_text(examples_dir: str) -> dict:
             record = json.load(handle)
     except (OSError, ValueError):
         return {}
-    tokens = {key: record.get(key) for key in feature_values.NULL_TEXT_KEYS} if isinstance(record, dict) else {}
-    return tokens if all(isinstance(t, list) and all(isinstance(x, str) for x in t) for t in tokens.values()) \
-        and tokens else {}
+    keys = feature_values.NULL_TEXT_KEYS + (feature_values.BOOLEAN_COLUMNS_KEY,)
+    return {key: record[key] for key in keys if isinstance(record, dict) and isinstance(record.get(key), list)
+            and all(isinstance(value, str) for value in record[key])}
 
 
 def read_split_records(examples_dir: str, split: str) -> list[bytes]:

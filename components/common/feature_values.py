@@ -6,9 +6,12 @@ rule, so a value the predictor accepted as an INT is an INT to the monitor too.
 
 Booleans: ExampleGen's CSV reader reads a column of ``True``/``False`` (pyarrow's spellings below,
 case-sensitive) as a boolean column, and a boolean column (CSV or Parquet) is stored in the
-tf.Examples as int64 1/0 (``common.examples``): its feature is an INT. So an INT feature takes
-JSON ``true``/``false``, those spellings in text and a typed boolean column, as 1/0. A FLOAT feature
-never came from a boolean column (ExampleGen never makes one a float): it takes no boolean.
+tf.Examples as int64 1/0 (``common.examples``): its feature is an INT. So an INT feature that was a
+boolean column in training takes JSON ``true``/``false``, those spellings in text and a typed boolean
+column, as 1/0 (ExampleGen records its boolean columns and the model keeps them: ``BOOLEAN_COLUMNS_KEY``);
+any other INT feature refuses a boolean (``true`` for ``year`` is a client's mistake, not 1), except in
+a model that has no record (trained from TFRecords, or before the record), where every INT feature takes
+one. A FLOAT feature never came from a boolean column (ExampleGen never makes one a float): no boolean.
 
 Missing values: a null for an INT or string feature the transform graph imputes reaches the model's
 ``serving_raw`` signature as that feature's *missing marker* (kubetfx_model.json's ``raw_features``
@@ -34,6 +37,19 @@ STRING_NULL_TEXT = ("",)
 # Where ExampleGen was given other tokens (its null_values / string_null_values) for the CSV a model was trained
 # on, kubetfx_model.json records them under these keys, and scoring reads a CSV with them.
 NULL_TEXT_KEYS = ("null_values", "string_null_values")
+
+
+# kubetfx_model.json (and ExampleGen's reading record): the training data's columns ExampleGen read as booleans.
+BOOLEAN_COLUMNS_KEY = "boolean_columns"
+
+
+def boolean_columns(info: dict | None) -> frozenset | None:
+    """The columns a model's training data had as booleans (its INT features that take ``true``/``false``), as
+    recorded; None when not recorded (every INT feature takes them, as before the record)."""
+    recorded = (info or {}).get(BOOLEAN_COLUMNS_KEY)
+    if isinstance(recorded, list) and all(isinstance(name, str) for name in recorded):
+        return frozenset(recorded)
+    return None
 
 
 def null_text(info: dict | None) -> tuple[tuple[str, ...], tuple[str, ...]]:

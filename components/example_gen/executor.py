@@ -140,7 +140,7 @@ def run(input_uri: str, output_dir: str, *, splits=None, partition_column: str =
             futures += _write_split(pool, layout.split_dir(temp_dir, split), get, len(rows_idx), num_shards)
         bytes_written = sum(f.result() for f in futures)
         fileio.atomic_write(os.path.join(temp_dir, layout.EXAMPLES_READING_FILE),
-                            json.dumps(_reading_record(fmt, tokens), indent=2, sort_keys=True))
+                            json.dumps(_reading_record(fmt, tokens, column_types), indent=2, sort_keys=True))
 
     metadata = {
         layout.TFX_TYPE: "Examples",
@@ -171,12 +171,17 @@ def run(input_uri: str, output_dir: str, *, splits=None, partition_column: str =
     return metadata
 
 
-def _reading_record(input_format: str, tokens: MissingTokens) -> dict:
-    """What the Examples' directory keeps of how the input was read (``layout.EXAMPLES_READING_FILE``): the fields
-    that meant missing, for a CSV (the model records them; scoring a CSV then reads it as this one was read)."""
+def _reading_record(input_format: str, tokens: MissingTokens, column_types: dict) -> dict:
+    """What the Examples' directory keeps of how the input was read (``layout.EXAMPLES_READING_FILE``), for the
+    model to record and scoring to read new data as this was read: for a CSV, the fields that meant missing; for
+    a CSV or Parquet, the columns that were booleans (stored as INT 1/0: only those take true/false when scoring;
+    TFRecords hold no such fact)."""
     record = {"input_format": input_format}
     if input_format == "csv":
         record.update(zip(feature_values.NULL_TEXT_KEYS, (list(tokens.numeric), list(tokens.string))))
+    if input_format in ("csv", "parquet"):
+        record[feature_values.BOOLEAN_COLUMNS_KEY] = sorted(name for name, kind in column_types.items()
+                                                            if kind == str(pa.bool_()))
     return record
 
 

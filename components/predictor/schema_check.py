@@ -7,8 +7,9 @@ present, ``schema.pbtxt`` beside ``kubetfx_model.json`` (string domains, ``float
 
 * every feature present, no unknown feature (the label is named as such);
 * the right JSON type: numbers for float features, integers for int features (integral floats such
-  as ``3750.0`` are accepted, and ``true``/``false`` as 1/0: ExampleGen stores a boolean column as an
-  INT feature, ``common.feature_values``), strings for string features; no booleans for float features;
+  as ``3750.0`` are accepted, and ``true``/``false`` as 1/0 for a feature that was a boolean column in
+  training: ExampleGen stores one as an INT feature, ``common.feature_values``), strings for string
+  features; no booleans for float features;
 * strings inside the training domain when one is known;
 * no NaN/±Inf in float features (JSON ``null`` in a float feature means NaN), unless the predictor
   runs with ``allow_nan`` and the schema does not set ``disallow_nan``/``disallow_inf``; a feature
@@ -148,10 +149,11 @@ class _JsonTensor:
 class _Rule:
     """How one feature is checked and converted."""
 
-    __slots__ = ("name", "dtype", "np_dtype", "domain", "domain_bytes", "allow_nan", "allow_inf", "missing")
+    __slots__ = ("name", "dtype", "np_dtype", "domain", "domain_bytes", "allow_nan", "allow_inf", "missing",
+                 "booleans")
 
     def __init__(self, feature: Feature, domain=None, allow_nan: bool = False, allow_inf: bool = False,
-                 missing=None):
+                 missing=None, booleans: bool = True):
         self.name = feature.name
         self.dtype = feature.dtype
         self.np_dtype = _NP_DTYPES[feature.dtype]
@@ -160,6 +162,7 @@ class _Rule:
         self.allow_nan = allow_nan
         self.allow_inf = allow_inf
         self.missing = missing  # int/string: what a null is sent as (the model imputes it); None: null refused
+        self.booleans = booleans and feature.dtype == "int64"  # true/false taken as 1/0 (a boolean column's feature)
 
 
 class RequestSchema:
@@ -254,7 +257,8 @@ class RequestSchema:
         if rule.dtype == "int64":
             if kinds != {int}:
                 for index, value in enumerate(values):
-                    if (whole := feature_values.integral(value)) is None:
+                    whole = feature_values.integral(value) if rule.booleans or type(value) is not bool else None
+                    if whole is None:
                         raise self._value_error(index, rule, value, "expected an integer")
                     values[index] = whole
             try:
@@ -354,7 +358,7 @@ class RequestSchema:
 
     def _v2_column(self, rule: _Rule, infer_input) -> np.ndarray:
         datatype = (infer_input.datatype or "").upper()
-        accepted = _ACCEPTED_V2[rule.dtype]
+        accepted = _INT_V2 if rule.dtype == "int64" and not rule.booleans else _ACCEPTED_V2[rule.dtype]
         if datatype not in accepted:
             raise RequestError(f"input '{rule.name}': datatype {_quoted(datatype) if datatype else '(none)'} does "
                                f"not match the feature type {rule.dtype}; use {' or '.join(accepted)}")
@@ -420,6 +424,7 @@ def build(features: list[Feature], info: dict | None = None, schema_path: str | 
         domains, nan_rules, label = _schema_rules(schema_path)
         source = f"signature + {schema_path}"
     declared = {str(f.get("name")): f for f in info.get("raw_features") or [] if isinstance(f, dict)}
+    booleans = feature_values.boolean_columns(info)  # None: not recorded, every INT feature takes them
     rules = []
     for feature in features:
         extra = declared.get(feature.name, {})
@@ -430,6 +435,7 @@ def build(features: list[Feature], info: dict | None = None, schema_path: str | 
         rules.append(_Rule(feature, [str(v) for v in domain] if domain else None,
                            allow_nan=bool(extra.get("allow_nan", allow_nan)) and not disallow_nan,
                            allow_inf=allow_nan and not disallow_inf,
-                           missing=feature_values.missing_marker(feature.dtype, extra)))
+                           missing=feature_values.missing_marker(feature.dtype, extra),
+                           booleans=booleans is None or feature.name in booleans))
     return RequestSchema(rules, label=str(info.get("label") or label), source=source,
                          null_text=feature_values.null_text(info))

@@ -3,9 +3,9 @@
 Same rules as a request (``schema_check.RequestSchema``: the feature's type, the training domain
 of strings, no NaN/±Inf unless allowed), the same words in the reasons, but per row and
 vectorized: a bad row is set aside with its reason instead of failing the batch. Columns may
-arrive as text (CSV read as strings: numbers are parsed here, and for an INT feature the
-true/false spellings ExampleGen reads as a boolean column, as 1/0), typed (Parquet; a boolean
-column for an INT feature is 1/0) or as one-value lists (decoded tf.Examples). A feature missing
+arrive as text (CSV read as strings: numbers are parsed here, and for an INT feature that was a
+boolean column in training the true/false spellings ExampleGen reads as one, as 1/0), typed (Parquet;
+a boolean column for such a feature is 1/0) or as one-value lists (decoded tf.Examples). A feature missing
 from the table makes every row bad. A null (a blank cell, a missing-value token, an absent
 tf.Example feature; for text also ExampleGen's string_null_values, by default the empty field) in an int or string
 feature the model imputes (a ``missing`` marker in ``raw_features``) is sent as that marker, so the
@@ -148,7 +148,7 @@ def check(rules: RequestSchema, batch: pa.RecordBatch) -> tuple[dict, np.ndarray
             converted[rule.name] = text if rule.missing is None else \
                 pc.if_else(pa.array(is_null), pa.scalar(rule.missing, pa.string()), text)
             continue
-        values, is_null, not_number = _numbers(column, booleans=rule.dtype == "int64", null_text=rules.number_null_text)
+        values, is_null, not_number = _numbers(column, booleans=rule.booleans, null_text=rules.number_null_text)
         if rule.dtype == "int64":
             imputed = is_null if rule.missing is not None else np.zeros(n, dtype=bool)  # sent as missing
             mark(not_number | (is_null & ~imputed), rule.name, shown, "expected an integer")

@@ -254,7 +254,7 @@ def run(examples_dir: str, schema_path: str, transform_graph_dir: str, transform
             "preprocessing_fn": preprocessing_fn if module_file else "default",
             "beam_pipeline_args": beam_args,
             "raw_examples": os.path.abspath(examples_dir),
-            **examples.csv_null_text(examples_dir),  # ExampleGen's missing-value fields, for the model's record
+            **examples.reading_facts(examples_dir),  # how ExampleGen read the data: the model records it
             "materialized": materialize,
             "package_versions": provenance.package_versions(VERSION_PACKAGES),
         }
