@@ -126,7 +126,7 @@ def batches(files: list[str], data_format: str, numbers=(),
     values are parsed as numbers in (the model's number features; ``null_text``: the fields that are null there,
     as ExampleGen read the training CSV), the others read as text."""
     numbers = frozenset(numbers)
-    reader = {"csv": lambda path: _csv_batches(path, numbers, tuple(null_text)), "parquet": _parquet_batches,
+    reader = {"csv": lambda path: _csv_batches(path, numbers, null_text), "parquet": _parquet_batches,
               "tfrecord": _tfrecord_batches}[data_format]
     for path in files:
         for batch in reader(path):

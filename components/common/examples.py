@@ -113,21 +113,17 @@ def split_files(examples_dir: str, split: str) -> list[str]:
 
 def reading_facts(examples_dir: str) -> dict:
     """What ExampleGen recorded of how it read the data behind an Examples artifact (``layout.EXAMPLES_READING_FILE``)
-    that the model keeps: the fields that meant missing in a CSV (``feature_values.NULL_TEXT_KEYS``) and the columns
-    that were booleans (``feature_values.BOOLEAN_COLUMNS_KEY``), each where recorded as a list of strings; {} for an
-    artifact without the record (written before it, or by another tool)."""
+    that the model keeps (``feature_values.reading_record``: a CSV's fields that meant missing, the boolean columns);
+    {} for an artifact without the record (written before it, or by another tool)."""
     import json
 
     from kubetfx.components.common import feature_values
 
     try:
         with open(os.path.join(examples_dir, layout.EXAMPLES_READING_FILE), encoding="utf-8") as handle:
-            record = json.load(handle)
+            return feature_values.reading_record(json.load(handle))
     except (OSError, ValueError):
         return {}
-    keys = feature_values.NULL_TEXT_KEYS + (feature_values.BOOLEAN_COLUMNS_KEY,)
-    return {key: record[key] for key in keys if isinstance(record, dict) and isinstance(record.get(key), list)
-            and all(isinstance(value, str) for value in record[key])}
 
 
 def read_split_records(examples_dir: str, split: str) -> list[bytes]:

@@ -41,24 +41,31 @@ NULL_TEXT_KEYS = ("null_values", "string_null_values")
 
 # kubetfx_model.json (and ExampleGen's reading record): the training data's columns ExampleGen read as booleans.
 BOOLEAN_COLUMNS_KEY = "boolean_columns"
+# Every fact of how ExampleGen read the training data that the model records (each a list of strings).
+READING_KEYS = NULL_TEXT_KEYS + (BOOLEAN_COLUMNS_KEY,)
+
+
+def reading_record(record: dict | None) -> dict:
+    """The ``READING_KEYS`` of ``record`` (ExampleGen's reading record, a transform summary, kubetfx_model.json) that
+    hold a list of strings, as recorded; the others left out."""
+    record = record if isinstance(record, dict) else {}
+    return {key: record[key] for key in READING_KEYS
+            if isinstance(record.get(key), list) and all(isinstance(value, str) for value in record[key])}
 
 
 def boolean_columns(info: dict | None) -> frozenset | None:
     """The columns a model's training data had as booleans (its INT features that take ``true``/``false``), as
     recorded; None when not recorded (every INT feature takes them, as before the record)."""
-    recorded = (info or {}).get(BOOLEAN_COLUMNS_KEY)
-    if isinstance(recorded, list) and all(isinstance(name, str) for name in recorded):
-        return frozenset(recorded)
-    return None
+    recorded = reading_record(info).get(BOOLEAN_COLUMNS_KEY)
+    return None if recorded is None else frozenset(recorded)
 
 
 def null_text(info: dict | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(number, text) fields that mean "missing" in CSV data scored by a model: what ExampleGen read its training
     CSV with, as recorded (``NULL_TEXT_KEYS``), else ExampleGen's defaults."""
-    info = info or {}
-    recorded = [info.get(key) for key in NULL_TEXT_KEYS]
-    return tuple(tuple(tokens) if isinstance(tokens, list) and all(isinstance(t, str) for t in tokens) else default
-                 for tokens, default in zip(recorded, (NUMBER_NULL_TEXT, STRING_NULL_TEXT)))
+    recorded = reading_record(info)
+    return tuple(tuple(recorded[key]) if key in recorded else default
+                 for key, default in zip(NULL_TEXT_KEYS, (NUMBER_NULL_TEXT, STRING_NULL_TEXT)))
 
 # What a missing INT/string value is sent to ``serving_raw`` as (the Trainer's export drops these in the graph).
 # A request or a table that gives one of them as a value is refused: it would silently mean "missing".

@@ -181,7 +181,7 @@ def _reading_record(input_format: str, tokens: MissingTokens, column_types: dict
         record.update(zip(feature_values.NULL_TEXT_KEYS, (list(tokens.numeric), list(tokens.string))))
     if input_format in ("csv", "parquet"):
         record[feature_values.BOOLEAN_COLUMNS_KEY] = sorted(name for name, kind in column_types.items()
-                                                            if kind == str(pa.bool_()))
+                                                            if kind == column_kind(pa.bool_()))
     return record
 
 

@@ -205,8 +205,7 @@ def run(examples_dir: str, transform_graph_dir: str, schema_path: str, model_dir
         info.setdefault("hyperparameters", hp)  # the built-in trainer's: the values it trained with
         # How ExampleGen read the training data (its CSV's missing-value fields, its boolean columns): scoring reads
         # new data the same way.
-        info.update({key: summary[key] for key in feature_values.NULL_TEXT_KEYS + (feature_values.BOOLEAN_COLUMNS_KEY,)
-                     if key in summary})
+        info.update(feature_values.reading_record(summary))
         info.update(
             module_file=module_file, run_fn=run_fn if module_file else "builtin", seed=seed,
             tuning=_tuning_record(tuned_config, tuning), train_steps=train_steps, eval_steps=eval_steps,
