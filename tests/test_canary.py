@@ -126,7 +126,7 @@ def experiment(tmp_path, stable_model: str, canary_model: str, artifacts, table,
     server = Server(["--model_repository", repository, "--model_name", MODEL, "--canary_percent", "50",
                      "--poll_interval_s", "0.3", "--prediction_log_dir", registry.prediction_log_dir(str(root))],
                     str(tmp_path / f"server-{seed}.log"))
-    labels, rounds = tmp_path / f"labels-{seed}.csv", []
+    labels, rounds, answered = tmp_path / f"labels-{seed}.csv", [], set()
     try:
         server.wait_ready()
         push_model(canary_model, repository, schema=schema, statistics=statistics)
@@ -139,6 +139,7 @@ def experiment(tmp_path, stable_model: str, canary_model: str, artifacts, table,
         for round_number in range(12):
             sent = send(server, penguin_traffic(table, 100, seed * 100 + round_number))
             assert {request["status"] for request in sent} == {200}
+            answered |= {request["body"]["model_version"] for request in sent}
             write_labels(labels, sent)
             assert cli.main(["monitor", MODEL, "--root", str(root), "--labels", str(labels)]) == 0
             latest = sorted(glob.glob(str(root / "monitor" / MODEL / "*")))[-1]
@@ -149,7 +150,6 @@ def experiment(tmp_path, stable_model: str, canary_model: str, artifacts, table,
                 break
         time.sleep(2.0)  # the predictor follows the rollout document at its next poll (every 0.3 s)
         after = {server.predict([instance])[1]["model_version"] for instance, _ in penguin_traffic(table, 40, seed + 1)}
-        answered = {r["body"]["model_version"] for r in sent}
     finally:
         server.stop()
     return {"rounds": rounds, "after": after, "answered_during": answered,
@@ -180,8 +180,12 @@ def test_an_equal_canary_waits_until_the_tests_length_then_is_promoted(tmp_path,
     run = experiment(tmp_path, good_model, good_model, penguin_pipeline_artifacts, penguins_table, seed=3)
     actions = [r["action"] for r in run["rounds"]]
     print("\nequal canary:", actions, run["rounds"][-1]["reason"])
-    assert actions[0] == canary.WAIT and "no difference shown yet" in run["rounds"][0]["reason"], run["rounds"][0]
     assert actions[-1] == canary.PROMOTE and set(actions[:-1]) == {canary.WAIT}, actions
+    # The predictor routes each 10-instance request at random: a first round may leave the canary under the minimum
+    # sample; what must hold back the promotion is the sequential test itself, before its planned length.
+    waits = [r["reason"] for r in run["rounds"][:-1]]
+    assert any("no difference shown yet" in reason for reason in waits), waits
+    assert all("no difference shown yet" in reason or "before any decision" in reason for reason in waits), waits
     assert "no worse than the stable version by more than 0.05 after the test's" in run["rounds"][-1]["reason"]
     assert run["after"] == {"2"}
 
