@@ -53,11 +53,16 @@ def _message(rng, n: int):
 
 
 @needs_native
-@pytest.mark.parametrize("n", [1, 7, 5000])
-def test_native_and_numpy_fills_give_the_same_framed_records_as_the_join(n, monkeypatch):
+@pytest.mark.parametrize("hardware", [True, False])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 5000])  # the instruction's CRCs go three records at a time
+def test_native_and_numpy_fills_give_the_same_framed_records_as_the_join(n, hardware, monkeypatch):
     rng = np.random.default_rng(n)
     message = _message(rng, n)
-    native = protolayout.layout(message, n, framed=True)
+    rowfill.set_hardware(hardware)
+    try:
+        native = protolayout.layout(message, n, framed=True)
+    finally:
+        rowfill.set_hardware(True)
     monkeypatch.setattr(protolayout, "_rowfill", None)
     numpy = protolayout.layout(message, n, framed=True)
     data, sizes = native.bytes()
@@ -86,6 +91,7 @@ def test_a_bad_call_is_a_value_error_not_a_crash():
         "bad kind": (*good[:4], [(3, np.zeros(8, np.uint8), None, 4)]),
         "groups not int32": (good[0], np.zeros(2, np.int64), *good[2:]),
         "index not int64": (*good[:4], [(1, np.zeros(8, np.uint8), np.array([0, 4], np.int32), 0)]),
+        "a scratch buffer smaller than a row": (np.zeros(19, np.uint8), *good[1:], lambda view: None),
     }
     for case, args in cases.items():
         with pytest.raises(ValueError):
@@ -93,3 +99,63 @@ def test_a_bad_call_is_a_value_error_not_a_crash():
         print("refused:", case)
     with pytest.raises((TypeError, BufferError)):
         rowfill.fill(b"read-only output!!!" * 2 + b"xx", *good[1:])
+    with pytest.raises(TypeError):
+        rowfill.fill(*good, "not a callable")
+
+
+@needs_native
+@pytest.mark.parametrize("chunk", [1, 300, 1 << 18])  # 1: one row a chunk (a chunk is never less than a row)
+def test_rows_written_to_a_file_in_chunks_are_the_rows_laid_out_whole(chunk, monkeypatch):
+    rng = np.random.default_rng(11)
+    message = _message(rng, 3001)
+    expected = tfrecord.encode_records(protolayout.joined(message, 3001).to_pylist())
+    monkeypatch.setattr(protolayout._FilledInOrder, "CHUNK_BYTES", chunk)  # noqa: SLF001
+    chunks = []
+
+    class File:
+        def write(self, view):
+            chunks.append(bytes(view))
+
+    protolayout.layout(message, 3001, framed=True).write_to(File())
+    assert b"".join(chunks) == expected
+    sizes = protolayout.layout(message, 3001, framed=True).bytes()[1]
+    room = max(chunk, int(sizes.max()))
+    assert set(np.cumsum([len(part) for part in chunks]).tolist()) <= set(np.cumsum(sizes).tolist())  # whole rows
+    assert max(len(part) for part in chunks) <= room and len(chunks) >= len(expected) // room
+
+
+@needs_native
+def test_a_failing_file_stops_the_chunked_write_with_its_error():
+    message = _message(np.random.default_rng(2), 5000)
+
+    class FullDisk:
+        calls = 0
+
+        def write(self, view):
+            FullDisk.calls += 1
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        protolayout.layout(message, 5000, framed=True).write_to(FullDisk())
+    assert FullDisk.calls == 1
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_batch_of_known_layouts_reuses_their_templates_and_gives_the_same_bytes(native, monkeypatch):
+    if not native:
+        monkeypatch.setattr(protolayout, "_rowfill", None)
+    elif rowfill is None:
+        pytest.skip("the native fill is not built (no C compiler at install)")
+    built = []
+    template = protolayout._template  # noqa: SLF001
+    monkeypatch.setattr(protolayout, "_template", lambda *args: built.append(1) or template(*args))
+    monkeypatch.setattr(protolayout, "_TEMPLATES", {})
+    # a new batch of the same rows (new arrays): no template built; then other rows, some layouts known, some new
+    for seed, expect_new in ((1, True), (1, False), (2, None)):
+        message = _message(np.random.default_rng(seed), 500)
+        built.clear()
+        rows = protolayout.layout(message, 500, framed=True)
+        assert expect_new is None or bool(built) == expect_new, built
+        expected = tfrecord.encode_records(protolayout.joined(message, 500).to_pylist())
+        assert bytes(rows.bytes()[0]) == expected
+        rows.release()

@@ -67,7 +67,7 @@ def _output_columns(spec, outputs: dict, class_names: list[str]) -> dict:
 
 class _Sinks:
     """The table, the PredictionLogs and the rejects, written batch by batch to temporary names. The logs are
-    encoded and framed on two threads, compressed in order on another (``prediction_logs.Writer``), the table
+    planned on two threads, filled and compressed in order on another (``prediction_logs.Writer``), the table
     built and written on a fourth (a :class:`background.Stage`), while the next batch is read, checked and scored."""
 
     def __init__(self, table_path: str, logs_path: str, rejects_path: str, table_format: str):

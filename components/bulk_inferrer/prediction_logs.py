@@ -147,8 +147,8 @@ def encode(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], model_
            signature_name: str, version: int | None = None, framed: bool = False):
     """One serialized PredictionLog per row (a ``pa.LargeBinaryArray``), laid out by ``protolayout`` where it can
     be. With ``framed``: (a call that writes the rows as TFRecords to a file, the record count); the call does
-    the last steps (the rows' order, giving the layout's buffer back), for :class:`Writer` to run on its own
-    thread."""
+    the last steps (with the C fill, the rows themselves, a cache-sized chunk at a time straight into the file's
+    compressor), for :class:`Writer` to run on its own thread."""
     n = len(next(iter(outputs.values())))
     log = message(inputs, outputs, model_name, signature_name, version)
     if not framed:
@@ -157,12 +157,7 @@ def encode(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], model_
     if rows is None:
         data = tfrecord.frame(protolayout.joined(log, n))
         return (lambda handle: handle.write(data)), n
-
-    def write_to(handle) -> None:
-        handle.write(rows.bytes()[0])
-        rows.release()
-
-    return write_to, n
+    return rows.write_to, n
 
 
 def _gzip_file(raw):
@@ -176,8 +171,8 @@ def _gzip_file(raw):
 
 class Writer:
     """Gzipped TFRecords of PredictionLogs, written as batches arrive (laid out by :func:`encode` with
-    ``framed``). Putting the rows in order, compressing and writing happen on a thread (zlib and ISA-L release
-    the GIL) while the next batch is encoded; at most two batches wait, so memory stays bounded whatever the
+    ``framed``). Writing the rows (or putting them in order), compressing and writing happen on a thread (the C
+    fill, zlib and ISA-L release the GIL) while the next batch is encoded; at most two batches wait, so memory stays bounded whatever the
     input's size."""
 
     def __init__(self, path: str):

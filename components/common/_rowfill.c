@@ -1,7 +1,9 @@
 /* protolayout's native fill: TFRecord-framed rows written in their order from per-group templates, CRCs in place.
  *
- * fill(out, group_of_row, templates, group_parts, sources) -> None
- *   out           writable bytes-like, exactly the rows' total size
+ * fill(out, group_of_row, templates, group_parts, sources[, write]) -> None
+ *   out           writable bytes-like, exactly the rows' total size; with ``write``, a scratch buffer at least as
+ *                 large as the largest row: filled with whole rows and handed to ``write`` (a memoryview it must
+ *                 take before returning, as a file's write does), again and again until every row is written
  *   group_of_row  int32 buffer, one group index per row (its length is the row count)
  *   templates     per group, a framed row (bytes): length, its masked CRC, the record with zeros where rows
  *                 differ, 4 bytes for the record's CRC
@@ -9,7 +11,7 @@
  *   sources       per varying part, (kind, data, index, stride): kind 0, row i at data[i * stride]; kind 1, row i
  *                 at data[index[i]]; kind 2, row i at data[index[i] * stride] (index: int64 buffers)
  * Every read is bounds-checked (ValueError); the loop runs without the GIL. The record CRC is CRC32C (SSE4.2's
- * instruction where the CPU has it, else slicing-by-8), masked as TFRecord masks it.
+ * instruction where the CPU has it, three records at a time, else slicing-by-8), masked as TFRecord masks it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -52,18 +54,44 @@ static uint32_t crc32c_software(const uint8_t *p, size_t n) {
 }
 
 #ifdef HAVE_SSE42_PATH
-__attribute__((target("sse4.2"))) static uint32_t crc32c_hardware(const uint8_t *p, size_t n) {
-    uint64_t crc = 0xFFFFFFFFu;
+/* The CRC32C register ``crc`` (not yet inverted at the end) run over n bytes. */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hardware_run(uint32_t crc, const uint8_t *p, size_t n) {
+    uint64_t wide = crc;
     while (n >= 8) {
         uint64_t word;
         memcpy(&word, p, 8);
-        crc = _mm_crc32_u64(crc, word);
+        wide = _mm_crc32_u64(wide, word);
         p += 8;
         n -= 8;
     }
-    uint32_t crc32 = (uint32_t)crc;
-    while (n--) crc32 = _mm_crc32_u8(crc32, *p++);
-    return crc32 ^ 0xFFFFFFFFu;
+    crc = (uint32_t)wide;
+    while (n--) crc = _mm_crc32_u8(crc, *p++);
+    return crc;
+}
+
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hardware(const uint8_t *p, size_t n) {
+    return crc32c_hardware_run(0xFFFFFFFFu, p, n) ^ 0xFFFFFFFFu;
+}
+
+/* Three records' CRC32Cs at once: the instruction's latency is three times its throughput, so three independent
+ * chains run in the time of one (a record of a few hundred bytes is one short chain). */
+__attribute__((target("sse4.2"))) static void crc32c_hardware3(const uint8_t *const p[3], const size_t n[3],
+                                                              uint32_t out[3]) {
+    uint64_t a = 0xFFFFFFFFu, b = 0xFFFFFFFFu, c = 0xFFFFFFFFu;
+    size_t common = n[0] < n[1] ? n[0] : n[1];
+    common = (common < n[2] ? common : n[2]) & ~(size_t)7;
+    for (size_t i = 0; i < common; i += 8) {
+        uint64_t x, y, z;
+        memcpy(&x, p[0] + i, 8);
+        memcpy(&y, p[1] + i, 8);
+        memcpy(&z, p[2] + i, 8);
+        a = _mm_crc32_u64(a, x);
+        b = _mm_crc32_u64(b, y);
+        c = _mm_crc32_u64(c, z);
+    }
+    out[0] = crc32c_hardware_run((uint32_t)a, p[0] + common, n[0] - common) ^ 0xFFFFFFFFu;
+    out[1] = crc32c_hardware_run((uint32_t)b, p[1] + common, n[1] - common) ^ 0xFFFFFFFFu;
+    out[2] = crc32c_hardware_run((uint32_t)c, p[2] + common, n[2] - common) ^ 0xFFFFFFFFu;
 }
 #endif
 
@@ -75,6 +103,24 @@ static uint32_t crc32c(const uint8_t *p, size_t n) {
 }
 
 static uint32_t masked(uint32_t crc) { return ((crc >> 15) | (crc << 17)) + 0xA282EAD8u; }
+
+/* The masked CRC of each framed row (12 bytes of length and its CRC, the record, 4 bytes for the record's CRC)
+ * written into its last 4 bytes; ``count`` rows of 1-3, three at once on the hardware path. */
+static void put_record_crcs(uint8_t *const rows[3], const size_t sizes[3], int count) {
+    uint32_t crcs[3];
+#ifdef HAVE_SSE42_PATH
+    if (use_hardware && count == 3) {
+        const uint8_t *records[3] = {rows[0] + 12, rows[1] + 12, rows[2] + 12};
+        const size_t lengths[3] = {sizes[0] - 16, sizes[1] - 16, sizes[2] - 16};
+        crc32c_hardware3(records, lengths, crcs);
+    } else
+#endif
+        for (int k = 0; k < count; k++) crcs[k] = crc32c(rows[k] + 12, sizes[k] - 16);
+    for (int k = 0; k < count; k++) {
+        uint32_t crc = masked(crcs[k]);
+        memcpy(rows[k] + sizes[k] - 4, &crc, 4); /* x86/ARM: little-endian, as TFRecord writes it */
+    }
+}
 
 typedef struct {
     int kind;
@@ -205,18 +251,62 @@ static const uint8_t *source_row(const Source *s, Py_ssize_t row, Py_ssize_t wid
     return (const uint8_t *)s->data.buf + at;
 }
 
+/* Rows from ``*row_io`` on written at ``out``: all of them, or (``chunked``) as many as fit in ``room``; returns the
+ * bytes written, advances ``*row_io`` past them and sets ``*failure`` on a bad row. Runs without the GIL. */
+static Py_ssize_t write_rows(uint8_t *out, Py_ssize_t room, Py_ssize_t *row_io, Py_ssize_t n, const int32_t *group_ids,
+                             const Group *groups, Py_ssize_t n_groups, const Source *sources, int chunked,
+                             const char **failure) {
+    uint8_t *position = out, *end = out + room;
+    uint8_t *pending[3];
+    size_t pending_sizes[3];
+    int n_pending = 0;
+    Py_ssize_t row = *row_io;
+    for (; row < n && !*failure; row++) {
+        int32_t id = group_ids[row];
+        if (id < 0 || id >= n_groups) { *failure = "a row's group is out of range"; break; }
+        const Group *group = &groups[id];
+        if (end - position < group->size) {
+            if (!chunked || position == out) *failure = "the output is smaller than the rows";
+            break;
+        }
+        memcpy(position, group->bytes, group->size);
+        for (Py_ssize_t k = 0; k < group->n_parts; k++) {
+            const Part *part = &group->parts[k];
+            const uint8_t *from = source_row(&sources[part->source], row, part->width);
+            if (!from) { *failure = "a row's bytes lie outside its source"; break; }
+            memcpy(position + part->start, from, part->width);
+        }
+        if (*failure) break;
+        pending[n_pending] = position;
+        pending_sizes[n_pending++] = (size_t)group->size;
+        if (n_pending == 3) {
+            put_record_crcs(pending, pending_sizes, 3);
+            n_pending = 0;
+        }
+        position += group->size;
+    }
+    if (n_pending) put_record_crcs(pending, pending_sizes, n_pending);
+    *row_io = row;
+    return position - out;
+}
+
 static PyObject *fill(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *out_obj, *groups_obj, *templates, *group_parts, *sources_obj, *keep = NULL;
-    if (!PyArg_ParseTuple(args, "OOOOO", &out_obj, &groups_obj, &templates, &group_parts, &sources_obj)) return NULL;
+    PyObject *out_obj, *groups_obj, *templates, *group_parts, *sources_obj, *write = Py_None, *keep = NULL;
+    if (!PyArg_ParseTuple(args, "OOOOO|O", &out_obj, &groups_obj, &templates, &group_parts, &sources_obj, &write))
+        return NULL;
     Py_buffer out = {0}, group_of_row = {0};
     Source *sources = NULL;
     Group *groups = NULL;
     Py_ssize_t n_sources = 0, n_groups = 0;
     PyObject *result = NULL;
     const char *failure = NULL;
-    Py_ssize_t failed_row = -1;
+    Py_ssize_t row = 0, written = 0;
 
+    if (write != Py_None && !PyCallable_Check(write)) {
+        PyErr_SetString(PyExc_TypeError, "write: expected a callable");
+        return NULL;
+    }
     if (PyObject_GetBuffer(out_obj, &out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return NULL;
     if (PyObject_GetBuffer(groups_obj, &group_of_row, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto done;
     const char *format = group_of_row.format ? group_of_row.format : "B";
@@ -229,28 +319,29 @@ static PyObject *fill(PyObject *self, PyObject *args) {
 
     Py_ssize_t n = group_of_row.len / (Py_ssize_t)sizeof(int32_t);
     const int32_t *group_ids = group_of_row.buf;
-    Py_BEGIN_ALLOW_THREADS
-    uint8_t *position = out.buf, *end = (uint8_t *)out.buf + out.len;
-    for (Py_ssize_t row = 0; row < n && !failure; row++) {
-        int32_t id = group_ids[row];
-        if (id < 0 || id >= n_groups) { failure = "a row's group is out of range"; failed_row = row; break; }
-        const Group *group = &groups[id];
-        if (end - position < group->size) { failure = "the output is smaller than the rows"; failed_row = row; break; }
-        memcpy(position, group->bytes, group->size);
-        for (Py_ssize_t k = 0; k < group->n_parts; k++) {
-            const Part *part = &group->parts[k];
-            const uint8_t *from = source_row(&sources[part->source], row, part->width);
-            if (!from) { failure = "a row's bytes lie outside its source"; failed_row = row; break; }
-            memcpy(position + part->start, from, part->width);
+    if (write == Py_None) {
+        Py_BEGIN_ALLOW_THREADS
+        written = write_rows(out.buf, out.len, &row, n, group_ids, groups, n_groups, sources, 0, &failure);
+        Py_END_ALLOW_THREADS
+        if (!failure && written != out.len) failure = "the output is larger than the rows";
+    } else {
+        /* ``out`` is a scratch buffer: filled with whole rows, handed to ``write`` (which must take the bytes before
+         * it returns, as a file's write does), filled again: the rows stay in the cache for the compressor. */
+        while (row < n && !failure) {
+            Py_BEGIN_ALLOW_THREADS
+            written = write_rows(out.buf, out.len, &row, n, group_ids, groups, n_groups, sources, 1, &failure);
+            Py_END_ALLOW_THREADS
+            if (failure) break;
+            PyObject *view = PyMemoryView_FromMemory(out.buf, written, PyBUF_READ);
+            if (!view) goto done;
+            PyObject *answer = PyObject_CallOneArg(write, view);
+            Py_DECREF(view);
+            if (!answer) goto done;
+            Py_DECREF(answer);
         }
-        uint32_t crc = masked(crc32c(position + 12, group->size - 16));
-        memcpy(position + group->size - 4, &crc, 4); /* x86/ARM: little-endian, as TFRecord writes it */
-        position += group->size;
     }
-    if (!failure && position != end) failure = "the output is larger than the rows";
-    Py_END_ALLOW_THREADS
     if (failure) {
-        PyErr_Format(PyExc_ValueError, "%s (row %zd)", failure, failed_row);
+        PyErr_Format(PyExc_ValueError, "%s (row %zd)", failure, row);
         goto done;
     }
     result = Py_None;
@@ -295,7 +386,8 @@ static PyObject *set_hardware(PyObject *self, PyObject *arg) {
 }
 
 static PyMethodDef methods[] = {
-    {"fill", fill, METH_VARARGS, "Framed rows from per-group templates and their varying parts, in row order."},
+    {"fill", fill, METH_VARARGS, "Framed rows from per-group templates and their varying parts, in row order "
+                                 "(into one buffer, or in chunks to a write callable)."},
     {"crc32c", crc32c_py, METH_O, "CRC32C of a bytes-like object (unmasked)."},
     {"set_hardware", set_hardware, METH_O, "Use SSE4.2's CRC32C where the CPU has it (True) or the table; "
                                            "returns whether the instruction is used."},

@@ -10,7 +10,8 @@ varying bytes copied into fixed columns: a few numpy slice copies per group inst
 part for every row. It can frame the rows as TFRecords in the same matrix (the length and its CRC are
 the group's too); both give the bytes :func:`joined` gives. Framed rows are written in their order by the native
 fill (``_rowfill``, C: each row its group's template, its own bytes copied in, the record's CRC32C) where it was
-built, else by numpy, group by group, and put back in order.
+built -- to a file a cache-sized chunk at a time, so that the compressor reads them from the cache and no batch is
+held whole -- else by numpy, group by group, and put back in order. Group templates are built once per process.
 """
 
 from __future__ import annotations
@@ -242,12 +243,11 @@ def _measure(part, sizes: dict) -> int:
     return sizes[id(part)]
 
 
-def _template(message, columns: dict, first: int, framed: bool) -> tuple[np.ndarray, list]:
-    """The row template of the group of row ``first`` (every constant and length header; with ``framed`` the
-    TFRecord length and its CRC before the record, 4 bytes for the record's CRC after it) and its per-row parts
-    as (start, width, column key)."""
-    sizes = {key: column.width if column.lengths is None else int(column.lengths[first])
-             for key, column in columns.items()}
+def _template(message, sizes: dict, framed: bool) -> tuple[np.ndarray, list]:
+    """The row template of a group whose per-row parts have the ``sizes`` (by column key): every constant and length
+    header (with ``framed`` the TFRecord length and its CRC before the record, 4 bytes for the record's CRC after
+    it), and its per-row parts as (start, width, column key)."""
+    sizes = dict(sizes)
     record_size = _measure(message, sizes)
     prefix = _RECORD_START if framed else 0
     template, varying = bytearray(prefix + record_size + (4 if framed else 0)), []
@@ -256,6 +256,44 @@ def _template(message, columns: dict, first: int, framed: bool) -> tuple[np.ndar
         length = record_size.to_bytes(8, "little")
         template[:12] = length + tfrecord.masked_crc(length).to_bytes(4, "little")
     return np.frombuffer(bytes(template), dtype=np.uint8), varying
+
+
+def _shape(message, number: dict):
+    """The message's structure, its per-row parts by their number: the same for every batch of one model's rows
+    whose constant parts are the same."""
+    if isinstance(message, bytes):
+        return message
+    if isinstance(message, tuple):
+        return ("(",) + tuple(_shape(child, number) for child in message)
+    if isinstance(message, Delimited):
+        return ("D", message.tag, _shape(message.parts, number))
+    return number[id(message)]
+
+
+_TEMPLATES: dict = {}  # (a message's _shape, its per-row parts' sizes, framed) -> (template, [(start, width, number)])
+_TEMPLATES_KEPT = 4096
+
+
+def _templates(message, columns: dict, firsts: list[int], framed: bool) -> list[tuple[np.ndarray, list]]:
+    """:func:`_template` of each group, given by its first row, its per-row parts by their column's number (the
+    order of ``columns``). A model's batches repeat their groups: each template is built once per process (walking
+    the message for every group of every batch cost a quarter of the encoding)."""
+    keys = list(columns)
+    number = {key: index for index, key in enumerate(keys)}
+    shape = _shape(message, number)
+    templates = []
+    for first in firsts:
+        sizes = tuple(column.width if column.lengths is None else int(column.lengths[first])
+                      for column in columns.values())
+        found = _TEMPLATES.get((shape, sizes, framed))
+        if found is None:
+            template, varying = _template(message, zip(keys, sizes), framed)
+            found = template, [(start, width, number[key]) for start, width, key in varying]
+            if len(_TEMPLATES) >= _TEMPLATES_KEPT:
+                _TEMPLATES.clear()
+            _TEMPLATES[(shape, sizes, framed)] = found
+        templates.append(found)
+    return templates
 
 
 def _fill(matrix: np.ndarray, template: np.ndarray, varying: list, columns: dict, rows: np.ndarray | None,
@@ -332,6 +370,11 @@ class Layout:
             _BUFFERS.give_back(self._buffer)
             self._buffer = self.data = self.matrices = None
 
+    def write_to(self, handle) -> None:
+        """The rows written to a file (``handle.write``), then the buffer given back."""
+        handle.write(self.bytes()[0])
+        self.release()
+
     def bytes(self) -> tuple[np.ndarray, np.ndarray]:
         """(the rows' bytes one after another, each row's size)."""
         if self._sizes is not None:
@@ -355,25 +398,52 @@ def _source(column) -> tuple:
     return 1, column.data, np.ascontiguousarray(column.first, dtype=np.int64), 0
 
 
+class _FilledInOrder(Layout):
+    """Framed rows the native fill writes in their order when asked: into one buffer (:meth:`bytes`) or, a chunk at a
+    time, straight to a file (:meth:`write_to`: the rows are compressed while they are in the cache, and never held
+    whole). Until then it keeps the plan: per group a template, and the columns the rows' own bytes come from."""
+
+    CHUNK_BYTES = 1 << 18  # written rows handed to the file at a time: a part of a core's L2 cache
+
+    def __init__(self, plan: tuple, n: int, sizes: np.ndarray):
+        super().__init__([], [], None, n, True)
+        self._plan, self._row_sizes, self._fill = plan, sizes, _rowfill.fill
+
+    def bytes(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._sizes is None:
+            size = int(self._row_sizes.sum())
+            self._buffer = _BUFFERS.get(size)
+            self.data, self._sizes = self._buffer[:size], self._row_sizes
+            self._fill(self.data, *self._plan)
+        return self.data, self._sizes
+
+    def write_to(self, handle) -> None:
+        if self._sizes is not None:  # laid out whole already
+            super().write_to(handle)
+            return
+        size = max(self.CHUNK_BYTES, int(self._row_sizes.max(initial=0)))
+        scratch = _BUFFERS.get(size)
+        try:
+            self._fill(scratch[:size], *self._plan, handle.write)
+        finally:
+            _BUFFERS.give_back(scratch)
+        self._plan = None
+
+
 def _framed_in_order(message, columns: dict, varying: list, n: int) -> Layout | None:
     """Framed rows written in their order by the native fill: per group a template and where its rows' own bytes go."""
     found = _group_of_rows(varying, n) if varying else (np.zeros(n, dtype=np.int32), 1)
     if found is None:
         return None
     group_of_row, count = found
-    keys = list(columns)
-    number = {key: index for index, key in enumerate(keys)}
+    firsts = [int(np.argmax(group_of_row == group)) for group in range(count)] if count > 1 else [0]
     templates, parts = [], []
-    for group in range(count):
-        template, where = _template(message, columns, int(np.argmax(group_of_row == group)) if count > 1 else 0, True)
+    for template, where in _templates(message, columns, firsts, True):
         templates.append(template.tobytes())
-        parts.append([(start, width, number[key]) for start, width, key in where])
+        parts.append(where)
     sizes = np.array([len(template) for template in templates], dtype=np.int64)[group_of_row]
-    size = int(sizes.sum())
-    buffer = _BUFFERS.get(size)
-    data = buffer[:size]
-    _rowfill.fill(data, group_of_row, templates, parts, [_source(columns[key]) for key in keys])
-    return Layout([], [], data, n, True, buffer, sizes)
+    return _FilledInOrder((group_of_row, templates, parts, [_source(column) for column in columns.values()]), n,
+                          sizes)
 
 
 def fill_engine() -> str:
@@ -395,7 +465,9 @@ def layout(message, n: int, framed: bool = False) -> Layout | None:
         return None
     if len(groups) == 1:
         groups = [None]
-    templates = [_template(message, columns, 0 if rows is None else int(rows[0]), framed) for rows in groups]
+    keys = list(columns)
+    templates = [(template, [(start, width, keys[index]) for start, width, index in where]) for template, where in
+                 _templates(message, columns, [0 if rows is None else int(rows[0]) for rows in groups], framed)]
     counts = [n if rows is None else len(rows) for rows in groups]
     size = sum(count * len(template) for count, (template, _) in zip(counts, templates))
     buffer = _BUFFERS.get(size) if framed else np.empty(size, dtype=np.uint8)

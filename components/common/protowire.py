@@ -18,8 +18,12 @@ def from_lengths(lengths: np.ndarray, data: np.ndarray) -> pa.Array:
 
 
 def varint_sizes(values: np.ndarray) -> np.ndarray:
+    """Each value's varint size (1-10 bytes): one comparison per byte the largest value needs."""
     sizes = np.ones(len(values), dtype=np.int64)
+    largest = int(values.max()) if len(values) else 0
     for i in range(1, 10):
+        if largest < 1 << (7 * i):
+            break
         sizes += values >= np.uint64(1 << (7 * i))
     return sizes
 
