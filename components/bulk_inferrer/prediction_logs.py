@@ -172,8 +172,8 @@ def _gzip_file(raw):
 class Writer:
     """Gzipped TFRecords of PredictionLogs, written as batches arrive (laid out by :func:`encode` with
     ``framed``). Writing the rows (or putting them in order), compressing and writing happen on a thread (the C
-    fill, zlib and ISA-L release the GIL) while the next batch is encoded; at most two batches wait, so memory stays bounded whatever the
-    input's size."""
+    fill, zlib and ISA-L release the GIL) while the next batch is encoded; at most two batches wait, so memory
+    stays bounded whatever the input's size."""
 
     def __init__(self, path: str):
         from kubetfx.components.common import background

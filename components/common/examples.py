@@ -4,12 +4,13 @@ Uses tfx-bsl's C++ coders, so no TensorFlow import is needed.
 """
 
 import glob
+import json
 import os
 
 import numpy as np
 import pyarrow as pa
 
-from kubetfx.components.common import layout, tfrecord
+from kubetfx.components.common import feature_values, layout, tfrecord
 from kubetfx.components.common.protowire import (constant as _constant, delimited as _delimited,
                                                  from_lengths as _from_lengths, join as _join, varints as _varints)
 from kubetfx.components.common.errors import InputDataError
@@ -115,10 +116,6 @@ def reading_facts(examples_dir: str) -> dict:
     """What ExampleGen recorded of how it read the data behind an Examples artifact (``layout.EXAMPLES_READING_FILE``)
     that the model keeps (``feature_values.reading_record``: a CSV's fields that meant missing, the boolean columns);
     {} for an artifact without the record (written before it, or by another tool)."""
-    import json
-
-    from kubetfx.components.common import feature_values
-
     try:
         with open(os.path.join(examples_dir, layout.EXAMPLES_READING_FILE), encoding="utf-8") as handle:
             return feature_values.reading_record(json.load(handle))

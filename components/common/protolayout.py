@@ -296,14 +296,14 @@ def _templates(message, columns: dict, firsts: list[int], framed: bool) -> list[
     return templates
 
 
-def _fill(matrix: np.ndarray, template: np.ndarray, varying: list, columns: dict, rows: np.ndarray | None,
+def _fill(matrix: np.ndarray, template: np.ndarray, varying: list, columns: list, rows: np.ndarray | None,
           framed: bool) -> None:
-    """The group's rows (all rows: None) into ``matrix``: the template, the per-row bytes copied into their columns;
-    ``framed``: each record's CRC, from the template's and the bytes copied in (:class:`tfrecord.RowCrcs`)."""
+    """The group's rows (all rows: None) into ``matrix``: the template, the per-row bytes copied into their columns
+    (``varying``: (start, width, the column's number in ``columns``)); ``framed``: each record's CRC, from the template's and the bytes copied in (:class:`tfrecord.RowCrcs`)."""
     matrix[:] = template
     crcs = tfrecord.RowCrcs(template[_RECORD_START:-4].tobytes(), len(matrix)) if framed else None
-    for start, width, key in varying:
-        column = columns[key]
+    for start, width, number in varying:
+        column = columns[number]
         if crcs is not None and isinstance(column, _Chosen):  # each distinct value's CRC part once
             crcs.add_choice(start - _RECORD_START, column.matrix[:, :width],
                             column.codes if rows is None else column.codes[rows])
@@ -465,17 +465,15 @@ def layout(message, n: int, framed: bool = False) -> Layout | None:
         return None
     if len(groups) == 1:
         groups = [None]
-    keys = list(columns)
-    templates = [(template, [(start, width, keys[index]) for start, width, index in where]) for template, where in
-                 _templates(message, columns, [0 if rows is None else int(rows[0]) for rows in groups], framed)]
+    templates = _templates(message, columns, [0 if rows is None else int(rows[0]) for rows in groups], framed)
     counts = [n if rows is None else len(rows) for rows in groups]
     size = sum(count * len(template) for count, (template, _) in zip(counts, templates))
     buffer = _BUFFERS.get(size) if framed else np.empty(size, dtype=np.uint8)
     data = buffer[:size]
-    matrices, start = [], 0
+    matrices, start, numbered = [], 0, list(columns.values())
     for rows, count, (template, parts) in zip(groups, counts, templates):
         matrix = data[start:start + count * len(template)].reshape(count, len(template))
-        _fill(matrix, template, parts, columns, rows, framed)
+        _fill(matrix, template, parts, numbered, rows, framed)
         matrices.append(matrix)
         start += matrix.size
     return Layout([] if groups == [None] else groups, matrices, data, n, framed, buffer if framed else None)
