@@ -99,6 +99,17 @@ def test_same_values_split_alike_from_csv_and_parquet(tmp_path, penguins_table, 
     assert decoded_rows(str(tmp_path / "csv"), "eval") == decoded_rows(str(tmp_path / "parquet"), "eval")
 
 
+def test_a_pandas_category_column_in_parquet_is_stored_as_its_values(tmp_path, penguins_table, penguins_csv):
+    """pandas writes a ``category`` column as an Arrow dictionary; the Examples hold its values, as from the CSV."""
+    frame = penguins_table.to_pandas().astype({"island": "category", "sex": "category"})
+    frame.to_parquet(tmp_path / "categories.parquet", index=False)
+    assert pa.types.is_dictionary(pq.read_schema(tmp_path / "categories.parquet").field("island").type)
+    from_parquet = executor.run(str(tmp_path / "categories.parquet"), str(tmp_path / "parquet"))
+    from_csv = executor.run(penguins_csv, str(tmp_path / "csv"))
+    assert from_parquet["column_types"]["island"] == from_csv["column_types"]["island"]
+    assert decoded_rows(str(tmp_path / "csv"), "eval") == decoded_rows(str(tmp_path / "parquet"), "eval")
+
+
 def test_missing_values_become_absent_features(tmp_path, penguins_raw_table):
     path = write_csv(str(tmp_path / "raw.csv"), penguins_raw_table)
     out = str(tmp_path / "examples")

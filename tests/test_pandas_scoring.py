@@ -141,7 +141,8 @@ def test_new_rows_written_like_the_training_csv_are_all_scored(cancer, tmp_path)
     as_ints = new.assign(**{"Smoker?": new["Smoker?"].astype(int)})
     as_ints.to_csv(tmp_path / "ints.csv", index=False)
     new.to_parquet(tmp_path / "typed.parquet", index=False)  # a typed bool column
-    for name in ("ints.csv", "typed.parquet"):
+    new.astype({"Clinic": "category"}).to_parquet(tmp_path / "categories.parquet", index=False)  # a dictionary column
+    for name in ("ints.csv", "typed.parquet", "categories.parquet"):
         out = str(tmp_path / f"scored-{name}.parquet")
         counts = bulk_inferrer.predict_to_file(cancer["model"], str(tmp_path / name), out)
         assert counts["rejected"] == 0, (name, counts)

@@ -241,9 +241,13 @@ def _read_parquet(path: str, data: bytes) -> pa.Table:
     if not data:
         raise InputDataError(f"{path} is empty (0 bytes)")
     try:
-        return pq.read_table(pa.BufferReader(data))
+        table = pq.read_table(pa.BufferReader(data))
     except pa.ArrowException as err:
         raise InputDataError(f"{path}: not a readable Parquet file ({err})") from None
+    for index, field in enumerate(table.schema):  # a pandas category: its values, as TFX's Parquet reader gives them
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(index, field.name, table.column(index).cast(field.type.value_type))
+    return table
 
 
 def _unify(tables: list[tuple[str, pa.Table]]) -> pa.Table:

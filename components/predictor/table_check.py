@@ -28,7 +28,10 @@ _NUMBER = r"^\s*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)\s*$"
 
 
 def scalar(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """A one-value-per-row array from a list column (decoded tf.Examples); rows with more values are bad."""
+    """A one-value-per-row array from a list column (decoded tf.Examples) or a dictionary one (a pandas category
+    in Parquet: its values); rows with more values are bad."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
     if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
         return column, np.zeros(len(column), dtype=bool)
     lengths = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False)
